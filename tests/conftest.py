@@ -1,0 +1,36 @@
+"""Shared test fixtures.
+
+``shared_path`` finds ``../shared`` beside the project. Tests that need it skip with a clear reason
+when it is absent, and fail instead when the environment variable ``CI`` is set (CI always has it).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("TREADMILL_SHARED", PROJECT_ROOT.parent / "shared"))
+
+
+def shared_path(rel: str) -> Path:
+    """Return ``../shared/<rel>``; skip (or fail under CI) when it is missing."""
+    p = SHARED / rel
+    if not p.exists():
+        msg = (
+            f"{p} is missing: these tests read the reference data in ../shared beside the project "
+            "(set TREADMILL_SHARED to point elsewhere)."
+        )
+        if os.environ.get("CI"):
+            pytest.fail(msg + " CI must have ../shared.")
+        pytest.skip(msg)
+    return p
+
+
+@pytest.fixture
+def data_dir(tmp_path, monkeypatch):
+    """A fresh, empty data directory set as RESEARCH_DATA_DIR for the test."""
+    d = tmp_path / "data"
+    monkeypatch.setenv("RESEARCH_DATA_DIR", str(d))
+    return d
