@@ -1,0 +1,183 @@
+"""DuckDB query layer: one view per lake table, and named queries from ``queries/*.sql``.
+
+A named query is a ``.sql`` file whose header declares its parameters::
+
+    -- Per-hour panel for one instrument.
+    -- param symbol: instrument, e.g. BTCUSDT
+    -- param start: first hour, UTC, inclusive [default: 1970-01-01]
+
+and whose body uses them as DuckDB named parameters (``$symbol``). Values are always bound by DuckDB,
+never formatted into the SQL. ``{{ other_query }}`` in a body is replaced by the body of
+``queries/other_query.sql`` (trusted SQL from the repository, never a value), so one panel can build
+on another; the included query's parameters become this query's parameters.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from research import lake, paths
+from research.errors import QueryError
+from research.schema import TABLES, Table
+
+_PARAM_DECL = re.compile(r"^--\s*param\s+([A-Za-z_]\w*)\s*:\s*(.*?)\s*(?:\[default:\s*(.*?)\])?\s*$")
+_INCLUDE = re.compile(r"\{\{\s*([A-Za-z_]\w*)\s*\}\}")
+_DOLLAR = re.compile(r"\$([A-Za-z_]\w*)")
+
+_DUCK_TYPES = {
+    pl.String: "VARCHAR", pl.Float64: "DOUBLE", pl.Int64: "BIGINT", pl.Int32: "INTEGER",
+    pl.Date: "DATE", pl.Boolean: "BOOLEAN",
+}
+
+
+def _duck_type(dtype: pl.DataType) -> str:
+    if isinstance(dtype, pl.Datetime):
+        return "TIMESTAMPTZ" if dtype.time_zone else "TIMESTAMP"
+    return _DUCK_TYPES[dtype.base_type() if hasattr(dtype, "base_type") else dtype]
+
+
+def _empty_view_sql(t: Table) -> str:
+    # Names and types come from research.schema, never from user input.
+    cols = ", ".join(f'CAST(NULL AS {_duck_type(c.dtype)}) AS "{c.name}"' for c in t.columns)
+    return f'CREATE OR REPLACE VIEW "{t.name}" AS SELECT {cols} WHERE FALSE'
+
+
+def connect(data_dir=None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with one view per canonical table.
+
+    Tables with no data still get a view with the right columns and types, so a query never fails
+    because a dataset has not been downloaded. The session time zone is UTC.
+    """
+    con = duckdb.connect(":memory:")
+    con.execute("SET TimeZone = 'UTC'")
+    for t in TABLES.values():
+        files = lake.table_files(t.name, data_dir)
+        if files:
+            rel = con.read_parquet([str(f) for f in files], hive_partitioning=False, union_by_name=True)
+            rel.create_view(t.name, replace=True)
+        else:
+            con.execute(_empty_view_sql(t))
+    return con
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    doc: str
+    default: object = None
+    required: bool = True
+
+
+@dataclass(frozen=True)
+class NamedQuery:
+    """A parsed ``queries/<name>.sql``."""
+
+    name: str
+    path: Path
+    description: str
+    sql: str
+    params: dict[str, Param] = field(default_factory=dict)
+
+    def usage(self) -> str:
+        lines = [f"{self.name}: {self.description}"]
+        for p in self.params.values():
+            d = "required" if p.required else f"default {p.default!r}"
+            lines.append(f"  {p.name} ({d}): {p.doc}")
+        return "\n".join(lines)
+
+
+def _parse_default(text: str):
+    return None if text.strip().lower() in ("null", "none", "") else text.strip()
+
+
+def available(queries_dir: Path | None = None) -> list[str]:
+    """Names of the named queries."""
+    qdir = queries_dir or paths.QUERIES_DIR
+    return sorted(p.stem for p in qdir.glob("*.sql"))
+
+
+def load_query(name: str, queries_dir: Path | None = None, _seen: tuple = ()) -> NamedQuery:
+    """Parse one named query (resolving ``{{ includes }}``)."""
+    qdir = queries_dir or paths.QUERIES_DIR
+    path = qdir / f"{name}.sql"
+    if not re.fullmatch(r"[A-Za-z_]\w*", name) or not path.exists():
+        raise QueryError(f"unknown query {name!r}; available queries: {', '.join(available(qdir)) or '(none)'} "
+                         f"(files in {qdir})")
+    if name in _seen:
+        raise QueryError(f"query {name!r} includes itself via {' -> '.join(_seen)}")
+    text = path.read_text()
+    description, params, body = [], {}, []
+    for line in text.splitlines():
+        m = _PARAM_DECL.match(line)
+        if m:
+            pname, doc, default = m.groups()
+            params[pname] = Param(pname, doc, _parse_default(default) if default is not None else None,
+                                  required=default is None)
+        elif line.startswith("--") and not body and not params:
+            description.append(line.lstrip("- ").strip())
+        else:
+            body.append(line)
+    sql = "\n".join(body).strip().rstrip(";")
+
+    def include(m: re.Match) -> str:
+        sub = load_query(m.group(1), qdir, _seen + (name,))
+        for p in sub.params.values():
+            params.setdefault(p.name, p)
+        return f"(\n{sub.sql}\n)"
+
+    sql = _INCLUDE.sub(include, sql)
+    used = set(_DOLLAR.findall(_strip_literals(sql)))
+    undeclared = used - set(params)
+    if undeclared:
+        raise QueryError(f"{path}: parameters {sorted(undeclared)} are used but not declared with '-- param NAME: ...'")
+    return NamedQuery(name, path, " ".join(description), sql, params)
+
+
+def _strip_literals(sql: str) -> str:
+    sql = re.sub(r"--[^\n]*", "", sql)
+    return re.sub(r"'(?:[^']|'')*'", "''", sql)
+
+
+def query(name: str, data_dir=None, *, con: duckdb.DuckDBPyConnection | None = None,
+          queries_dir: Path | None = None, **params) -> pl.DataFrame:
+    """Run a named query and return a polars DataFrame.
+
+    Parameters
+    ----------
+    name : str
+        Query name (``queries/<name>.sql``).
+    data_dir : path, optional
+        Data directory whose lake the views read (ignored when ``con`` is given).
+    con : duckdb connection, optional
+        Reuse a connection from :func:`connect`.
+    **params
+        Query parameters; bound by DuckDB, never formatted into the SQL.
+
+    Raises
+    ------
+    QueryError
+        Unknown query (lists the available ones), missing parameters (lists what is needed), or
+        unknown parameters (lists what the query accepts).
+    """
+    q = load_query(name, queries_dir)
+    unknown = sorted(set(params) - set(q.params))
+    if unknown:
+        raise QueryError(f"query {name!r} has no parameter(s) {unknown}.\n{q.usage()}")
+    missing = [p.name for p in q.params.values() if p.required and p.name not in params]
+    if missing:
+        raise QueryError(f"query {name!r} needs parameter(s) {missing}.\n{q.usage()}")
+    used = set(_DOLLAR.findall(_strip_literals(q.sql)))
+    values = {p.name: params.get(p.name, p.default) for p in q.params.values() if p.name in used}
+    own = con is None
+    con = con or connect(data_dir)
+    try:
+        return pl.from_arrow(con.sql(q.sql, params=values).to_arrow_table())
+    except duckdb.Error as exc:
+        raise QueryError(f"query {name!r} failed with parameters {values}: {exc}") from exc
+    finally:
+        if own:
+            con.close()
