@@ -181,3 +181,21 @@ def query(name: str, data_dir=None, *, con: duckdb.DuckDBPyConnection | None = N
     finally:
         if own:
             con.close()
+
+
+def save_frame(df: pl.DataFrame, path) -> Path:
+    """Write ``df`` to ``.csv`` or ``.parquet`` atomically (temp file, then rename)."""
+    import os
+    import uuid
+
+    path = Path(path)
+    if path.suffix not in (".csv", ".parquet"):
+        raise QueryError(f"cannot write {path}: use a .csv or .parquet file name")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        df.write_csv(tmp) if path.suffix == ".csv" else df.write_parquet(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
