@@ -53,17 +53,21 @@ def info(data_dir: Optional[Path] = DataDir) -> None:
     from research import coverage, paths
 
     cov = coverage.coverage(data_dir)
-    console = Console()
+    console = Console(width=None if Console().is_terminal else 160)
     if cov.is_empty():
         console.print(f"The lake at {paths.lake_dir(data_dir)} is empty. "
                       "Run `research sample` for the simulated market or `research fetch binance` for real data.")
         return
     t = Table(title=f"Lake: {paths.lake_dir(data_dir)}")
-    for c in cov.columns:
-        t.add_column(c, overflow="fold")
-    for row in cov.iter_rows():
-        t.add_row(*["" if v is None else str(v) for v in row])
+    cols = ["table", "source", "venue", "symbol", "interval", "rows", "start", "end", "missing", "gaps"]
+    for c in cols:
+        t.add_column(c, justify="right" if c in ("rows", "missing", "gaps") else "left")
+    for row in cov.iter_rows(named=True):
+        t.add_row(*["" if row[c] is None else str(row[c])[:16] for c in cols])
     console.print(t)
+    for row in cov.filter(cov["gaps"].fill_null(0) > 0).iter_rows(named=True):
+        console.print(f"gaps in {row['table']} {row['source']}/{row['venue']}/{row['symbol']} {row['interval']}: "
+                      f"{row['largest_gaps']}" + (" ..." if row["gaps"] > coverage.MAX_GAPS_LISTED else ""))
 
 
 @app.command("query")

@@ -168,10 +168,13 @@ def _swap_all(staged: list[tuple[Path, Path]]) -> None:
             os.replace(tmp, final)
     except BaseException:
         for final, backup in reversed(backups):
-            if backup is not None:
-                os.replace(backup, final)
-            else:
+            if backup is None:
                 final.unlink(missing_ok=True)
+            elif final.exists() and os.path.samefile(backup, final):
+                # this partition's swap never happened; rename() between two links of one file is a no-op
+                backup.unlink()
+            else:
+                os.replace(backup, final)
         raise
     for _, backup in backups:
         if backup is not None:
