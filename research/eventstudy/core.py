@@ -1,0 +1,382 @@
+"""Entry points: :func:`run` (abnormal returns and tests) and :func:`profile` (event-time profiles)."""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+from scipy import stats as sps
+
+from research.errors import EventStudyError
+
+from . import models as _models
+from . import windows as W
+from .results import EventStudyResult, caar_band, window_key
+from .statistics import TestBattery, resolve_tests
+
+
+@dataclass
+class _Context:
+    """What placebo inference needs to re-run the same design at other dates."""
+
+    panel: W.Panel
+    market: np.ndarray | None
+    est: np.ndarray | None
+    win: np.ndarray
+    model: str
+    compat: bool
+    min_estimation: int
+    asset_idx: np.ndarray
+    bar_idx: np.ndarray
+
+
+def _market_vector(panel: W.Panel, market) -> np.ndarray | None:
+    if market is None:
+        return None
+    if isinstance(market, str):
+        if market not in panel.asset_index:
+            raise EventStudyError(f"market={market!r} is not an asset in returns (have {panel.assets[:10]}...)")
+        return panel.values["return"][panel.asset_index[market]].copy()
+    if isinstance(market, pl.DataFrame):
+        col = "return" if "return" in market.columns else None
+        if col is None:
+            raise EventStudyError(f"market frame needs columns ts, return; it has {market.columns}")
+        if "asset" in market.columns and market["asset"].n_unique() > 1:
+            raise EventStudyError("market frame holds several assets; pass one benchmark series")
+        return W.align_series(panel, market, col, what="market")
+    raise EventStudyError(f"market must be None, an asset name or a polars frame (ts, return); got {type(market).__name__}")
+
+
+def _design(panel, mvec, anch, est, win, overlap):
+    """Gather windows, apply the overlap policy, drop short estimation windows, fit the model."""
+    a_idx, b_idx = anch.asset_idx, anch.bar_idx
+    R = panel.values["return"]
+    evt_r = W.gather(R, a_idx, b_idx[:, None] + win[None, :])
+    evt_m = W.gather(mvec, None, b_idx[:, None] + win[None, :]) if mvec is not None else None
+    est_r = est_m = None
+    flag = np.zeros(a_idx.size, dtype=bool)
+    if est is not None:
+        eidx = b_idx[:, None] + est[None, :]
+        est_r = W.gather(R, a_idx, eidx)
+        est_m = W.gather(mvec, None, eidx) if mvec is not None else None
+        if overlap is not None and a_idx.size:
+            contam = W.contamination(panel, a_idx, b_idx, est, win)
+            flag = contam.any(1)
+            if overlap == "shorten" and flag.any():
+                cut = W.shorten_mask(contam, est)
+                est_r[cut] = np.nan
+                if est_m is not None:
+                    est_m[cut] = np.nan
+    return est_r, evt_r, est_m, evt_m, flag
+
+
+def _n_est(model, est_r, est_m):
+    if est_r is None:
+        return None
+    ok = np.isfinite(est_r)
+    if model in ("market", "market_adjusted"):
+        ok &= np.isfinite(est_m)
+    return ok.sum(1)
+
+
+def run(
+    returns: pl.DataFrame,
+    events: pl.DataFrame,
+    *,
+    estimation: tuple[int, int] | None = (-250, -11),
+    window: tuple[int, int] = (-10, 10),
+    model: str = "market",
+    market: str | pl.DataFrame | None = None,
+    anchor: str = "containing",
+    bar_label: str = "open",
+    overlap: str = "flag",
+    min_spacing: int | None = None,
+    min_estimation: int | None = None,
+    tests=None,
+    car_windows: list[tuple[int, int]] | None = None,
+    level: float = 0.95,
+    estudy2_compat: bool = False,
+) -> EventStudyResult:
+    """Run an event study on bar returns.
+
+    Parameters
+    ----------
+    returns : polars.DataFrame
+        ``ts, asset, return`` on a regular bar grid per asset (bar size detected; missing bars
+        are NaN, never shifted).
+    events : polars.DataFrame
+        ``ts, asset`` and optional attribute columns (kept for :func:`car_regression`).
+    estimation : (int, int) or None
+        Estimation window ``(-L1, -L0)`` in bars relative to the event bar, inclusive. None only
+        with ``model="raw"`` (then only the event-window tests run).
+    window : (int, int)
+        Event window ``(-a, +b)`` in bars, inclusive.
+    model : {"market", "mean", "market_adjusted", "raw"}
+        Normal-return model.
+    market : str or polars.DataFrame, optional
+        Benchmark: an asset of ``returns`` or a frame ``ts, return`` on the same grid.
+    anchor : {"containing", "next"}
+        Event bar = bar containing the event time, or the next bar. Reported in ``spec``.
+    bar_label : {"open", "close"}
+        Whether ``ts`` labels a bar's open (default) or close time.
+    overlap : {"flag", "drop", "shorten", "keep"}
+        Estimation windows containing another event's window (same asset): keep and flag (warns),
+        drop the event, shorten the window to its clean part next to the event, or keep silently.
+        The ``overlap`` column of ``events`` flags them in every case.
+    min_spacing : int, optional
+        Thin events to at least this many bars apart per asset (earliest kept).
+    min_estimation : int, optional
+        Minimum estimation observations (default: half the estimation window, at least k + 3).
+    tests : sequence of str, optional
+        Test names (default: all, see :data:`research.eventstudy.TESTS`).
+    car_windows : list of (int, int), optional
+        Sub-windows for CAR tests (default: the whole event window).
+    level : float
+        Confidence level of the CAAR band.
+    estudy2_compat : bool
+        Reproduce estudy2 0.10.0's conventions (see :mod:`research.eventstudy.statistics`).
+
+    Returns
+    -------
+    EventStudyResult
+
+    Raises
+    ------
+    EventStudyError
+        Bad columns, windows, model/benchmark combinations or too few usable events.
+    """
+    if overlap not in W.OVERLAP_POLICIES:
+        raise EventStudyError(f"overlap={overlap!r}; use one of {W.OVERLAP_POLICIES}")
+    if model not in _models.MODELS:
+        raise EventStudyError(f"model={model!r}; use one of {_models.MODELS}")
+    if not 0 < level < 1:
+        raise EventStudyError(f"level={level} must be in (0, 1)")
+    win = W.offsets(window, "window")
+    est = None if estimation is None else W.offsets(estimation, "estimation")
+    if est is None and model != "raw":
+        raise EventStudyError(f"model={model!r} needs estimation=(-L1, -L0)")
+    if est is not None and est[-1] >= win[0] and est[0] <= win[-1]:
+        warnings.warn(f"estimation window {estimation} overlaps the event window {window}", stacklevel=2)
+    names = resolve_tests(tests, est is not None)
+    panel = W.build_panel(returns, ["return"])
+    mvec = _market_vector(panel, market)
+    if model in ("market", "market_adjusted") and mvec is None:
+        raise EventStudyError(f"model={model!r} needs market=<asset name or frame (ts, return)>")
+    anch = W.anchor_events(panel, events, anchor=anchor, bar_label=bar_label, value="return")
+    anch = W.thin(anch, min_spacing)
+    k = _models.N_PARAMS[model]
+    if min_estimation is None:
+        min_estimation = 0 if est is None else max(k + 3, est.size // 2)
+
+    est_r, evt_r, est_m, evt_m, flag = _design(panel, mvec, anch, est, win, None if est is None else overlap)
+    keep = np.ones(flag.size, dtype=bool)
+    if overlap == "drop":
+        keep &= ~flag
+    reason = np.where(~keep, "overlap", "")
+    n_est = _n_est(model, est_r, est_m)
+    if n_est is not None:
+        short = keep & (n_est < min_estimation)
+        reason = np.where(short, "insufficient_estimation", reason)
+        keep &= ~short
+    if not keep.all():
+        for r in ("overlap", "insufficient_estimation"):
+            sel = reason != r  # drop one reason at a time so each is reported correctly
+            if (~sel).any():
+                anch = anch.subset(sel, r)
+                est_r = est_r[sel] if est_r is not None else None
+                est_m = est_m[sel] if est_m is not None else None
+                evt_r, flag, reason = evt_r[sel], flag[sel], reason[sel]
+                evt_m = evt_m[sel] if evt_m is not None else None
+                n_est = n_est[sel] if n_est is not None else None
+    if anch.bar_idx.size == 0:
+        raise EventStudyError(
+            f"no usable events: {anch.dropped.height} dropped "
+            f"({anch.dropped.group_by('reason').len().to_dicts()}); check event times, assets and windows"
+        )
+    if overlap == "flag" and flag.any():
+        warnings.warn(f"{int(flag.sum())} event(s) have another event inside their estimation window "
+                      "(see events['overlap']; choose overlap='drop' or 'shorten' to act on it)", stacklevel=2)
+    fit = _models.fit(model, est_r, evt_r, est_m, evt_m, full_market_term=estudy2_compat)
+    bat = TestBattery(fit, compat=estudy2_compat)
+    bar_tests = {t: bat.bar(t) for t in names}
+    windows = [tuple(window)] if car_windows is None else [tuple(map(int, w)) for w in car_windows]
+    car_tests, car_means = {}, {}
+    aar = _aar(fit.evt_ar)
+    lo, hi, _ = caar_band(fit.evt_ar, level)
+    for w in windows:
+        j1, j2 = int(w[0] - win[0]), int(w[1] - win[0])
+        if not (0 <= j1 <= j2 < win.size):
+            raise EventStudyError(f"car window {w} is not inside the event window {window}")
+        wk = window_key(w)
+        car_tests[wk] = {t: bat.car_test(t, j1, j2, f"CAAR{wk} = 0") for t in names}
+        if estudy2_compat:
+            car_means[wk] = float(np.nanmean(aar[j1 : j2 + 1]))
+        else:
+            car = bat.car(j1, j2)
+            car_means[wk] = float(np.nanmean(car)) if np.isfinite(car).any() else math.nan
+    ev = anch.events.with_columns(pl.Series("overlap", flag), pl.Series("n_est", np.zeros(flag.size, dtype=np.int64) if n_est is None else n_est.astype(np.int64)))
+    front = ["event_id", "ts", "asset", "event_bar_ts", "overlap", "n_est"]
+    ev = ev.select(front + [c for c in ev.columns if c not in front])
+    spec = {
+        "model": model, "estimation": None if est is None else [int(est[0]), int(est[-1])],
+        "window": [int(win[0]), int(win[-1])], "anchor": anchor, "bar_label": bar_label,
+        "bar_size": panel.bar_size_str(), "overlap": overlap, "min_spacing": min_spacing,
+        "min_estimation": int(min_estimation), "tests": list(names), "estudy2_compat": bool(estudy2_compat),
+        "car_windows": [list(w) for w in windows],
+        "market": market if isinstance(market, str) else ("frame" if market is not None else None),
+    }
+    ctx = _Context(panel, mvec, est, win, model, estudy2_compat, int(min_estimation), anch.asset_idx, anch.bar_idx)
+    return EventStudyResult(
+        spec=spec, event_time=win, events=ev, dropped=anch.dropped, ar=fit.evt_ar, aar=aar,
+        caar=np.cumsum(aar), n=np.isfinite(fit.evt_ar).sum(0),
+        caar_lo=lo, caar_hi=hi, bar_tests=bar_tests, car_tests=car_tests, car_means=car_means,
+        level=level, _battery=bat, _context=ctx,
+    )
+
+
+def _aar(ar: np.ndarray) -> np.ndarray:
+    cnt = np.isfinite(ar).sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(cnt > 0, np.nansum(ar, 0) / cnt, np.nan)
+
+
+# ----------------------------------------------------------------------------------------------
+def _walsh_ci(x: np.ndarray, level: float) -> tuple[float, float]:
+    """Wilcoxon signed-rank (Hodges-Lehmann) confidence interval from Walsh averages.
+
+    When ``level`` is not achievable with ``n`` observations (as R's ``wilcox.test`` warns), the
+    widest interval -- the minimum and maximum Walsh averages -- is returned.
+    """
+    n = x.size
+    if n == 0:
+        return math.nan, math.nan
+    i, j = np.triu_indices(n)
+    walsh = np.sort((x[i] + x[j]) / 2.0)
+    m = walsh.size
+    alpha = 1 - level
+    # exact lower quantile of the signed-rank statistic: P(V <= c) <= alpha/2
+    if n <= 50:
+        counts = _signrank_counts(n)
+        cdf = np.cumsum(counts) / counts.sum()
+        c = int(np.searchsorted(cdf, alpha / 2, side="right"))  # number of values with cdf <= alpha/2
+    else:
+        mu, sd = n * (n + 1) / 4, math.sqrt(n * (n + 1) * (2 * n + 1) / 24)
+        c = int(math.floor(mu + sps.norm.ppf(alpha / 2) * sd))
+    if c <= 0:
+        return float(walsh[0]), float(walsh[-1])
+    return float(walsh[c]), float(walsh[m - 1 - c])
+
+
+def _signrank_counts(n: int) -> np.ndarray:
+    """Number of subsets of {1..n} with each rank sum 0..n(n+1)/2."""
+    c = np.zeros(n * (n + 1) // 2 + 1)
+    c[0] = 1
+    for k in range(1, n + 1):
+        c[k:] = c[k:] + c[:-k].copy()
+    return c
+
+
+def profile(
+    frame: pl.DataFrame,
+    events: pl.DataFrame,
+    window: tuple[int, int] = (-10, 10),
+    *,
+    columns: list[str] | None = None,
+    anchor: str = "containing",
+    bar_label: str = "open",
+    band: str = "t",
+    level: float = 0.95,
+    cumulate: bool = False,
+    require_value: str | None = None,
+    return_dropped: bool = False,
+):
+    """Event-time profile of any columns (OI % change, funding, liquidations, returns...).
+
+    Parameters
+    ----------
+    frame : polars.DataFrame
+        ``ts, asset`` and value columns on a regular bar grid.
+    events : polars.DataFrame
+        ``ts, asset`` (+ attributes, ignored).
+    window : (int, int)
+        Event-time window in bars, inclusive.
+    columns : list of str, optional
+        Value columns (default: every column except ``ts`` and ``asset``).
+    anchor, bar_label : str
+        As in :func:`run`.
+    band : {"t", "wilcoxon", "quantile"}
+        ``lo``/``hi``: t interval of the mean (NaN when the values have no spread), the Wilcoxon
+        signed-rank interval (Walsh averages; widest interval when the level is not achievable,
+        as R's ``wilcox.test``), or the empirical ``(1-level)/2`` quantiles across events.
+    level : float
+        Confidence level.
+    cumulate : bool
+        Profile cumulative sums from the window start, with the first bar as base 0 (xKDR
+        ``remap.cumsum(is.pc = FALSE, base = 0)``): value(t) = sum over (start, t].
+    require_value : str, optional
+        Column that must be present at the event bar (default: the first profiled column);
+        events without it are dropped as ``"no_return_at_event"``.
+    return_dropped : bool
+        Also return the dropped events (``event_id, ts, asset, reason``).
+
+    Returns
+    -------
+    polars.DataFrame or (polars.DataFrame, polars.DataFrame)
+        Tidy ``event_time, column, mean, median, lo, hi, n``.
+    """
+    if band not in ("t", "wilcoxon", "quantile"):
+        raise EventStudyError(f"band={band!r}; use 't', 'wilcoxon' or 'quantile'")
+    W._require(frame, ["ts", "asset"], "frame")
+    cols = [c for c in frame.columns if c not in ("ts", "asset")] if columns is None else list(columns)
+    if not cols:
+        raise EventStudyError("frame has no value columns to profile")
+    panel = W.build_panel(frame, cols, what="frame")
+    win = W.offsets(window, "window")
+    anch = W.anchor_events(panel, events, anchor=anchor, bar_label=bar_label, value=require_value or cols[0])
+    idx = anch.bar_idx[:, None] + win[None, :]
+    parts = []
+    for c in cols:
+        x = W.gather(panel.values[c], anch.asset_idx, idx)
+        if cumulate:
+            x = x.copy()
+            x[:, 0] = 0.0
+            x = np.cumsum(x, axis=1)
+        parts.append(_describe(x, win, c, band, level))
+    out = pl.concat(parts) if parts else pl.DataFrame()
+    return (out, anch.dropped) if return_dropped else out
+
+
+def _describe(x: np.ndarray, win: np.ndarray, col: str, band: str, level: float) -> pl.DataFrame:
+    ok = np.isfinite(x)
+    n = ok.sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(n > 0, np.nansum(x, 0) / n, np.nan)
+        sd = np.sqrt(np.nansum((x - mean) ** 2, 0) / (n - 1))
+    med = np.full(win.size, np.nan)
+    lo = np.full(win.size, np.nan)
+    hi = np.full(win.size, np.nan)
+    has = n > 0
+    if has.any():
+        import warnings as _w
+
+        with _w.catch_warnings():
+            _w.simplefilter("ignore", RuntimeWarning)
+            med[has] = np.nanmedian(x[:, has], axis=0)
+            if band == "quantile":
+                a = (1 - level) / 2
+                lo[has] = np.nanquantile(x[:, has], a, axis=0)
+                hi[has] = np.nanquantile(x[:, has], 1 - a, axis=0)
+    if band == "t":
+        with np.errstate(invalid="ignore", divide="ignore"):
+            q = sps.t.ppf(0.5 + level / 2, np.where(n > 1, n - 1, np.nan))
+            half = np.where(sd > 0, q * sd / np.sqrt(n), np.nan)  # no spread: the t interval is undefined
+        lo, hi = mean - half, mean + half
+    elif band == "wilcoxon":
+        for j in np.flatnonzero(has):  # one interval per event-time bar
+            lo[j], hi[j] = _walsh_ci(x[ok[:, j], j], level)
+    return pl.DataFrame({
+        "event_time": win.astype(np.int64), "column": [col] * win.size, "mean": mean, "median": med,
+        "lo": lo, "hi": hi, "n": n.astype(np.int64),
+    }).fill_nan(None)

@@ -1,0 +1,170 @@
+"""Normal-return models, fitted for all events at once on ``(n_events, bars)`` matrices.
+
+* ``"raw"``: AR = R (no estimation needed).
+* ``"mean"``: AR = R - mean of R over the estimation window.
+* ``"market_adjusted"``: AR = R - R_m.
+* ``"market"``: OLS of R on R_m over the estimation window (complete cases), AR = R - a - b R_m.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from research.errors import EventStudyError
+
+MODELS = ("raw", "mean", "market_adjusted", "market")
+#: Parameters estimated per event (the residual variance uses ``n - k`` degrees of freedom; the
+#: models without a fitted parameter still estimate a mean in their variance, hence 1).
+N_PARAMS = {"raw": 1, "mean": 1, "market_adjusted": 1, "market": 2}
+
+
+@dataclass
+class ModelFit:
+    """Abnormal returns and the estimation-window quantities every test needs.
+
+    Attributes
+    ----------
+    model : str
+        One of :data:`MODELS`.
+    est_ar, evt_ar : numpy.ndarray
+        Abnormal returns in the estimation and event windows, ``(n_events, len)``, NaN = missing.
+    n_est : numpy.ndarray
+        Estimation observations per event (complete cases used in the fit).
+    k : int
+        Degrees of freedom used up by the fit (``N_PARAMS[model]``).
+    sigma : numpy.ndarray
+        Residual standard deviation, ``sqrt(SSR / (n_est - k))``.
+    sd1 : numpy.ndarray
+        Standard deviation of the estimation ARs around their mean with ``ddof=1`` (estudy2's
+        ``sd()``/``colVars``).
+    pe : numpy.ndarray
+        Prediction-error factor ``C_it`` per event bar: ``1 + 1/n + (m_t - mbar)^2 / Sxx`` (market
+        model), ``1 + 1/n`` (mean model), ``1`` otherwise.
+    m_mean, m_sxx : numpy.ndarray or None
+        Market mean and sum of squared deviations behind ``pe`` (market model only).
+    evt_m : numpy.ndarray or None
+        Market returns in the event window.
+    alpha, beta : numpy.ndarray or None
+        Market-model coefficients.
+    """
+
+    model: str
+    est_ar: np.ndarray
+    evt_ar: np.ndarray
+    n_est: np.ndarray
+    k: int
+    sigma: np.ndarray
+    sd1: np.ndarray
+    pe: np.ndarray
+    m_mean: np.ndarray | None = None
+    m_sxx: np.ndarray | None = None
+    evt_m: np.ndarray | None = None
+    alpha: np.ndarray | None = None
+    beta: np.ndarray | None = None
+
+    def car_pe(self, j1: int, j2: int) -> np.ndarray:
+        """Variance factor of a sum of prediction errors over event columns ``j1..j2``.
+
+        ``T + T^2/n + (sum_t (m_t - mbar))^2 / Sxx`` for the market model (the exact variance of
+        a CAR of OLS prediction errors, in units of sigma^2), ``T + T^2/n`` for the mean model,
+        ``T`` otherwise.
+        """
+        t = j2 - j1 + 1
+        if self.model == "market":
+            dev = np.sum(self.evt_m[:, j1 : j2 + 1] - self.m_mean[:, None], axis=1)
+            return t + t * t / self.n_est + dev**2 / self.m_sxx
+        if self.model == "mean":
+            return t + t * t / self.n_est
+        return np.full(self.evt_ar.shape[0], float(t))
+
+
+def _nanstd(x: np.ndarray, ddof: int) -> np.ndarray:
+    n = np.isfinite(x).sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mu = np.nansum(x, 1) / n
+        ss = np.nansum((x - mu[:, None]) ** 2, 1)
+        return np.sqrt(ss / (n - ddof))
+
+
+def fit(
+    model: str,
+    est_r: np.ndarray | None,
+    evt_r: np.ndarray,
+    est_m: np.ndarray | None = None,
+    evt_m: np.ndarray | None = None,
+    *,
+    full_market_term: bool = False,
+) -> ModelFit:
+    """Fit a normal-return model for every event (vectorised).
+
+    Parameters
+    ----------
+    model : {"raw", "mean", "market_adjusted", "market"}
+        The normal-return model.
+    est_r, evt_r : numpy.ndarray
+        Asset returns in the estimation and event windows, ``(n_events, len)``. ``est_r`` may be
+        None for ``"raw"``.
+    est_m, evt_m : numpy.ndarray, optional
+        Benchmark returns aligned with ``est_r``/``evt_r`` (required by the market models).
+    full_market_term : bool
+        Compute the market mean and ``Sxx`` of the prediction-error factor from every market
+        observation of the estimation window (estudy2's convention) instead of only the complete
+        cases the regression used (textbook).
+
+    Returns
+    -------
+    ModelFit
+    """
+    if model not in MODELS:
+        raise EventStudyError(f"model={model!r}; use one of {MODELS}")
+    n, w = evt_r.shape
+    k = N_PARAMS[model]
+    if model in ("market_adjusted", "market") and (est_m is None or evt_m is None):
+        raise EventStudyError(f"model={model!r} needs a benchmark: pass market=<asset name or frame (ts, return)>")
+    if est_r is None:
+        if model != "raw":
+            raise EventStudyError(f"model={model!r} needs an estimation window")
+        est_r = np.empty((n, 0))
+    kw: dict = {}
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if model == "raw":
+            est_ar, evt_ar = est_r.copy(), evt_r.copy()
+            n_est = np.isfinite(est_ar).sum(1)
+            pe = np.ones((n, w))
+        elif model == "mean":
+            n_est = np.isfinite(est_r).sum(1)
+            mu = np.nansum(est_r, 1) / n_est
+            est_ar, evt_ar = est_r - mu[:, None], evt_r - mu[:, None]
+            pe = np.broadcast_to(1.0 + 1.0 / n_est[:, None], (n, w)).copy()
+        elif model == "market_adjusted":
+            est_ar, evt_ar = est_r - est_m, evt_r - evt_m
+            n_est = np.isfinite(est_ar).sum(1)
+            pe = np.ones((n, w))
+        else:
+            ok = np.isfinite(est_r) & np.isfinite(est_m)
+            n_est = ok.sum(1)
+            x = np.where(ok, est_m, 0.0)
+            y = np.where(ok, est_r, 0.0)
+            xm = x.sum(1) / n_est
+            ym = y.sum(1) / n_est
+            dx = np.where(ok, est_m - xm[:, None], 0.0)
+            sxx = (dx * dx).sum(1)
+            beta = (dx * np.where(ok, est_r - ym[:, None], 0.0)).sum(1) / sxx
+            alpha = ym - beta * xm
+            est_ar = est_r - alpha[:, None] - beta[:, None] * est_m
+            evt_ar = evt_r - alpha[:, None] - beta[:, None] * evt_m
+            if full_market_term:
+                mm = np.nanmean(est_m, 1)
+                msxx = np.nansum((est_m - mm[:, None]) ** 2, 1)
+            else:
+                mm, msxx = xm, sxx
+            pe = 1.0 + 1.0 / n_est[:, None] + (evt_m - mm[:, None]) ** 2 / msxx[:, None]
+            kw = dict(m_mean=mm, m_sxx=msxx, evt_m=evt_m, alpha=alpha, beta=beta)
+        if model == "market":
+            ssr = np.nansum(est_ar**2, 1)
+            sigma = np.sqrt(ssr / (n_est - k))
+        else:
+            sigma = _nanstd(est_ar, ddof=k)
+        sd1 = _nanstd(est_ar, ddof=1)
+    return ModelFit(model, est_ar, evt_ar, n_est, k, sigma, sd1, pe, **kw)

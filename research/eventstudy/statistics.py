@@ -1,0 +1,407 @@
+"""Parametric and nonparametric event-study test statistics, vectorised over events and bars.
+
+Per-bar tests take a :class:`~research.eventstudy.models.ModelFit` and return arrays over the event
+window; CAR tests take a sub-window. Definitions (``N_t`` = events with an AR at bar t, ``s_i`` =
+estimation-window residual s.d., ``C_it`` = prediction-error factor, ``T`` = bars in a CAR window):
+
+``brown_warner_1980``  AAR_t / (sqrt(sum_i s_i^2) / N_t), t with mean(n_est) - 1 df.
+``brown_warner_1985``  AAR_t / sd(AAR over the estimation window) (crude dependence adjustment).
+``cross_sectional_t``  AAR_t / (sd_t(AR) / sqrt(N_t)), t with N_t - 1 df.
+``patell``             sum_i SAR_it / sqrt(sum_i (n_i - k)/(n_i - k - 2)), SAR = AR/(s_i sqrt(C_it)).
+``bmp``                Boehmer-Musumeci-Poulsen: cross-sectional t of SAR.
+``bmp_kp``             BMP times sqrt((1 - r)/(1 + (N - 1) r)), r = mean cross-correlation of
+                       estimation residuals (Kolari-Pynnonen 2010).
+``lamb``               AAR_t / (sd(estimation AAR) * sqrt(1 + 1/mean(n) + mean_i (m_it - mbar_i)^2/Sxx_i)).
+``sign``               (N+ - N/2) / sqrt(N/4) (binomial sign test, normal approximation).
+``generalized_sign``   (N+ - N p) / sqrt(N p (1 - p)), p = share of positive estimation ARs (Cowan 1992).
+``corrado_sign``       Corrado-Zivney (1992) sign test on sign(AR - median_i) over estimation+event bars.
+``corrado_rank``       Corrado (1989) rank test on ranks over estimation+event bars.
+``modified_rank``      Corrado-Zivney (1992) standardised-rank test, U = rank/(n_i + 1).
+``wilcoxon``           Wilcoxon signed-rank W+ across events (p-value from scipy).
+
+CAR versions: ``cross_sectional_t``, ``sign``, ``generalized_sign`` and ``wilcoxon`` apply to CAR_i;
+``patell``/``bmp``/``bmp_kp`` use SCAR_i = CAR_i / (s_i sqrt(V_i)) with the exact prediction-error
+variance V_i of a sum (see :meth:`ModelFit.car_pe`); the bar-aggregated tests (``brown_warner_*``,
+``lamb``, ``corrado_*``, ``modified_rank``) use sum_t z_t / sqrt(T), as estudy2's ``car_*`` do.
+
+``estudy2_compat=True`` switches to estudy2 0.10.0's conventions: Patell's market term from every
+market observation of the estimation window and its s.d. with ``ddof=1`` (see models), cross-event
+sums taken as ``mean * N_total`` (R's ``rowMeans(..., na.rm = TRUE) * ncol``), the generalized-sign
+p pooled over all estimation cells, the rank/sign tests' T = mean number of non-missing
+estimation+event bars, and the CAR ``car_mean`` reported as the mean (not the sum) of daily AARs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats as sps
+
+from research.errors import EventStudyError
+from research.stats import TestStat
+
+from .models import ModelFit
+
+PARAMETRIC = ("brown_warner_1980", "brown_warner_1985", "cross_sectional_t", "patell", "bmp", "bmp_kp", "lamb")
+NONPARAMETRIC = ("sign", "generalized_sign", "corrado_sign", "corrado_rank", "modified_rank", "wilcoxon")
+TESTS = PARAMETRIC + NONPARAMETRIC
+#: Tests that only look at the event window (usable without an estimation window).
+NO_ESTIMATION = ("cross_sectional_t", "sign", "wilcoxon")
+#: Tests whose CAR version sums per-bar z statistics.
+BAR_AGGREGATED = ("brown_warner_1980", "brown_warner_1985", "lamb", "corrado_sign", "corrado_rank", "modified_rank")
+
+DIST = {
+    "brown_warner_1980": "t", "brown_warner_1985": "t", "cross_sectional_t": "t", "patell": "normal",
+    "bmp": "t", "bmp_kp": "t", "lamb": "normal", "sign": "normal", "generalized_sign": "normal",
+    "corrado_sign": "normal", "corrado_rank": "normal", "modified_rank": "normal", "wilcoxon": "signed-rank",
+}
+
+
+@dataclass
+class BarStats:
+    """One test over the event window: arrays of length ``window_len``."""
+
+    name: str
+    stat: np.ndarray
+    pvalue: np.ndarray
+    df: np.ndarray | None
+
+    def at(self, j: int, null: str) -> TestStat:
+        """The :class:`TestStat` at event-window column ``j``."""
+        df = None if self.df is None or not np.isfinite(self.df[j]) else float(self.df[j])
+        return TestStat(self.name, float(self.stat[j]), float(self.pvalue[j]), df, null, DIST[self.name])
+
+
+def resolve_tests(tests, has_estimation: bool) -> tuple[str, ...]:
+    """Validate a test selection (``None`` = all that the design allows)."""
+    if tests is None or tests == "all":
+        return TESTS if has_estimation else NO_ESTIMATION
+    if isinstance(tests, str):
+        tests = (tests,)
+    tests = tuple(tests)
+    bad = [t for t in tests if t not in TESTS]
+    if bad:
+        raise EventStudyError(f"unknown test(s) {bad}; choose from {TESTS}")
+    if not has_estimation:
+        need = [t for t in tests if t not in NO_ESTIMATION]
+        if need:
+            raise EventStudyError(f"test(s) {need} need an estimation window; pass estimation=(-L1, -L0)")
+    return tests
+
+
+def _p_t(x, df):
+    with np.errstate(invalid="ignore"):
+        return 2.0 * sps.t.sf(np.abs(x), df)
+
+
+def _p_norm(x):
+    return 2.0 * sps.norm.sf(np.abs(x))
+
+
+def _colsum(x: np.ndarray, compat: bool) -> np.ndarray:
+    """Sum over events (axis 0); NaN when no event has data. estudy2: nanmean * N_total."""
+    cnt = np.isfinite(x).sum(0)
+    with np.errstate(invalid="ignore"):
+        if compat:
+            return np.nanmean(np.where(cnt > 0, x, 0.0), 0) * x.shape[0] if x.size else np.full(x.shape[1], np.nan)
+        return np.where(cnt > 0, np.nansum(x, 0), np.nan)
+
+
+def _nanmean0(x):
+    cnt = np.isfinite(x).sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(cnt > 0, np.nansum(x, 0) / cnt, np.nan)
+
+
+def _nanstd0(x, ddof=1):
+    cnt = np.isfinite(x).sum(0)
+    mu = _nanmean0(x)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ss = np.nansum((x - mu) ** 2, 0)
+        return np.where(cnt > ddof, np.sqrt(ss / (cnt - ddof)), np.nan)
+
+
+def kp_rbar(est_ar: np.ndarray) -> float:
+    """Average pairwise correlation of estimation-window residuals across events.
+
+    Rows are standardised over their own bars (missing bars count as 0 after standardising), so
+    the value is exact for complete windows and an approximation otherwise.
+    """
+    n = est_ar.shape[0]
+    if n < 2 or est_ar.shape[1] < 3:
+        return 0.0
+    cnt = np.isfinite(est_ar).sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mu = np.nansum(est_ar, 1) / cnt
+        sd = np.sqrt(np.nansum((est_ar - mu[:, None]) ** 2, 1) / (cnt - 1))
+        z = np.nan_to_num((est_ar - mu[:, None]) / sd[:, None], nan=0.0, posinf=0.0, neginf=0.0)
+    s = z.sum(0)
+    cross = float(s @ s - np.einsum("ij,ij->", z, z))
+    ell = float(np.mean(cnt)) - 1.0
+    return cross / (ell * n * (n - 1)) if ell > 0 else 0.0
+
+
+class TestBattery:
+    """Compute the per-bar and CAR tests of one fitted study.
+
+    Parameters
+    ----------
+    fit : ModelFit
+        Abnormal returns and estimation quantities.
+    compat : bool
+        estudy2 conventions (see module docstring).
+    """
+
+    __test__ = False
+
+    def __init__(self, fit: ModelFit, compat: bool = False):
+        self.fit = fit
+        self.compat = compat
+        self.ar = fit.evt_ar
+        self.n, self.w = self.ar.shape
+        self._cache: dict[str, BarStats] = {}
+        self._rank_cache: dict[str, np.ndarray] = {}
+        self._rbar: float | None = None
+
+    # ----- shared pieces -------------------------------------------------------------------
+    @property
+    def s_patell(self) -> np.ndarray:
+        return self.fit.sd1 if self.compat else self.fit.sigma
+
+    @property
+    def rbar(self) -> float:
+        if self._rbar is None:
+            self._rbar = kp_rbar(self.fit.est_ar)
+        return self._rbar
+
+    def _var_ratio(self) -> np.ndarray:
+        nk = self.fit.n_est - self.fit.k
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(nk > 2, nk / (nk - 2), np.nan)
+
+    def _sar(self) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return self.ar / (self.s_patell[:, None] * np.sqrt(self.fit.pe))
+
+    def _est_aar_sd(self) -> tuple[float, int]:
+        aar = _nanmean0(self.fit.est_ar)
+        aar = aar[np.isfinite(aar)]
+        return (float(np.std(aar, ddof=1)) if aar.size > 1 else np.nan), aar.size
+
+    def _full(self) -> np.ndarray:
+        return np.concatenate([self.fit.est_ar, self.ar], axis=1)
+
+    def _T(self, full: np.ndarray) -> float:
+        if self.compat:
+            return float(np.mean(np.isfinite(full).sum(1)))
+        return float((np.isfinite(full).sum(0) > 0).sum())
+
+    def _ranked(self, kind: str) -> np.ndarray:
+        """Per-event transformed full-period matrix: centred ranks, uniform ranks or signs."""
+        if kind not in self._rank_cache:
+            full = self._full()
+            cnt = np.isfinite(full).sum(1)
+            if kind == "sign":
+                med = np.nanmedian(np.where(cnt[:, None] > 0, full, 0.0), axis=1)
+                out = np.sign(full - med[:, None])
+            else:
+                r = sps.rankdata(full, axis=1, nan_policy="omit")
+                if kind == "rank":
+                    out = r - (cnt[:, None] + 1) / 2.0
+                else:
+                    out = r / (cnt[:, None] + 1.0) - 0.5
+            self._rank_cache[kind] = out
+        return self._rank_cache[kind]
+
+    def _rank_family(self, kind: str) -> np.ndarray:
+        """Per-bar z for corrado_sign ('sign'), corrado_rank ('rank'), modified_rank ('mrank')."""
+        x = self._ranked(kind)
+        nt = np.isfinite(x).sum(0).astype(float)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            s = _colsum(x, self.compat)
+            col = s / nt if kind == "rank" else s / np.sqrt(nt)
+            col = np.where(nt > 0, col, np.nan)
+            sd = np.sqrt(np.nansum(col**2) / self._T(x))
+            return col[-self.w :] / sd
+
+    # ----- per-bar tests -------------------------------------------------------------------
+    def bar(self, name: str) -> BarStats:
+        """The per-bar statistics of test ``name`` over the event window."""
+        if name not in self._cache:
+            self._cache[name] = getattr(self, f"_bar_{name}")()
+        return self._cache[name]
+
+    def _bar_brown_warner_1980(self):
+        f = self.fit
+        s2 = f.sd1**2
+        has = np.isfinite(self.ar)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            if self.compat:
+                den = np.sqrt(np.nansum(s2)) / self.n
+                den = np.full(self.w, den)
+            else:
+                nt = has.sum(0)
+                den = np.sqrt((has * np.nan_to_num(s2)[:, None]).sum(0)) / nt
+            stat = _nanmean0(self.ar) / den
+        df = np.full(self.w, float(np.mean(f.n_est)) - 1)
+        return BarStats("brown_warner_1980", stat, _p_t(stat, df), df)
+
+    def _bar_brown_warner_1985(self):
+        sd, m = self._est_aar_sd()
+        stat = _nanmean0(self.ar) / sd
+        df = np.full(self.w, float(np.mean(self.fit.n_est)) - 1 if self.compat else m - 1.0)
+        return BarStats("brown_warner_1985", stat, _p_t(stat, df), df)
+
+    def _bar_cross_sectional_t(self):
+        nt = np.isfinite(self.ar).sum(0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            stat = _nanmean0(self.ar) / _nanstd0(self.ar) * np.sqrt(nt)
+        df = np.where(nt > 1, nt - 1.0, np.nan)
+        return BarStats("cross_sectional_t", stat, _p_t(stat, df), df)
+
+    def _bar_patell(self):
+        sar = self._sar()
+        vr = self._var_ratio()
+        has = np.isfinite(sar)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            if self.compat:
+                den = np.full(self.w, np.sqrt(np.nansum(vr)))
+            else:
+                den = np.sqrt((has * np.nan_to_num(vr)[:, None]).sum(0))
+            stat = _colsum(sar, self.compat) / den
+        return BarStats("patell", stat, _p_norm(stat), None)
+
+    def _bar_bmp(self):
+        sar = self._sar()
+        nt = np.isfinite(sar).sum(0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            stat = _nanmean0(sar) / _nanstd0(sar) * np.sqrt(nt)
+        df = np.where(nt > 1, nt - 1.0, np.nan)
+        return BarStats("bmp", stat, _p_t(stat, df), df)
+
+    def _bar_bmp_kp(self):
+        b = self.bar("bmp")
+        nt = np.isfinite(self.ar).sum(0)
+        r = self.rbar
+        with np.errstate(invalid="ignore"):
+            stat = b.stat * np.sqrt((1 - r) / (1 + (nt - 1) * r))
+        return BarStats("bmp_kp", stat, _p_t(stat, b.df), b.df)
+
+    def _lamb_factor(self) -> np.ndarray:
+        f = self.fit
+        if f.model == "market":
+            with np.errstate(invalid="ignore", divide="ignore"):
+                term = _nanmean0((f.evt_m - f.m_mean[:, None]) ** 2 / f.m_sxx[:, None])
+            return 1 + 1 / float(np.mean(f.n_est)) + term
+        if f.model == "mean":
+            return np.full(self.w, 1 + 1 / float(np.mean(f.n_est)))
+        return np.ones(self.w)
+
+    def _bar_lamb(self):
+        sd, _ = self._est_aar_sd()
+        stat = _nanmean0(self.ar) / (sd * np.sqrt(self._lamb_factor()))
+        return BarStats("lamb", stat, _p_norm(stat), None)
+
+    def _sign_counts(self, x: np.ndarray):
+        has = np.isfinite(x)
+        return (has & (np.nan_to_num(x) > 0)).sum(0).astype(float), has.sum(0).astype(float)
+
+    def _bar_sign(self):
+        pos, nt = self._sign_counts(self.ar)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            stat = np.where(nt > 0, (pos - 0.5 * nt) / np.sqrt(0.25 * nt), np.nan)
+        return BarStats("sign", stat, _p_norm(stat), None)
+
+    def _phat(self) -> float:
+        e = self.fit.est_ar
+        has = np.isfinite(e)
+        posi = has & (np.nan_to_num(e) > 0)
+        if self.compat:
+            return float(posi.sum() / has.sum())
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return float(np.nanmean(posi.sum(1) / has.sum(1)))
+
+    def _bar_generalized_sign(self):
+        pos, nt = self._sign_counts(self.ar)
+        p = self._phat()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            stat = np.where(nt > 0, (pos - nt * p) / np.sqrt(nt * p * (1 - p)), np.nan)
+        return BarStats("generalized_sign", stat, _p_norm(stat), None)
+
+    def _bar_corrado_sign(self):
+        stat = self._rank_family("sign")
+        return BarStats("corrado_sign", stat, _p_norm(stat), None)
+
+    def _bar_corrado_rank(self):
+        stat = self._rank_family("rank")
+        return BarStats("corrado_rank", stat, _p_norm(stat), None)
+
+    def _bar_modified_rank(self):
+        stat = self._rank_family("mrank")
+        return BarStats("modified_rank", stat, _p_norm(stat), None)
+
+    def _bar_wilcoxon(self):
+        stat, p = wilcoxon_columns(self.ar)
+        return BarStats("wilcoxon", stat, p, None)
+
+    # ----- CAR tests -----------------------------------------------------------------------
+    def car(self, j1: int, j2: int) -> np.ndarray:
+        """CAR per event over event columns ``j1..j2`` (NaN if any bar is missing)."""
+        return self.ar[:, j1 : j2 + 1].sum(1)
+
+    def car_test(self, name: str, j1: int, j2: int, null: str) -> TestStat:
+        """Test ``name`` on the CAR over event columns ``j1..j2``."""
+        t = j2 - j1 + 1
+        if name in BAR_AGGREGATED:
+            z = self.bar(name).stat[j1 : j2 + 1]
+            stat = float(np.nansum(z) / np.sqrt(np.isfinite(z).sum())) if np.isfinite(z).any() else np.nan
+            return TestStat(name, stat, float(_p_norm(stat)), None, null, "normal")
+        car = self.car(j1, j2)
+        ok = np.isfinite(car)
+        c = car[ok]
+        n = c.size
+        if name == "cross_sectional_t":
+            stat = c.mean() / (c.std(ddof=1) / np.sqrt(n)) if n > 1 else np.nan
+            return TestStat(name, float(stat), float(_p_t(stat, n - 1)), float(n - 1), null, "t")
+        if name in ("patell", "bmp", "bmp_kp"):
+            with np.errstate(invalid="ignore", divide="ignore"):
+                scar = car / (self.s_patell * np.sqrt(self.fit.car_pe(j1, j2)))
+            ok2 = np.isfinite(scar)
+            sc = scar[ok2]
+            if name == "patell":
+                stat = sc.sum() / np.sqrt(np.nansum(self._var_ratio()[ok2])) if sc.size else np.nan
+                return TestStat(name, float(stat), float(_p_norm(stat)), None, null, "normal")
+            m = sc.size
+            stat = sc.mean() / (sc.std(ddof=1) / np.sqrt(m)) if m > 1 else np.nan
+            if name == "bmp_kp":
+                r = self.rbar
+                stat = stat * np.sqrt((1 - r) / (1 + (m - 1) * r))
+            return TestStat(name, float(stat), float(_p_t(stat, m - 1)), float(m - 1), null, "t")
+        if name in ("sign", "generalized_sign"):
+            pos = float((c > 0).sum())
+            p = 0.5 if name == "sign" else self._phat()
+            stat = (pos - n * p) / np.sqrt(n * p * (1 - p)) if n else np.nan
+            return TestStat(name, float(stat), float(_p_norm(stat)), None, null, "normal")
+        if name == "wilcoxon":
+            s, p = wilcoxon_columns(c[:, None])
+            return TestStat(name, float(s[0]), float(p[0]), None, null, "signed-rank")
+        raise EventStudyError(f"unknown test {name!r}")
+
+
+def wilcoxon_columns(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Wilcoxon signed-rank per column: W+ (sum of ranks of |x| over positive x, zeros dropped)
+    and scipy's two-sided p-value (exact for small samples, normal approximation otherwise)."""
+    a = np.abs(x)
+    a = np.where(a == 0, np.nan, a)
+    r = sps.rankdata(a, axis=0, nan_policy="omit")
+    wplus = np.where(np.nan_to_num(x) > 0, r, 0.0)
+    wplus = np.where(np.isfinite(a), wplus, 0.0).sum(0)
+    nz = np.isfinite(a).sum(0)
+    p = np.full(x.shape[1], np.nan)
+    for j in range(x.shape[1]):  # one scipy call per bar (never per event-bar)
+        col = x[:, j]
+        col = col[np.isfinite(col) & (col != 0)]
+        if col.size:
+            p[j] = sps.wilcoxon(col, zero_method="wilcox").pvalue
+    wplus = np.where(nz > 0, wplus, np.nan)
+    return wplus.astype(float), p

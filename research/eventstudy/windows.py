@@ -1,0 +1,420 @@
+"""Bar grids, event anchoring, window extraction, overlap flags and thinning.
+
+Everything here works in *bars*: returns live on a regular grid per asset (24/7 markets have no
+trading calendar), the bar size is detected from the data, and a missing bar is a NaN, never a
+reason to shift later bars. Windows are gathered as ``(n_events, window_len)`` float64 matrices by
+index arithmetic, without a Python loop over events or bars.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+
+from research.errors import EventStudyError
+
+ANCHORS = ("containing", "next")
+BAR_LABELS = ("open", "close")
+OVERLAP_POLICIES = ("flag", "drop", "shorten", "keep")
+
+#: Reasons an event can leave the study (``dropped`` frames use these strings).
+DROP_REASONS = (
+    "unknown_asset",
+    "missing_ts",
+    "outside_data",
+    "no_return_at_event",
+    "thinned",
+    "overlap",
+    "insufficient_estimation",
+)
+
+_MAX_CELLS = 400_000_000  # dense panel guard (3.2 GB of float64)
+
+
+@dataclass
+class Panel:
+    """Values of one or more columns on a common regular bar grid.
+
+    Attributes
+    ----------
+    assets : list of str
+        Asset names; row ``i`` of every matrix belongs to ``assets[i]``.
+    origin : int
+        Physical value (integer units of ``ts_dtype``) of bar 0.
+    bar : int
+        Bar size in the same integer units.
+    ts_dtype : polars.DataType
+        Dtype of the ``ts`` column the grid was built from.
+    values : dict of str to numpy.ndarray
+        ``(n_assets, n_bars)`` float64 matrices, NaN where a bar is missing.
+    first, last : numpy.ndarray
+        First and last bar index with data, per asset.
+    """
+
+    assets: list[str]
+    origin: int
+    bar: int
+    ts_dtype: pl.DataType
+    values: dict[str, np.ndarray]
+    first: np.ndarray
+    last: np.ndarray
+    asset_index: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def n_bars(self) -> int:
+        """Number of bars on the grid."""
+        return next(iter(self.values.values())).shape[1]
+
+    def bar_ts(self, idx: np.ndarray) -> pl.Series:
+        """Timestamps (as ``ts_dtype``) of bar indices ``idx``."""
+        phys = pl.Series("ts", self.origin + np.asarray(idx, dtype=np.int64) * self.bar)
+        return phys.cast(self.ts_dtype)
+
+    def bar_size_str(self) -> str:
+        """Human-readable bar size, e.g. ``"1h"`` or ``"1d"`` (or units of the raw dtype)."""
+        dt = self.ts_dtype
+        if isinstance(dt, pl.Date):
+            return f"{self.bar}d"
+        if isinstance(dt, pl.Datetime):
+            per_s = {"ns": 10**9, "us": 10**6, "ms": 10**3}[dt.time_unit]
+            secs = self.bar / per_s
+            for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+                if secs % size == 0:
+                    return f"{int(secs // size)}{unit}"
+            return f"{secs:g}s"
+        return f"{self.bar} units"
+
+
+def _require(frame: pl.DataFrame, cols: list[str], what: str) -> None:
+    if not isinstance(frame, pl.DataFrame):
+        raise EventStudyError(f"{what} must be a polars DataFrame, got {type(frame).__name__}")
+    missing = [c for c in cols if c not in frame.columns]
+    if missing:
+        raise EventStudyError(
+            f"{what} lacks column(s) {missing}; it has {frame.columns}. Rename the columns to "
+            f"{cols} before calling."
+        )
+
+
+def _physical(s: pl.Series, what: str) -> np.ndarray:
+    if not (s.dtype.is_temporal() or s.dtype.is_integer()):
+        raise EventStudyError(f"{what}.ts must be Datetime, Date or integer, got {s.dtype}")
+    if s.null_count():
+        raise EventStudyError(f"{what}.ts has {s.null_count()} null value(s); drop them first")
+    return s.to_physical().cast(pl.Int64).to_numpy()
+
+
+def build_panel(frame: pl.DataFrame, value_cols: list[str], *, what: str = "returns") -> Panel:
+    """Put ``frame`` (ts, asset, <value_cols>) on a dense regular bar grid.
+
+    Parameters
+    ----------
+    frame : polars.DataFrame
+        Long frame with ``ts``, ``asset`` and the value columns.
+    value_cols : list of str
+        Numeric columns to place on the grid.
+    what : str
+        Name used in error messages.
+
+    Returns
+    -------
+    Panel
+        The grid; the bar size is the most common spacing between consecutive bars of an asset.
+
+    Raises
+    ------
+    EventStudyError
+        Missing columns, duplicate (asset, ts) rows, assets with different bar sizes, or
+        timestamps off the common grid.
+    """
+    _require(frame, ["ts", "asset", *value_cols], what)
+    if frame.height == 0:
+        raise EventStudyError(f"{what} is empty")
+    ts_dtype = frame.schema["ts"]
+    f = frame.select("ts", pl.col("asset").cast(pl.String), *value_cols).sort("asset", "ts")
+    if f["asset"].null_count():
+        raise EventStudyError(f"{what}.asset has null values; every row needs an asset")
+    if f.select(pl.struct("asset", "ts").is_duplicated().any()).item():
+        dup = f.filter(pl.struct("asset", "ts").is_duplicated()).row(0, named=True)
+        raise EventStudyError(f"{what} has duplicate (asset, ts) rows, first {dup}; deduplicate first")
+    ts = _physical(f["ts"], what)
+    assets_col = f["asset"].to_numpy()
+    assets, a_idx = np.unique(assets_col, return_inverse=True)
+    # per-asset spacing: diffs inside each asset (the sort keeps assets contiguous)
+    d = np.diff(ts)
+    same = a_idx[1:] == a_idx[:-1]
+    d = d[same & (d > 0)]
+    if d.size == 0:
+        raise EventStudyError(f"{what}: every asset has a single bar; the bar size cannot be detected")
+    vals, counts = np.unique(d, return_counts=True)
+    bar = int(vals[np.argmax(counts)])
+    bad = d % bar != 0
+    if bad.any():
+        raise EventStudyError(
+            f"{what}: spacing {int(d[bad][0])} is not a multiple of the detected bar size {bar} "
+            "(assets must share one regular grid; resample first)"
+        )
+    origin = int(ts.min())
+    off = (ts - origin) % bar
+    if (off != 0).any():
+        raise EventStudyError(
+            f"{what}: timestamps are not on one common grid (asset {assets_col[np.argmax(off != 0)]!r} "
+            f"is offset by {int(off[off != 0][0])} units); align the bars first"
+        )
+    pos = (ts - origin) // bar
+    n_bars = int(pos.max()) + 1
+    if len(assets) * n_bars > _MAX_CELLS:
+        raise EventStudyError(f"{what}: {len(assets)} assets x {n_bars} bars is too large for a dense panel")
+    values = {}
+    for c in value_cols:
+        m = np.full((len(assets), n_bars), np.nan)
+        v = f[c].cast(pl.Float64, strict=False)
+        if v.dtype != pl.Float64:
+            raise EventStudyError(f"{what}.{c} is not numeric ({f.schema[c]})")
+        m[a_idx, pos] = v.fill_null(np.nan).to_numpy()
+        values[c] = m
+    first = np.full(len(assets), n_bars, dtype=np.int64)
+    last = np.full(len(assets), -1, dtype=np.int64)
+    np.minimum.at(first, a_idx, pos)
+    np.maximum.at(last, a_idx, pos)
+    names = [str(a) for a in assets]
+    return Panel(names, origin, bar, ts_dtype, values, first, last, {a: i for i, a in enumerate(names)})
+
+
+def align_series(panel: Panel, frame: pl.DataFrame, col: str, *, what: str) -> np.ndarray:
+    """Place a single series (ts, <col>) on ``panel``'s grid (NaN where it has no bar).
+
+    Raises
+    ------
+    EventStudyError
+        If the series is off the grid or has duplicate timestamps.
+    """
+    _require(frame, ["ts", col], what)
+    try:
+        ts = _physical(frame["ts"].cast(panel.ts_dtype), what)
+    except pl.exceptions.PolarsError as exc:  # e.g. time-zone mismatch
+        raise EventStudyError(f"{what}.ts ({frame.schema['ts']}) cannot be compared with returns.ts ({panel.ts_dtype})") from exc
+    rel = ts - panel.origin
+    if (rel % panel.bar != 0).any():
+        raise EventStudyError(f"{what}: timestamps are not on the returns' bar grid (bar size {panel.bar_size_str()})")
+    pos = rel // panel.bar
+    if np.unique(pos).size != pos.size:
+        raise EventStudyError(f"{what} has duplicate timestamps")
+    out = np.full(panel.n_bars, np.nan)
+    ok = (pos >= 0) & (pos < panel.n_bars)
+    out[pos[ok]] = frame[col].cast(pl.Float64).fill_null(np.nan).to_numpy()[ok]
+    return out
+
+
+@dataclass
+class Anchored:
+    """Events mapped to bars.
+
+    Attributes
+    ----------
+    events : polars.DataFrame
+        Kept events: ``event_id`` (row in the input), ``ts``, ``asset``, ``event_bar_ts`` and the
+        input's attribute columns.
+    asset_idx, bar_idx : numpy.ndarray
+        Row in the panel and anchored bar index per kept event.
+    dropped : polars.DataFrame
+        ``event_id, ts, asset, reason`` for every event that left the study.
+    """
+
+    events: pl.DataFrame
+    asset_idx: np.ndarray
+    bar_idx: np.ndarray
+    dropped: pl.DataFrame
+
+    def subset(self, keep: np.ndarray, reason: str) -> "Anchored":
+        """Keep rows where ``keep`` is True; the others join ``dropped`` with ``reason``."""
+        keep = np.asarray(keep, dtype=bool)
+        if keep.all():
+            return self
+        gone = self.events.filter(pl.Series(~keep)).select(
+            "event_id", "ts", "asset", pl.lit(reason).alias("reason")
+        )
+        return Anchored(
+            self.events.filter(pl.Series(keep)),
+            self.asset_idx[keep],
+            self.bar_idx[keep],
+            _concat_dropped(self.dropped, gone),
+        )
+
+
+def _concat_dropped(a: pl.DataFrame, b: pl.DataFrame) -> pl.DataFrame:
+    if b.height == 0:
+        return a
+    if a.height == 0:
+        return b.cast(a.schema) if a.width else b
+    return pl.concat([a, b.cast(a.schema)], how="vertical")
+
+
+def anchor_events(
+    panel: Panel,
+    events: pl.DataFrame,
+    *,
+    anchor: str = "containing",
+    bar_label: str = "open",
+    value: str | None = None,
+) -> Anchored:
+    """Map event times to bars.
+
+    Parameters
+    ----------
+    panel : Panel
+        The grid (from :func:`build_panel`).
+    events : polars.DataFrame
+        ``ts``, ``asset`` and optional attribute columns.
+    anchor : {"containing", "next"}
+        Event bar = the bar containing the event time, or the bar after it.
+    bar_label : {"open", "close"}
+        Whether a bar's ``ts`` is its open time (bar covers ``[ts, ts + bar)``) or its close time
+        (bar covers ``(ts - bar, ts]``).
+    value : str, optional
+        Panel column that must be non-NaN at the event bar (events without it are dropped as
+        ``"no_return_at_event"``); None skips the check.
+
+    Returns
+    -------
+    Anchored
+        Kept events and the dropped ones with reasons (unknown asset, outside the asset's data,
+        no value at the event bar) -- bad rows never raise.
+    """
+    if anchor not in ANCHORS:
+        raise EventStudyError(f"anchor={anchor!r}; use one of {ANCHORS}")
+    if bar_label not in BAR_LABELS:
+        raise EventStudyError(f"bar_label={bar_label!r}; use one of {BAR_LABELS}")
+    _require(events, ["ts", "asset"], "events")
+    if "event_id" in events.columns:
+        raise EventStudyError("events must not have an 'event_id' column (it is assigned from the row order)")
+    ev = events.with_row_index("event_id").with_columns(pl.col("event_id").cast(pl.Int64), pl.col("asset").cast(pl.String))
+    try:
+        ts_cast = ev["ts"].cast(panel.ts_dtype)
+    except pl.exceptions.PolarsError as exc:
+        raise EventStudyError(f"events.ts ({events.schema['ts']}) cannot be compared with returns.ts ({panel.ts_dtype})") from exc
+    n = ev.height
+    null_ts = ts_cast.is_null().to_numpy()
+    phys = ts_cast.to_physical().cast(pl.Int64).fill_null(0).to_numpy()
+    rel = phys - panel.origin
+    if bar_label == "open":
+        pos = np.floor_divide(rel, panel.bar)
+    else:
+        pos = -np.floor_divide(-rel, panel.bar)
+    if anchor == "next":
+        pos = pos + 1
+    a_idx = np.array([panel.asset_index.get(a, -1) if a is not None else -1 for a in ev["asset"].to_list()], dtype=np.int64)
+    reason = np.full(n, "", dtype=object)
+    reason[a_idx < 0] = "unknown_asset"
+    reason[(reason == "") & null_ts] = "missing_ts"
+    ok = reason == ""
+    first = np.where(a_idx >= 0, panel.first[np.clip(a_idx, 0, None)], 0)
+    last = np.where(a_idx >= 0, panel.last[np.clip(a_idx, 0, None)], -1)
+    reason[ok & ((pos < first) | (pos > last))] = "outside_data"
+    ok = reason == ""
+    if value is not None:
+        v = np.full(n, np.nan)
+        v[ok] = panel.values[value][a_idx[ok], pos[ok]]
+        reason[ok & ~np.isfinite(v)] = "no_return_at_event"
+    keep = reason == ""
+    ev = ev.with_columns(panel.bar_ts(np.where(keep, pos, 0)).alias("event_bar_ts"))
+    front = ["event_id", "ts", "asset", "event_bar_ts"]
+    ev = ev.select(front + [c for c in ev.columns if c not in front])
+    dropped = ev.filter(pl.Series(~keep)).select("event_id", "ts", "asset").with_columns(
+        pl.Series("reason", reason[~keep].astype(str), dtype=pl.String)
+    )
+    return Anchored(ev.filter(pl.Series(keep)), a_idx[keep], pos[keep], dropped)
+
+
+def thin(anch: Anchored, min_spacing: int | None) -> Anchored:
+    """Keep events at least ``min_spacing`` bars apart per asset (earliest first, greedy).
+
+    Returns
+    -------
+    Anchored
+        Thinned events; removed ones are reported with reason ``"thinned"``.
+    """
+    if not min_spacing:
+        return anch
+    if min_spacing < 0:
+        raise EventStudyError(f"min_spacing={min_spacing} must be a positive number of bars")
+    n = anch.bar_idx.size
+    if n == 0:
+        return anch
+    span = int(anch.bar_idx.max() - anch.bar_idx.min()) + 2 * int(min_spacing) + 1
+    key = anch.asset_idx * span + (anch.bar_idx - anch.bar_idx.min())
+    order = np.argsort(key, kind="stable")
+    sk = key[order]
+    keep_sorted = np.zeros(n, dtype=bool)
+    i = 0
+    # one iteration per *kept* event: jump to the first event at least min_spacing later
+    while i < n:
+        keep_sorted[i] = True
+        i = int(np.searchsorted(sk, sk[i] + min_spacing, side="left"))
+    keep = np.empty(n, dtype=bool)
+    keep[order] = keep_sorted
+    return anch.subset(keep, "thinned")
+
+
+def offsets(window: tuple[int, int], name: str) -> np.ndarray:
+    """Bar offsets ``lo..hi`` (inclusive) of a window, validated."""
+    try:
+        lo, hi = (int(window[0]), int(window[1]))
+    except (TypeError, ValueError, IndexError) as exc:
+        raise EventStudyError(f"{name}={window!r} must be a pair of integers (first, last bar)") from exc
+    if lo > hi:
+        raise EventStudyError(f"{name}={window!r}: first bar {lo} is after last bar {hi}")
+    return np.arange(lo, hi + 1, dtype=np.int64)
+
+
+def gather(mat: np.ndarray, rows: np.ndarray | None, idx: np.ndarray) -> np.ndarray:
+    """``mat[rows, idx]`` for an ``(n, w)`` index matrix; indices off the grid give NaN.
+
+    ``mat`` may be 1-D (a market series; ``rows`` ignored) or 2-D (assets x bars).
+    """
+    n_bars = mat.shape[-1]
+    ok = (idx >= 0) & (idx < n_bars)
+    cl = np.clip(idx, 0, n_bars - 1)
+    out = mat[cl] if mat.ndim == 1 else mat[rows[:, None], cl]
+    out = np.array(out, dtype=np.float64, copy=True)
+    out[~ok] = np.nan
+    return out
+
+
+def window_cover(panel: Panel, asset_idx: np.ndarray, bar_idx: np.ndarray, win: tuple[int, int]) -> np.ndarray:
+    """Count, per (asset, bar), how many event windows ``win`` cover the bar."""
+    n_a, n_b = len(panel.assets), panel.n_bars
+    diff = np.zeros((n_a, n_b + 1), dtype=np.int32)
+    lo = np.clip(bar_idx + win[0], 0, n_b)
+    hi = np.clip(bar_idx + win[1] + 1, 0, n_b)
+    np.add.at(diff, (asset_idx, lo), 1)
+    np.add.at(diff, (asset_idx, hi), -1)
+    return np.cumsum(diff[:, :n_b], axis=1)
+
+
+def contamination(
+    panel: Panel, asset_idx: np.ndarray, bar_idx: np.ndarray, est: np.ndarray, win: np.ndarray
+) -> np.ndarray:
+    """Boolean ``(n_events, len(est))``: estimation bars covered by *another* event's window."""
+    cover = window_cover(panel, asset_idx, bar_idx, (int(win[0]), int(win[-1])))
+    idx = bar_idx[:, None] + est[None, :]
+    c = gather(cover.astype(np.float64), asset_idx, idx)
+    c = np.nan_to_num(c, nan=0.0)
+    own = ((est >= win[0]) & (est <= win[-1])).astype(np.float64)  # own window inside own estimation
+    return (c - own[None, :]) > 0
+
+
+def shorten_mask(contam: np.ndarray, est: np.ndarray) -> np.ndarray:
+    """Estimation bars to blank so the window keeps only its clean part next to the event.
+
+    For a pre-event window the bars up to the last contaminated one go; for a post-event window
+    the bars from the first contaminated one on.
+    """
+    n, le = contam.shape
+    j = np.arange(le)[None, :]
+    if est[-1] < 0:
+        last = np.where(contam.any(1), le - 1 - np.argmax(contam[:, ::-1], axis=1), -1)
+        return j <= last[:, None]
+    first = np.where(contam.any(1), np.argmax(contam, axis=1), le)
+    return j >= first[:, None]
