@@ -76,3 +76,40 @@ def export(chart: alt.TopLevelMixin, stem, formats=("png", "svg", "pdf"), scale:
         os.replace(tmp, path)
         written.append(path)
     return written
+
+
+def plot_caar(
+    frame: pl.DataFrame,
+    *,
+    x: str = "event_time",
+    y: str = "caar",
+    lo: str = "lo",
+    hi: str = "hi",
+    title: str | None = None,
+) -> alt.LayerChart:
+    """CAAR line over event time with its confidence band and a zero line.
+
+    Parameters
+    ----------
+    frame : polars.DataFrame
+        Tidy per-bar table holding ``x``, ``y``, ``lo`` and ``hi`` (e.g.
+        ``EventStudyResult.to_frame()``); nothing is computed here.
+    x, y, lo, hi : str
+        Column names of event time, CAAR and the band.
+    title : str, optional
+        Chart title.
+
+    Returns
+    -------
+    altair.LayerChart
+    """
+    missing = [c for c in (x, y, lo, hi) if c not in frame.columns]
+    if missing:
+        raise ValueError(f"plot_caar: frame lacks column(s) {missing}; it has {frame.columns}")
+    src = data(frame.select(x, y, lo, hi))
+    base = alt.Chart(src).encode(x=alt.X(f"{x}:Q", title="event time (bars)"))
+    band = base.mark_area(opacity=0.25).encode(y=alt.Y(f"{lo}:Q", title="CAAR"), y2=f"{hi}:Q")
+    line = base.mark_line(point=True).encode(y=f"{y}:Q", tooltip=[f"{x}:Q", f"{y}:Q", f"{lo}:Q", f"{hi}:Q"])
+    zero = alt.Chart(src).mark_rule(strokeDash=[4, 4], color="#666").encode(y=alt.datum(0))
+    chart = alt.layer(band, line, zero)
+    return chart.properties(title=title) if title else chart
