@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-import statsmodels.api as sm
 
 from research.errors import EventStudyError
 
@@ -135,6 +134,8 @@ def car_regression(
     if cov_type == "HAC":
         maxlags = int(np.floor(4 * (len(y) / 100) ** (2 / 9))) if maxlags is None else int(maxlags)
         kw = {"cov_kwds": {"maxlags": maxlags}}
+    import statsmodels.api as sm  # slow import, only when a regression runs
+
     fit = sm.OLS(y, X).fit(cov_type=cov_type, **kw)
     return CarRegressionResult(window_key(w), cov_type, names, np.asarray(fit.params), np.asarray(fit.bse),
                                np.asarray(fit.tvalues), np.asarray(fit.pvalues), int(fit.nobs), float(fit.rsquared),

@@ -1,0 +1,100 @@
+"""Bar grid, anchoring, windows, overlap policies and thinning."""
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import polars as pl
+import pytest
+
+from research import eventstudy as es
+from research.errors import EventStudyError
+from research.eventstudy import windows as W
+
+from .conftest import synthetic
+
+T0 = dt.datetime(2024, 1, 1)
+
+
+def _frame(n=50, bar_minutes=60, skip=()):
+    ts = [T0 + dt.timedelta(minutes=bar_minutes * i) for i in range(n) if i not in skip]
+    return pl.DataFrame({"ts": ts, "asset": ["X"] * len(ts), "return": [float(i) for i in range(n) if i not in skip]})
+
+
+def test_bar_size_detected_and_missing_bar_is_nan_not_shifted():
+    p = W.build_panel(_frame(skip=(10,)), ["return"])
+    assert p.bar_size_str() == "1h" and p.n_bars == 50
+    r = p.values["return"][0]
+    assert np.isnan(r[10]) and r[11] == 11.0  # bar 11 stays bar 11
+
+
+@pytest.mark.parametrize("anchor,label,minute,expected", [
+    ("containing", "open", 0, 5), ("containing", "open", 30, 5), ("next", "open", 30, 6),
+    ("containing", "close", 30, 6), ("containing", "close", 0, 5), ("next", "close", 0, 6),
+])
+def test_anchor_rules(anchor, label, minute, expected):
+    p = W.build_panel(_frame(), ["return"])
+    ev = pl.DataFrame({"ts": [T0 + dt.timedelta(hours=5, minutes=minute)], "asset": ["X"]})
+    a = W.anchor_events(p, ev, anchor=anchor, bar_label=label, value="return")
+    assert a.bar_idx.tolist() == [expected]
+
+
+def test_anchor_is_reported_and_changes_ar():
+    f = _frame()
+    ev = pl.DataFrame({"ts": [T0 + dt.timedelta(hours=30, minutes=15)], "asset": ["X"]})
+    a = es.run(f, ev, estimation=None, window=(0, 0), model="raw", anchor="containing")
+    b = es.run(f, ev, estimation=None, window=(0, 0), model="raw", anchor="next")
+    assert a.spec["anchor"] == "containing" and b.spec["anchor"] == "next"
+    assert a.ar[0, 0] == 30.0 and b.ar[0, 0] == 31.0
+    assert a.to_dict()["spec"]["anchor"] == "containing"
+
+
+def test_bad_inputs_name_the_problem():
+    with pytest.raises(EventStudyError, match="return"):
+        W.build_panel(_frame().drop("return"), ["return"])
+    dup = pl.concat([_frame(3), _frame(3)])
+    with pytest.raises(EventStudyError, match="duplicate"):
+        W.build_panel(dup, ["return"])
+    with pytest.raises(EventStudyError, match="window"):
+        es.run(_frame(), _frame(1).drop("return"), estimation=None, window=(2, 1), model="raw")
+    with pytest.raises(EventStudyError, match="market"):
+        es.run(_frame(), _frame(1).drop("return"), estimation=(-5, -1), window=(0, 1), model="market")
+    with pytest.raises(EventStudyError, match="anchor"):
+        es.run(_frame(), _frame(1).drop("return"), estimation=None, window=(0, 1), model="raw", anchor="later")
+
+
+def test_gather_offgrid_is_nan():
+    m = np.arange(10.0)[None, :]
+    g = W.gather(m, np.array([0]), np.array([[-1, 0, 9, 10]]))
+    assert np.isnan(g[0, 0]) and g[0, 1] == 0 and g[0, 2] == 9 and np.isnan(g[0, 3])
+
+
+def _overlap_case(policy):
+    f, mk = synthetic(n_bars=400, seed=3)
+    ts = f["ts"]
+    ev = pl.DataFrame({"ts": [ts[200], ts[300]], "asset": ["A", "A"]})
+    return es.run(f, ev, estimation=(-150, -11), window=(-5, 5), model="market", market=mk, overlap=policy,
+                  min_estimation=20)
+
+
+def test_overlap_flag_drop_shorten_keep():
+    with pytest.warns(UserWarning, match="estimation window"):
+        flagged = _overlap_case("flag")
+    assert flagged.events["overlap"].to_list() == [False, True]
+    kept = _overlap_case("keep")
+    assert kept.events["overlap"].to_list() == [False, True] and kept.n_events == 2
+    dropped = _overlap_case("drop")
+    assert dropped.n_events == 1 and dropped.dropped["reason"].to_list() == ["overlap"]
+    short = _overlap_case("shorten")
+    # second event's window starts at bar 150; first event's window ends at bar 205 -> bars 206..289 stay
+    assert short.events["n_est"].to_list() == [140, 289 - 206 + 1]
+    assert short.spec["overlap"] == "shorten"
+
+
+def test_thinning_keeps_earliest_per_asset():
+    f, mk = synthetic(n_bars=300, assets=("A", "B"), seed=1)
+    ts = f["ts"].unique().sort()
+    ev = pl.DataFrame({"ts": [ts[100], ts[105], ts[111], ts[100], ts[150]], "asset": ["A", "A", "A", "B", "B"]})
+    r = es.run(f, ev, estimation=(-60, -11), window=(-2, 2), model="mean", min_spacing=10, overlap="keep")
+    assert sorted(r.events["event_id"].to_list()) == [0, 2, 3, 4]
+    assert r.dropped.select("event_id", "reason").rows() == [(1, "thinned")]
