@@ -103,3 +103,167 @@ def schema() -> None:
     from research.schema import describe
 
     typer.echo(describe())
+
+
+# --------------------------------------------------------------------------- fetch / import (sources)
+fetch_app = typer.Typer(help="Download, verify and ingest data from a source into the lake.", no_args_is_help=True)
+app.add_typer(fetch_app, name="fetch")
+
+
+def _split_list(values: list[str] | None) -> list[str]:
+    return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
+
+
+def _finish(summary) -> None:
+    typer.echo(summary.summary())
+    raise typer.Exit(summary.exit_code)
+
+
+def _source_call(fn, *args, **kwargs):
+    from research.errors import ResearchError
+
+    try:
+        return fn(*args, **kwargs)
+    except ResearchError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1)
+
+
+@fetch_app.command("binance")
+def fetch_binance(
+    start: str = typer.Option(..., "--start", help="First day, YYYY-MM-DD (or a month, YYYY-MM)."),
+    end: Optional[str] = typer.Option(None, "--end", help="Last day, inclusive (default: yesterday UTC; a month means its last day)."),
+    symbol: Optional[list[str]] = typer.Option(None, "--symbol", "-s", help="Symbol(s), repeatable or comma-separated [BTCUSDT]."),
+    dataset: Optional[list[str]] = typer.Option(None, "--dataset", "-d", help="fundingRate, klines, premiumIndexKlines, markPriceKlines, indexPriceKlines, metrics, aggTrades, liquidationSnapshot [fundingRate,klines]."),
+    market: str = typer.Option("um", help="um (USD-M futures) or spot."),
+    interval: str = typer.Option("1h", help="Kline interval for the *klines datasets."),
+    granularity: str = typer.Option("auto", help="auto (monthly files for whole months), daily or monthly."),
+    base_url: Optional[str] = typer.Option(None, "--base-url", envvar="RESEARCH_BINANCE_BASE_URL", help="Archive base URL [https://data.binance.vision/]."),
+    workers: int = typer.Option(4, help="Parallel downloads."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only list the URLs."),
+    refresh: bool = typer.Option(False, "--refresh", help="Re-download files already verified (the archive sometimes replaces files)."),
+    retries: int = typer.Option(4, help="Retries per file on 5xx/429/dropped connections."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    data_dir: Optional[Path] = DataDir,
+) -> None:
+    """Binance public archive: download, verify each zip against its .CHECKSUM, ingest into the lake.
+
+    Exit code 0 = all verified and ingested, 1 = something failed or was corrupt (see the summary),
+    2 = some files are not in the archive (missing). Re-running skips what is already verified.
+    """
+    from research.sources import binance
+
+    s = binance.parse_date(start, "--start")
+    e = binance.month_end(binance.parse_date(end, "--end")) if end and len(end) == 7 else (
+        binance.parse_date(end, "--end") if end else None)
+    summary = _source_call(binance.fetch, _split_list(symbol) or ["BTCUSDT"], _split_list(dataset) or ["fundingRate", "klines"],
+                           start=s, end=e, market=market, interval=interval, granularity=granularity, data_dir=data_dir,
+                           base=base_url, workers=workers, dry_run=dry_run, refresh=refresh, retries=retries,
+                           progress=not quiet)
+    if dry_run:
+        for u in summary.urls:
+            typer.echo(u)
+        for n in summary.notes:
+            typer.echo(f"note: {n}")
+        typer.echo(f"{len(summary.urls)} file(s); nothing downloaded (--dry-run)")
+        raise typer.Exit(0)
+    _finish(summary)
+
+
+@fetch_app.command("feargreed")
+def fetch_feargreed(
+    base_url: Optional[str] = typer.Option(None, "--base-url", envvar="RESEARCH_FEARGREED_BASE_URL", help="API base [https://api.alternative.me]."),
+    data_dir: Optional[Path] = DataDir,
+) -> None:
+    """Crypto Fear & Greed index (alternative.me, whole history) -> table sentiment."""
+    from research.sources import feargreed
+
+    _finish(_source_call(feargreed.fetch, data_dir=data_dir, base=base_url))
+
+
+@fetch_app.command("etf")
+def fetch_etf(
+    url: Optional[str] = typer.Option(None, "--url", envvar="RESEARCH_ETF_URL", help="Farside-style flow table (HTML or CSV)."),
+    data_dir: Optional[Path] = DataDir,
+) -> None:
+    """Spot Bitcoin ETF daily net flows from a Farside-style table -> table etf_flows."""
+    from research.sources import etf
+
+    _finish(_source_call(etf.fetch, url=url, data_dir=data_dir))
+
+
+@fetch_app.command("coinalyze")
+def fetch_coinalyze(
+    start: str = typer.Option(..., "--start", help="First day, YYYY-MM-DD."),
+    end: str = typer.Option(..., "--end", help="Last day, inclusive."),
+    symbol: Optional[list[str]] = typer.Option(None, "--symbol", "-s", help="Coinalyze symbols [BTCUSDT_PERP.A = Binance USD-M BTCUSDT]."),
+    kind: Optional[list[str]] = typer.Option(None, "--kind", "-k", help="liquidations, open_interest, funding, long_short [liquidations,open_interest]."),
+    interval: str = typer.Option("daily", help="1min 5min 15min 30min 1hour 2hour 4hour 6hour 12hour daily (intraday keeps ~1500-2000 points)."),
+    base_url: Optional[str] = typer.Option(None, "--base-url", envvar="RESEARCH_COINALYZE_BASE_URL", help="API base [https://api.coinalyze.net/v1]."),
+    data_dir: Optional[Path] = DataDir,
+) -> None:
+    """Coinalyze history (needs COINALYZE_API_KEY in the environment): liquidations after 2024-03-31, OI, funding, L/S."""
+    from research.sources import binance, coinalyze
+
+    _finish(_source_call(coinalyze.fetch, _split_list(symbol) or ["BTCUSDT_PERP.A"],
+                         _split_list(kind) or ["liquidations", "open_interest"],
+                         start=binance.parse_date(start, "--start"), end=binance.parse_date(end, "--end"),
+                         interval=interval, data_dir=data_dir, base=base_url))
+
+
+def _kv(pairs: list[str] | None, what: str) -> dict[str, str]:
+    out = {}
+    for p in pairs or []:
+        if "=" not in p:
+            raise typer.BadParameter(f"{p!r} is not KEY=VALUE", param_hint=what)
+        k, v = p.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+def _const(v: str):
+    try:
+        return int(v)
+    except ValueError:
+        return v
+
+
+@app.command("import")
+def import_cmd(
+    table: str = typer.Argument(..., help="Canonical table (bars, funding, open_interest, liquidations, positioning, etf_flows, sentiment, ...)."),
+    file: Path = typer.Argument(..., help="CSV or Parquet export."),
+    mapping: Optional[Path] = typer.Option(None, "--mapping", "-m", help="YAML mapping file."),
+    preset: Optional[str] = typer.Option(None, "--preset", help="Named mapping: coinglass_liquidations_4h, coinglass_oi_4h, coinglass_funding_4h, binance_perp_1h, binance_spot_1h, binance_funding_8h, farside_etf_flows, fear_greed_csv."),
+    time_col: Optional[str] = typer.Option(None, "--time-col", help="Time column (flags mode)."),
+    time_format: Optional[str] = typer.Option(None, "--time-format", help="strptime format, iso, epoch, epoch_s, epoch_ms, ..."),
+    tz: Optional[str] = typer.Option(None, "--tz", help="Time zone of naive times (UTC, Europe/London, +03:00)."),
+    label: str = typer.Option("start", "--label", help="The time marks the bucket start, end, or an instant."),
+    bucket: Optional[str] = typer.Option(None, "--bucket", help="Bucket interval of the export if not the 'interval' constant."),
+    value: Optional[list[str]] = typer.Option(None, "--value", "-v", help="TARGET=COLUMN[:UNIT], e.g. rate=close:percent (repeatable)."),
+    const: Optional[list[str]] = typer.Option(None, "--const", "-c", help="KEY=VALUE constant, e.g. venue=binance (repeatable)."),
+    drop_last: int = typer.Option(0, "--drop-last", help="Drop the last N rows (an open bar)."),
+    skip_value: Optional[list[str]] = typer.Option(None, "--skip-value", help="Skip rows whose time cell is this (footer rows; repeatable)."),
+    fmt: str = typer.Option("auto", "--format", help="auto, csv, parquet or farside."),
+    start: Optional[str] = typer.Option(None, "--start", help="Keep rows from this date."),
+    end: Optional[str] = typer.Option(None, "--end", help="Keep rows up to this date (inclusive)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Parse and validate only; write nothing."),
+    data_dir: Optional[Path] = DataDir,
+) -> None:
+    """Import a dashboard export (CoinGlass, Coinalyze, Farside, ...) with a mapping; all or nothing."""
+    from research.sources import binance, importer
+
+    flags_given = bool(time_col or value or const)
+    if sum(bool(x) for x in (mapping, preset, flags_given)) != 1:
+        raise typer.BadParameter("give exactly one of --mapping FILE, --preset NAME, or flags (--time-col, --value, --const)")
+    if mapping:
+        m = mapping
+    elif preset:
+        m = preset
+    else:
+        m = {"table": table, "time": {"column": time_col, "format": time_format, "timezone": tz, "label": label, "bucket": bucket},
+             "values": dict(_kv(value, "--value")), "constants": {k: _const(v) for k, v in _kv(const, "--const").items()},
+             "drop_last_rows": drop_last, "skip_values": skip_value or [], "format": fmt}
+    s = binance.parse_date(start, "--start") if start else None
+    e = binance.parse_date(end, "--end") if end else None
+    res = _source_call(importer.import_file, table, file, m, data_dir, start=s, end=e, dry_run=dry_run)
+    typer.echo(f"{file.name}: {res.rows_in} rows valid" + (" (dry run, nothing written)" if dry_run else f"; {res}"))

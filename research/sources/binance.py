@@ -59,7 +59,8 @@ import polars as pl
 from research import lake, paths
 from research.errors import ResearchError, SourceError
 from research.schema import INTERVALS, UTC_TS
-from research.sources.http import Downloader, FetchResult, Manifest, parse_checksum, rich_progress, write_atomic
+from research.sources.http import (Downloader, FetchResult, FetchSummary, Manifest, parse_checksum, rich_progress,
+                                   write_atomic)
 
 DEFAULT_BASE_URL = "https://data.binance.vision/"
 BASE_URL_ENV = "RESEARCH_BINANCE_BASE_URL"
@@ -494,61 +495,6 @@ def parse_file(task: FileTask, zip_path: Path, warnings: list[str]) -> dict[str,
     if task.dataset == "aggTrades":
         return parse_aggtrades(data, task, origin)
     raise SourceError(f"no parser for dataset {task.dataset!r}")
-
-
-# --------------------------------------------------------------------------- summary
-@dataclass
-class FetchSummary:
-    """What a fetch did. ``exit_code``: 0 all good, 1 something failed/corrupt, 2 files missing."""
-
-    planned: int = 0
-    downloaded: int = 0
-    skipped: int = 0
-    ingested_files: int = 0
-    missing: list[FetchResult] = field(default_factory=list)
-    corrupt: list[FetchResult] = field(default_factory=list)
-    failed: list[FetchResult] = field(default_factory=list)
-    ingest_errors: list[tuple[str, str]] = field(default_factory=list)
-    rows_in: dict[str, int] = field(default_factory=dict)
-    rows_added: dict[str, int] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    urls: list[str] = field(default_factory=list)
-    bytes_downloaded: int = 0
-
-    @property
-    def ok(self) -> bool:
-        return not (self.corrupt or self.failed or self.ingest_errors or self.missing)
-
-    @property
-    def exit_code(self) -> int:
-        if self.corrupt or self.failed or self.ingest_errors:
-            return 1
-        return 2 if self.missing else 0
-
-    def summary(self) -> str:
-        lines = [f"planned {self.planned} file(s): downloaded {self.downloaded} ({self.bytes_downloaded:,} bytes), "
-                 f"skipped {self.skipped} already verified, ingested {self.ingested_files}; "
-                 f"missing {len(self.missing)}, corrupt {len(self.corrupt)}, failed {len(self.failed) + len(self.ingest_errors)}"]
-        for t in sorted(self.rows_in):
-            lines.append(f"  {t}: {self.rows_in[t]:,} rows read, {self.rows_added.get(t, 0):,} new in the lake")
-        for label, items in (("MISSING", self.missing), ("CORRUPT", self.corrupt), ("FAILED", self.failed)):
-            for r in items:
-                lines.append(f"  {label} {r.url}: {r.error}")
-        for p, e in self.ingest_errors:
-            lines.append(f"  FAILED ingest {p}: {e}")
-        lines += [f"  note: {n}" for n in self.notes]
-        lines += [f"  warning: {w}" for w in self.warnings]
-        if self.corrupt:
-            lines.append("  corrupt files are in <data_dir>/quarantine/; re-run to try again")
-        if self.failed or self.ingest_errors:
-            lines.append("  re-run the same command to retry only what failed")
-        return "\n".join(lines)
-
-    def to_frame(self) -> pl.DataFrame:
-        rows = [{"status": r.status, "url": r.url, "path": r.path, "error": r.error}
-                for r in (*self.missing, *self.corrupt, *self.failed)]
-        return pl.DataFrame(rows, schema={"status": pl.String, "url": pl.String, "path": pl.String, "error": pl.String})
 
 
 # --------------------------------------------------------------------------- fetch
