@@ -308,7 +308,7 @@ def placebo(
                 est_idx = b[:, None] + ctx.est[None, :]
                 est_r = W.gather(R, a, est_idx)
                 est_m = W.gather(ctx.market, None, est_idx) if ctx.market is not None else None
-            fit = _models.fit(ctx.model, est_r, evt_r, est_m, evt_m, full_market_term=ctx.compat)
+            fit = _models.fit(ctx.model, est_r, evt_r, est_m, evt_m, full_market_term=ctx.compat, light=True)
             car = _car_matrix(fit.evt_ar, win0, hz)
             if ctx.est is not None:
                 car[fit.n_est < ctx.min_estimation] = np.nan

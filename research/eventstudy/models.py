@@ -80,11 +80,12 @@ class ModelFit:
 
 
 def _nanstd(x: np.ndarray, ddof: int) -> np.ndarray:
-    n = np.isfinite(x).sum(1)
+    ok = np.isfinite(x)
+    n = ok.sum(1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        mu = np.nansum(x, 1) / n
-        ss = np.nansum((x - mu[:, None]) ** 2, 1)
-        return np.sqrt(ss / (n - ddof))
+        mu = np.where(ok, x, 0.0).sum(1) / n
+        d = np.where(ok, x - mu[:, None], 0.0)
+        return np.sqrt(np.einsum("ij,ij->i", d, d) / (n - ddof))
 
 
 def fit(
@@ -95,6 +96,7 @@ def fit(
     evt_m: np.ndarray | None = None,
     *,
     full_market_term: bool = False,
+    light: bool = False,
 ) -> ModelFit:
     """Fit a normal-return model for every event (vectorised).
 
@@ -134,7 +136,7 @@ def fit(
             pe = np.ones((n, w))
         elif model == "mean":
             n_est = np.isfinite(est_r).sum(1)
-            mu = np.nansum(est_r, 1) / n_est
+            mu = np.where(np.isfinite(est_r), est_r, 0.0).sum(1) / n_est
             est_ar, evt_ar = est_r - mu[:, None], evt_r - mu[:, None]
             pe = np.broadcast_to(1.0 + 1.0 / n_est[:, None], (n, w)).copy()
         elif model == "market_adjusted":
@@ -161,10 +163,13 @@ def fit(
                 mm, msxx = xm, sxx
             pe = 1.0 + 1.0 / n_est[:, None] + (evt_m - mm[:, None]) ** 2 / msxx[:, None]
             kw = dict(m_mean=mm, m_sxx=msxx, evt_m=evt_m, alpha=alpha, beta=beta)
-        if model == "market":
+        if light:
+            sigma = sd1 = np.full(n, np.nan)
+        elif model == "market":
             ssr = np.nansum(est_ar**2, 1)
             sigma = np.sqrt(ssr / (n_est - k))
         else:
             sigma = _nanstd(est_ar, ddof=k)
-        sd1 = _nanstd(est_ar, ddof=1)
+        if not light:
+            sd1 = _nanstd(est_ar, ddof=1)
     return ModelFit(model, est_ar, evt_ar, n_est, k, sigma, sd1, pe, **kw)

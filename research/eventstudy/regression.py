@@ -85,7 +85,7 @@ def car_regression(
         A finished study; attributes come from its ``events`` frame.
     attributes : list of str
         Event columns to use as regressors. Numeric and boolean columns enter as they are;
-        string/categorical columns become dummies (first level dropped).
+        string/categorical columns become dummies (alphabetically first level is the base).
     window : (int, int), optional
         CAR window (default: the whole event window).
     cov_type : {"HC3", "HAC", "nonrobust"}
@@ -118,9 +118,11 @@ def car_regression(
             parts.append(s.cast(pl.Float64).fill_null(np.nan).to_numpy()[:, None])
             names.append(a)
         else:
-            d = s.cast(pl.String).to_dummies(drop_first=True)
-            parts.append(d.to_numpy().astype(float))
-            names.extend(d.columns)
+            s = s.cast(pl.String)
+            levels = sorted(s.drop_nulls().unique().to_list())  # first level (sorted) is the base
+            for lv in levels[1:]:
+                parts.append(np.where(s.is_null().to_numpy(), np.nan, (s == lv).fill_null(False).to_numpy().astype(float))[:, None])
+                names.append(f"{a}_{lv}")
     X = np.hstack(parts) if parts else np.empty((ev.height, 0))
     y = ev["__car"].to_numpy().astype(float)
     ok = np.isfinite(y) & np.isfinite(X).all(1)

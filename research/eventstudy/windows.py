@@ -376,9 +376,10 @@ def gather(mat: np.ndarray, rows: np.ndarray | None, idx: np.ndarray) -> np.ndar
     n_bars = mat.shape[-1]
     ok = (idx >= 0) & (idx < n_bars)
     cl = np.clip(idx, 0, n_bars - 1)
-    out = mat[cl] if mat.ndim == 1 else mat[rows[:, None], cl]
-    out = np.array(out, dtype=np.float64, copy=True)
-    out[~ok] = np.nan
+    out = mat[cl] if mat.ndim == 1 else mat[rows[:, None], cl]  # fancy indexing: already a copy
+    out = out.astype(np.float64, copy=False)
+    if not ok.all():
+        out[~ok] = np.nan
     return out
 
 
