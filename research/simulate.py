@@ -101,7 +101,7 @@ class Params:
     impact: float = 0.3                # log-price impact per unit of OI forced out
     dev_decay: float = 0.96            # hourly decay of the forced-flow dislocation (half-life ~17 h)
     close_rate: float = 1 / 120        # hourly voluntary close rate of speculative positions
-    liq_report: float = 0.15           # share of forced exits printed as liquidations (feeds are throttled)
+    liq_report: float = 0.08           # share of forced exits printed as liquidations (feeds are throttled)
     flush_drawdown: tuple = (0.06, 0.11)
     flush_oi_drop: tuple = (0.06, 0.12)
     exodus_drawdown: tuple = (0.06, 0.10)
@@ -358,11 +358,18 @@ def _run_state_machine(p: Params, eps: list[_Episode], phase: np.ndarray, ep_of:
             if t == e.start:
                 oi_ref = oi_now
             if ph == F_BUILD:
+                # the rally that draws leverage in: steered so it makes its high late in the build-up
+                if t == e.start:
+                    ref = lp
+                k = (t - e.start + 1) / (e.sell - e.start)
                 r += e.rally / (e.sell - e.start)
+                gap = ref + e.rally * k - 0.01 - (lp + r)
+                if gap > 0:
+                    r += 0.3 * gap
             elif ph in (F_SELL, X_LEG1, X_LEG2):
                 first = t == (e.sell if ph != X_LEG2 else e.leg2)
                 if first:
-                    ref = max(closes[-48:]) if ph != X_LEG2 else lp
+                    ref = max(closes[e.start:]) if ph != X_LEG2 else lp
                     trough1 = min(closes[e.sell:]) if ph == X_LEG2 else 0.0
                 if ph == X_LEG2:
                     # undercut the first trough by leg2_extra
@@ -376,6 +383,8 @@ def _run_state_machine(p: Params, eps: list[_Episode], phase: np.ndarray, ep_of:
                 gap = want - (lp + r)
                 if gap < 0:
                     r += (0.7 if ph == F_SELL else 0.5) * gap
+                elif ph != F_SELL and gap > 0.015:
+                    r += 0.3 * (gap - 0.015)  # spot selling is a grind, not a crash: no deep overshoot
             elif ph == X_BOUNCE:
                 if t == e.sell_end:
                     ref = lp
@@ -461,7 +470,7 @@ def _run_state_machine(p: Params, eps: list[_Episode], phase: np.ndarray, ep_of:
             # perp dip buyers absorb spot selling: OI holds, crowding stays long; they use low
             # leverage, so the selloff prints only small liquidations
             if ph == X_PRE:
-                bins_l *= 0.97
+                bins_l *= 0.95
             w_l = _W_LOW
             oi_now2 = hedged[t] + bins_l.sum() + bins_s.sum() + add_l + add_s
             diff = oi_ref - oi_now2
@@ -477,7 +486,7 @@ def _run_state_machine(p: Params, eps: list[_Episode], phase: np.ndarray, ep_of:
         if ph == F_BUILD:
             oi_ref_peak = oi[t]
     return {"open": np.exp(o), "close": np.exp(c), "high": np.exp(hi), "low": np.exp(lo),
-            "oi": oi, "sl": sl, "ss": ss, "crowd": 0.62 + 0.35 * ((sl - ss) / spec0 - 0.24), "forced_l": forced_l, "forced_s": forced_s,
+            "oi": oi, "sl": sl, "ss": ss, "crowd": 0.62 + 0.5 * ((sl - ss) / spec0 - 0.24), "forced_l": forced_l, "forced_s": forced_s,
             "forced_l_px": forced_l_px, "forced_s_px": forced_s_px}
 
 
@@ -503,7 +512,7 @@ def _premium(p: Params, eps: list[_Episode], phase: np.ndarray, crowd: np.ndarra
             bias[e.sell:e.end] = -0.00018 * np.exp(-h / 72)        # reset: longs gone, shorts pay
         else:
             bias[e.start:e.end] = 0.00005                          # spot leads down: perp at a premium
-    return 0.00004 + 0.0009 * (crowd - 0.62) + amp * z + bias
+    return 0.00004 + 0.0006 * (crowd - 0.62) + amp * z + bias
 
 
 def _funding(prem: np.ndarray, ts0: datetime) -> tuple[np.ndarray, np.ndarray]:
@@ -675,7 +684,7 @@ def _truth(eps: list[_Episode], st: dict[str, np.ndarray], frames: dict[str, pl.
 
     rows = []
     for i, e in enumerate(eps):
-        pk = e.sell - 48 + int(np.argmax(c[e.sell - 48:e.sell]))
+        pk = e.start + int(np.argmax(c[e.start:e.sell]))  # high of the build-up / topping phase
         end1 = e.sell_end + (12 if e.kind == "flush" else 6)
         tr = e.sell + int(np.argmin(c[e.sell:end1]))
         # funding known at the peak bar's close (24 h before it) and the 24 h after the trough bar
