@@ -93,8 +93,10 @@ class Mapping:
     @classmethod
     def from_dict(cls, d: dict, *, table: str | None = None) -> "Mapping":
         d = dict(d)
-        t = table or d.pop("table", None)
-        d.pop("table", None)
+        doc_table = d.pop("table", None)
+        if table and doc_table and table != doc_table:
+            raise ImportMappingError(f"the command names table {table!r} but the mapping is for {doc_table!r}")
+        t = doc_table or table
         if not t:
             raise ImportMappingError("the mapping must name the table (e.g. table: liquidations)")
         time = d.pop("time", None) or {}
@@ -460,7 +462,7 @@ def parse_file(path: str | Path, mapping: Mapping, *, start: date | None = None,
     dups = df.filter(pl.struct(key).is_duplicated())
     if dups.height:
         values = [c for c in df.columns if c not in key and c != "__line"]
-        conflicting = dups.group_by(key).agg(pl.col(values).n_unique().max().alias("__n") if values else pl.len().alias("__n"),
+        conflicting = dups.group_by(key).agg(pl.max_horizontal(pl.col(values).n_unique()).alias("__n") if values else pl.len().alias("__n"),
                                              pl.col("__line").min().alias("__a"), pl.col("__line").max().alias("__b"))
         if values:
             conflicting = conflicting.filter(pl.col("__n") > 1)
