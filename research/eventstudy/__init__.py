@@ -21,9 +21,29 @@ from .models import MODELS
 from .regression import CarRegressionResult, car_regression
 from .results import EventStudyResult, compare
 from .statistics import NONPARAMETRIC, PARAMETRIC, TESTS
+from .windows import Panel
+
+
+def build_panel(returns, columns=("return",)) -> Panel:
+    """Put ``returns`` (ts, asset, return) on its bar grid once, to pass to several :func:`run` calls.
+
+    Parameters
+    ----------
+    returns : polars.DataFrame
+        ``ts, asset`` and the value columns.
+    columns : sequence of str
+        Value columns (``run`` needs ``"return"``).
+
+    Returns
+    -------
+    Panel
+    """
+    from .windows import build_panel as _bp
+
+    return _bp(returns, list(columns))
 
 __all__ = [
-    "run", "profile", "bootstrap", "placebo", "bh", "car_regression", "compare",
+    "run", "profile", "build_panel", "Panel", "bootstrap", "placebo", "bh", "car_regression", "compare",
     "EventStudyResult", "InferenceResult", "CarRegressionResult",
     "MODELS", "TESTS", "PARAMETRIC", "NONPARAMETRIC",
 ]

@@ -62,9 +62,9 @@ def _design(panel, mvec, anch, est, win, overlap):
         est_r = W.gather(R, a_idx, eidx)
         est_m = W.gather(mvec, None, eidx) if mvec is not None else None
         if overlap is not None and a_idx.size:
-            contam = W.contamination(panel, a_idx, b_idx, est, win)
-            flag = contam.any(1)
+            flag = W.overlap_flags(a_idx, b_idx, est, win)
             if overlap == "shorten" and flag.any():
+                contam = W.contamination(panel, a_idx, b_idx, est, win)
                 cut = W.shorten_mask(contam, est)
                 est_r[cut] = np.nan
                 if est_m is not None:
@@ -103,9 +103,10 @@ def run(
 
     Parameters
     ----------
-    returns : polars.DataFrame
+    returns : polars.DataFrame or Panel
         ``ts, asset, return`` on a regular bar grid per asset (bar size detected; missing bars
-        are NaN, never shifted).
+        are NaN, never shifted), or a :class:`Panel` from :func:`build_panel` to reuse one grid
+        across several specifications.
     events : polars.DataFrame
         ``ts, asset`` and optional attribute columns (kept for :func:`car_regression`).
     estimation : (int, int) or None
@@ -160,7 +161,12 @@ def run(
     if est is not None and est[-1] >= win[0] and est[0] <= win[-1]:
         warnings.warn(f"estimation window {estimation} overlaps the event window {window}", stacklevel=2)
     names = resolve_tests(tests, est is not None)
-    panel = W.build_panel(returns, ["return"])
+    if isinstance(returns, W.Panel):
+        if "return" not in returns.values:
+            raise EventStudyError("the Panel passed as returns has no 'return' column; build it with build_panel(returns)")
+        panel = returns
+    else:
+        panel = W.build_panel(returns, ["return"])
     mvec = _market_vector(panel, market)
     if model in ("market", "market_adjusted") and mvec is None:
         raise EventStudyError(f"model={model!r} needs market=<asset name or frame (ts, return)>")

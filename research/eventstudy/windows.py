@@ -135,20 +135,24 @@ def build_panel(frame: pl.DataFrame, value_cols: list[str], *, what: str = "retu
     f = frame.select("ts", pl.col("asset").cast(pl.String), *value_cols).sort("asset", "ts")
     if f["asset"].null_count():
         raise EventStudyError(f"{what}.asset has null values; every row needs an asset")
-    if f.select(pl.struct("asset", "ts").is_duplicated().any()).item():
-        dup = f.filter(pl.struct("asset", "ts").is_duplicated()).row(0, named=True)
-        raise EventStudyError(f"{what} has duplicate (asset, ts) rows, first {dup}; deduplicate first")
     ts = _physical(f["ts"], what)
-    assets_col = f["asset"].to_numpy()
-    assets, a_idx = np.unique(assets_col, return_inverse=True)
-    # per-asset spacing: diffs inside each asset (the sort keeps assets contiguous)
+    asset_s = f["asset"]
+    change = (asset_s != asset_s.shift(1)).fill_null(True).to_numpy()
+    a_idx = np.cumsum(change) - 1  # rows are sorted by asset, so codes follow the sorted names
+    assets = asset_s.filter(pl.Series(change)).to_list()
+    same = ~change[1:]
     d = np.diff(ts)
-    same = a_idx[1:] == a_idx[:-1]
-    d = d[same & (d > 0)]
+    if (same & (d == 0)).any():
+        i = int(np.argmax(same & (d == 0)))
+        raise EventStudyError(f"{what} has duplicate (asset, ts) rows, first asset {assets[a_idx[i]]!r} at "
+                              f"{f['ts'][i]}; deduplicate first")
+    d = d[same]
     if d.size == 0:
         raise EventStudyError(f"{what}: every asset has a single bar; the bar size cannot be detected")
-    vals, counts = np.unique(d, return_counts=True)
-    bar = int(vals[np.argmax(counts)])
+    bar = int(np.median(d))  # the mode when most bars are present (cheap check before the full count)
+    if (d == bar).sum() * 2 <= d.size:
+        vals, counts = np.unique(d, return_counts=True)
+        bar = int(vals[np.argmax(counts)])
     bad = d % bar != 0
     if bad.any():
         raise EventStudyError(
@@ -159,7 +163,7 @@ def build_panel(frame: pl.DataFrame, value_cols: list[str], *, what: str = "retu
     off = (ts - origin) % bar
     if (off != 0).any():
         raise EventStudyError(
-            f"{what}: timestamps are not on one common grid (asset {assets_col[np.argmax(off != 0)]!r} "
+            f"{what}: timestamps are not on one common grid (asset {assets[a_idx[np.argmax(off != 0)]]!r} "
             f"is offset by {int(off[off != 0][0])} units); align the bars first"
         )
     pos = (ts - origin) // bar
@@ -199,10 +203,10 @@ def align_series(panel: Panel, frame: pl.DataFrame, col: str, *, what: str) -> n
     if (rel % panel.bar != 0).any():
         raise EventStudyError(f"{what}: timestamps are not on the returns' bar grid (bar size {panel.bar_size_str()})")
     pos = rel // panel.bar
-    if np.unique(pos).size != pos.size:
+    ok = (pos >= 0) & (pos < panel.n_bars)
+    if ok.any() and np.bincount(pos[ok]).max() > 1:
         raise EventStudyError(f"{what} has duplicate timestamps")
     out = np.full(panel.n_bars, np.nan)
-    ok = (pos >= 0) & (pos < panel.n_bars)
     out[pos[ok]] = frame[col].cast(pl.Float64).fill_null(np.nan).to_numpy()[ok]
     return out
 
@@ -374,13 +378,34 @@ def gather(mat: np.ndarray, rows: np.ndarray | None, idx: np.ndarray) -> np.ndar
     ``mat`` may be 1-D (a market series; ``rows`` ignored) or 2-D (assets x bars).
     """
     n_bars = mat.shape[-1]
-    ok = (idx >= 0) & (idx < n_bars)
-    cl = np.clip(idx, 0, n_bars - 1)
+    inside = idx.size == 0 or (idx.min() >= 0 and idx.max() < n_bars)
+    cl = idx if inside else np.clip(idx, 0, n_bars - 1)
     out = mat[cl] if mat.ndim == 1 else mat[rows[:, None], cl]  # fancy indexing: already a copy
     out = out.astype(np.float64, copy=False)
-    if not ok.all():
-        out[~ok] = np.nan
+    if not inside:
+        out[(idx < 0) | (idx >= n_bars)] = np.nan
     return out
+
+
+def overlap_flags(asset_idx: np.ndarray, bar_idx: np.ndarray, est: np.ndarray, win: np.ndarray) -> np.ndarray:
+    """True where another event's window (same asset) intersects the event's estimation window.
+
+    Another event at bar c has window [c + win0, c + win1]; it meets the estimation window
+    [b + est0, b + est1] iff c lies in [b + est0 - win1, b + est1 - win0]. Counted with sorted
+    keys and ``searchsorted`` (no per-bar arrays).
+    """
+    n = bar_idx.size
+    if n < 2:
+        return np.zeros(n, dtype=bool)
+    span = int(bar_idx.max() - bar_idx.min()) + 4 * (abs(int(est[0])) + abs(int(est[-1])) + abs(int(win[0])) + abs(int(win[-1]))) + 1
+    base = bar_idx - bar_idx.min()
+    key = asset_idx * span + base
+    sk = np.sort(key)
+    lo = key + int(est[0] - win[-1])
+    hi = key + int(est[-1] - win[0])
+    cnt = np.searchsorted(sk, hi, side="right") - np.searchsorted(sk, lo, side="left")
+    own = (0 >= est[0] - win[-1]) & (0 <= est[-1] - win[0])  # the event's own bar in its range
+    return (cnt - int(own)) > 0
 
 
 def window_cover(panel: Panel, asset_idx: np.ndarray, bar_idx: np.ndarray, win: tuple[int, int]) -> np.ndarray:

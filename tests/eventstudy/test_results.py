@@ -109,3 +109,19 @@ def test_profile_tidy_shape():
     out = es.profile(f, ev, (-3, 3), columns=["return", "oi_pct"])
     assert out.columns == ["event_time", "column", "mean", "median", "lo", "hi", "n"]
     assert out.height == 14 and set(out["column"]) == {"return", "oi_pct"}
+
+
+@pytest.mark.parametrize("n,ties", [(30, False), (80, False), (200, True)])
+def test_wilcoxon_pvalues_match_scipy(n, ties):
+    from research.eventstudy.statistics import wilcoxon_columns
+
+    rng = np.random.default_rng(n)
+    x = rng.normal(0.1, 1, (n, 3))
+    if ties:
+        x = np.round(x, 1)
+    x[0, 1] = np.nan
+    w, p = wilcoxon_columns(x)
+    for j in range(3):
+        col = x[:, j][np.isfinite(x[:, j])]
+        assert w[j] == sps.wilcoxon(col, alternative="greater").statistic
+        assert p[j] == pytest.approx(sps.wilcoxon(col).pvalue, rel=1e-9)

