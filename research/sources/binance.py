@@ -316,34 +316,44 @@ def _require_times(df: pl.DataFrame, raw: pl.Series, col: str, origin: str) -> N
         raise SourceError(f"{origin}, column {col!r}: empty time in data row {i}")
 
 
-def parse_klines(data: bytes, task: FileTask, origin: str) -> dict[str, pl.DataFrame]:
-    df = read_archive_csv(data, KLINE_SCHEMA, origin)
-    market = KLINE_MARKET.get(task.dataset, "perp" if task.market == "um" else "spot")
-    out = df.select(
+def _klines_frame(df: pl.DataFrame, dataset: str, market_kind: str, interval: str | None,
+                  symbol: str | pl.Series) -> pl.DataFrame:
+    market = KLINE_MARKET.get(dataset, "perp" if market_kind == "um" else "spot")
+    traded = market in ("perp", "spot")
+    sym = pl.lit(symbol) if isinstance(symbol, str) else pl.lit(symbol)
+    return df.select(
         epoch_to_utc("open_time").alias("ts"),
-        pl.lit(VENUE).alias("venue"), pl.lit(market).alias("market"), pl.lit(task.symbol).alias("symbol"),
-        pl.lit(task.interval).alias("interval"),
+        pl.lit(VENUE).alias("venue"), pl.lit(market).alias("market"), sym.alias("symbol"),
+        pl.lit(interval).alias("interval"),
         "open", "high", "low", "close",
-        *(pl.col(c) if market in ("perp", "spot") else pl.lit(None, pl.Float64).alias(c)
-          for c in ("volume", "quote_volume")),
-        (pl.col("count") if market in ("perp", "spot") else pl.lit(None, pl.Int64)).alias("trades"),
-        *(pl.col(c) if market in ("perp", "spot") else pl.lit(None, pl.Float64).alias(c)
+        *(pl.col(c) if traded else pl.lit(None, pl.Float64).alias(c) for c in ("volume", "quote_volume")),
+        (pl.col("count") if traded else pl.lit(None, pl.Int64)).alias("trades"),
+        *(pl.col(c) if traded else pl.lit(None, pl.Float64).alias(c)
           for c in ("taker_buy_volume", "taker_buy_quote_volume")),
         pl.lit(SOURCE).alias("source"),
     )
+
+
+def _funding_frame(df: pl.DataFrame, symbol: str | pl.Series) -> pl.DataFrame:
+    return df.select(
+        epoch_to_utc("calc_time").alias("ts"),
+        pl.lit(VENUE).alias("venue"), pl.lit(symbol).alias("symbol"),
+        pl.col("last_funding_rate").alias("rate"),
+        pl.col("funding_interval_hours").alias("interval_hours"),
+        pl.lit(SOURCE).alias("source"),
+    )
+
+
+def parse_klines(data: bytes, task: FileTask, origin: str) -> dict[str, pl.DataFrame]:
+    df = read_archive_csv(data, KLINE_SCHEMA, origin)
+    out = _klines_frame(df, task.dataset, task.market, task.interval, task.symbol)
     _require_times(out, df.get_column("open_time"), "open_time", origin)
     return {"bars": out}
 
 
 def parse_funding(data: bytes, task: FileTask, origin: str) -> dict[str, pl.DataFrame]:
     df = read_archive_csv(data, FUNDING_SCHEMA, origin)
-    out = df.select(
-        epoch_to_utc("calc_time").alias("ts"),
-        pl.lit(VENUE).alias("venue"), pl.lit(task.symbol).alias("symbol"),
-        pl.col("last_funding_rate").alias("rate"),
-        pl.col("funding_interval_hours").alias("interval_hours"),
-        pl.lit(SOURCE).alias("source"),
-    )
+    out = _funding_frame(df, task.symbol)
     _require_times(out, df.get_column("calc_time"), "calc_time", origin)
     return {"funding": out}
 
@@ -475,10 +485,10 @@ def expected_kline_rows(task: FileTask) -> int | None:
     return span // secs if span % secs == 0 and secs <= 86400 else None
 
 
-def parse_file(task: FileTask, zip_path: Path, warnings: list[str]) -> dict[str, pl.DataFrame]:
+def parse_file(task: FileTask, zip_path: Path, warnings: list[str], data: bytes | None = None) -> dict[str, pl.DataFrame]:
     """Parse one verified archive zip into canonical frames (not yet validated)."""
     origin = task.name
-    data = read_member(zip_path)
+    data = read_member(zip_path) if data is None else data
     if task.dataset == "fundingRate":
         return parse_funding(data, task, origin)
     if task.dataset in ("klines", *KLINE_MARKET):
@@ -532,21 +542,115 @@ def _download_one(dl: Downloader, base: str, task: FileTask) -> FetchResult:
     return res
 
 
+_FAST = {"fundingRate": (FUNDING_SCHEMA, "calc_time", "funding"),
+         **{d: (KLINE_SCHEMA, "open_time", "bars") for d in ("klines", *KLINE_MARKET)}}
+
+
+def _strip_header(data: bytes, schema: dict) -> bytes | None:
+    """The data rows of an archive CSV (header dropped, final newline ensured), or None if odd."""
+    nl = data.find(b"\n")
+    first = (data if nl < 0 else data[:nl]).decode("utf-8", "replace").rstrip("\r")
+    fields = first.split(",")
+    if len(fields) != len(schema):
+        return None
+    body = data if _DATA_FIELD.match(fields[0]) else data[nl + 1:] if nl >= 0 else b""
+    body = body.rstrip(b"\r\n")
+    if not body:
+        return b""
+    if b"\n\n" in body or b"\n\r\n" in body:
+        return None  # blank lines would break the per-file row counts: use the per-file path
+    return body + b"\n"
+
+
+def _parse_group_fast(items: list[tuple[FileTask, bytes]], warnings: list[str]) -> dict[str, pl.DataFrame] | None:
+    """Parse many same-layout files with one CSV read (per-file overhead dominates small files).
+
+    Returns None when anything is unusual; the caller then parses file by file, which names the
+    offending file in its error.
+    """
+    schema, tcol, table = _FAST[items[0][0].dataset]
+    bodies, counts = [], []
+    for task, data in items:
+        b = _strip_header(data, schema)
+        if b is None:
+            return None
+        bodies.append(b)
+        counts.append(b.count(b"\n"))
+    try:
+        df = pl.read_csv(io.BytesIO(b"".join(bodies)), has_header=False, schema=schema)
+    except Exception:
+        return None
+    if df.height != sum(counts):
+        return None
+    symbols = pl.Series("symbol", [t.symbol for t, _ in items]).gather(
+        pl.Series(range(len(items)), dtype=pl.UInt32).repeat_by(pl.Series(counts, dtype=pl.UInt32)).explode())
+    t0 = items[0][0]
+    out = (_funding_frame(df, symbols) if table == "funding"
+           else _klines_frame(df, t0.dataset, t0.market, t0.interval, symbols))
+    if out.get_column("ts").null_count():
+        return None
+    for (task, _), n in zip(items, counts):
+        exp = expected_kline_rows(task) if table == "bars" else None
+        if exp is not None and n != exp:
+            warnings.append(f"{task.name}: {n} bars, a complete {task.freq} file has {exp} "
+                            "(archive gap: not filled; the daily files may have the missing rows)")
+    return {table: out}
+
+
+def _read_members(batch: list[tuple[FileTask, Path]], workers: int = 4) -> list[bytes | Exception]:
+    def one(p):
+        try:
+            return read_member(p)
+        except ResearchError as e:
+            return e
+    if len(batch) < 4:
+        return [one(p) for _, p in batch]
+    with ThreadPoolExecutor(max_workers=workers) as ex:  # zlib releases the GIL
+        return list(ex.map(one, [p for _, p in batch]))
+
+
 def ingest_batch(batch: list[tuple[FileTask, Path]], data_dir, summary: FetchSummary, manifest: Manifest) -> None:
-    """Parse a batch of verified zips and write them to the lake, one write per table."""
+    """Parse a batch of verified zips and write them to the lake, one write per table.
+
+    Small same-layout files (klines, fundingRate) are parsed with one CSV read per layout; any
+    oddity falls back to file-by-file parsing so errors name the file.
+    """
     frames: dict[str, list[pl.DataFrame]] = {}
     good: list[tuple[FileTask, Path, dict[str, int]]] = []
-    for task, path in batch:
+    records: list[dict] = []
+    datas = _read_members(batch)
+    groups: dict[tuple, list[int]] = {}
+    slow: list[int] = []
+    for i, ((task, _), data) in enumerate(zip(batch, datas)):
+        if isinstance(data, Exception):
+            summary.ingest_errors.append((task.raw_rel, str(data)))
+            records.append({"path": task.raw_rel, "event": "ingest", "ingest": "failed", "error": str(data)})
+        elif task.dataset in _FAST:
+            groups.setdefault((task.dataset, task.market, task.interval), []).append(i)
+        else:
+            slow.append(i)
+    for key, idxs in groups.items():
+        parsed = _parse_group_fast([(batch[i][0], datas[i]) for i in idxs], summary.warnings) if len(idxs) > 1 else None
+        if parsed is None:
+            slow.extend(idxs)
+            continue
+        for t, df in parsed.items():
+            frames.setdefault(t, []).append(df)
+        for i in idxs:
+            good.append((batch[i][0], batch[i][1], {}))
+    for i in sorted(slow):
+        task, path = batch[i]
         try:
-            parsed = parse_file(task, path, summary.warnings)
+            parsed = parse_file(task, path, summary.warnings, data=datas[i])
         except ResearchError as e:
             summary.ingest_errors.append((task.raw_rel, str(e)))
-            manifest.append({"path": task.raw_rel, "event": "ingest", "ingest": "failed", "error": str(e)})
+            records.append({"path": task.raw_rel, "event": "ingest", "ingest": "failed", "error": str(e)})
             continue
         for t, df in parsed.items():
             frames.setdefault(t, []).append(df)
         good.append((task, path, {t: df.height for t, df in parsed.items()}))
     if not good:
+        manifest.append_many(records)
         return
     try:
         for t, dfs in frames.items():
@@ -555,7 +659,8 @@ def ingest_batch(batch: list[tuple[FileTask, Path]], data_dir, summary: FetchSum
             summary.rows_in[t] = summary.rows_in.get(t, 0) + res.rows_in
             summary.rows_added[t] = summary.rows_added.get(t, 0) + res.rows_added
     except ResearchError as e:
-        if len(good) > 1:  # find the offending file(s): retry one by one
+        manifest.append_many(records)
+        if len(good) > 1:  # find the offending file(s): retry one by one (writes are idempotent)
             for task, path, _ in good:
                 ingest_batch([(task, path)], data_dir, summary, manifest)
             return
@@ -565,7 +670,8 @@ def ingest_batch(batch: list[tuple[FileTask, Path]], data_dir, summary: FetchSum
         return
     for task, _, rows in good:
         summary.ingested_files += 1
-        manifest.append({"path": task.raw_rel, "event": "ingest", "ingest": "ok", "rows": rows})
+        records.append({"path": task.raw_rel, "event": "ingest", "ingest": "ok", **({"rows": rows} if rows else {})})
+    manifest.append_many(records)
 
 
 def fetch(symbols: Sequence[str], datasets: Sequence[str], *, start: date, end: date | None = None,

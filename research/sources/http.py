@@ -141,9 +141,18 @@ class Manifest:
         return self._records.get(path)
 
     def append(self, record: dict) -> None:
-        rec = {k: v for k, v in record.items() if v is not None}
-        rec.setdefault("time", now_utc())
-        line = json.dumps(rec, sort_keys=True) + "\n"
+        self.append_many([record])
+
+    def append_many(self, records: list[dict]) -> None:
+        """Append records with one write and one fsync."""
+        if not records:
+            return
+        recs = []
+        for record in records:
+            rec = {k: v for k, v in record.items() if v is not None}
+            rec.setdefault("time", now_utc())
+            recs.append(rec)
+        line = "".join(json.dumps(rec, sort_keys=True) + "\n" for rec in recs)
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "a", encoding="utf-8") as fh:
@@ -157,7 +166,8 @@ class Manifest:
             if self._records is None:
                 self.load()
             else:
-                self._records[rec["path"]] = self._merge(self._records.get(rec["path"]), rec)
+                for rec in recs:
+                    self._records[rec["path"]] = self._merge(self._records.get(rec["path"]), rec)
 
 
 # --------------------------------------------------------------------------- results
@@ -530,32 +540,40 @@ def rich_progress(enabled: bool = True, description: str = "downloading"):
     if not enabled:
         yield NullProgress()
         return
-    from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeRemainingColumn, TransferSpeedColumn)
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    prog = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(), transient=False)
+    prog = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
+                    TimeElapsedColumn(), transient=False)
+
+    def _mb(n: float) -> str:
+        return f"{n / 1e6:,.1f} MB"
 
     class _Sink:
         def __init__(self):
-            self.files = prog.add_task(f"{description}: files", total=None)
-            self.bytes = prog.add_task(f"{description}: bytes", total=0)
+            self.files = prog.add_task(f"{description} files", total=None, info="")
+            self.bytes = prog.add_task(f"{description} bytes", total=None, info="")
             self._lock = threading.Lock()
-            self._total = 0
+            self._total = self._done = self._nfiles = 0
+            self._nfiles_total = None
 
         def set_files(self, n: int) -> None:
-            prog.update(self.files, total=n)
+            self._nfiles_total = n
+            prog.update(self.files, total=n, info=f"{self._nfiles}/{n}")
 
         def add_bytes_total(self, n: int) -> None:
             with self._lock:
                 self._total += n
-                prog.update(self.bytes, total=self._total)
+                prog.update(self.bytes, total=self._total, info=f"{_mb(self._done)} / {_mb(self._total)}")
 
         def advance_bytes(self, n: int) -> None:
-            prog.advance(self.bytes, n)
+            with self._lock:
+                self._done += n
+                prog.update(self.bytes, completed=self._done, info=f"{_mb(self._done)} / {_mb(self._total)}")
 
         def file_done(self) -> None:
-            prog.advance(self.files, 1)
+            with self._lock:
+                self._nfiles += 1
+                prog.update(self.files, completed=self._nfiles, info=f"{self._nfiles}/{self._nfiles_total or '?'}")
 
     with prog:
         yield _Sink()
