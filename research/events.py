@@ -36,6 +36,8 @@ __all__ = [
 NEUTRAL_FUNDING_8H = 0.0001
 
 _HOUR_US = 3_600_000_000
+# funding rates are compared with this slack, so 3 * 0.0001 counts as reaching 0.0003
+_RATE_EPS = 1e-12
 
 
 class EventDetectionError(ResearchError, ValueError):
@@ -438,11 +440,11 @@ def detect_funding_resets(
 
     idx = pl.int_range(pl.len(), dtype=pl.Int64)
     st = st.with_columns(idx.alias("i")).with_columns(
-        pl.when(pl.col("r") >= thr).then(pl.col("i")).forward_fill().shift(1).alias("last_elev"),
-        pl.when(pl.col("r") <= neutral).then(pl.col("i")).forward_fill().shift(1).alias("last_neut"),
+        pl.when(pl.col("r") >= thr - _RATE_EPS).then(pl.col("i")).forward_fill().shift(1).alias("last_elev"),
+        pl.when(pl.col("r") <= neutral + _RATE_EPS).then(pl.col("i")).forward_fill().shift(1).alias("last_neut"),
     )
     ev = st.filter(
-        (pl.col("r") <= neutral)
+        (pl.col("r") <= neutral + _RATE_EPS)
         & pl.col("last_elev").is_not_null()
         & ((pl.col("i") - pl.col("last_elev")) <= within_settlements)
         # the first neutral settlement after the elevated one
@@ -455,7 +457,7 @@ def detect_funding_resets(
           .with_columns(
               (pl.col("i") - pl.col("last_elev")).alias("settlements_taken"),
               ((pl.col("ts") - pl.col("elevated_ts")).dt.total_minutes() / 60.0).alias("hours_taken"))
-          .filter(pl.col("hours_taken") <= pl.col("settlements_taken") * pl.col("ivh") + 1e-9)
+          .filter(pl.col("hours_taken") <= within_settlements * pl.col("ivh") + 1e-9)
           .rename({"r": "rate_after", "_oi": "oi_after", "_px": "price_after"})
           .with_columns(pl.lit(thr).alias("elevated_threshold"),
                         _pct_change("oi_before", "oi_after").alias("oi_change_pct"),
