@@ -89,6 +89,7 @@ EXECUTED_FAILED = "executed.FAILED.ipynb"
 EXECUTING = "executing.ipynb"
 FAILED_MARKER = "FAILED"
 RUN_LOG = "run.log"
+DASK_CONNECT_TIMEOUT = "20s"
 _NUMBERED = re.compile(r"^(\d+)-.+\.ipynb$")
 
 
@@ -739,6 +740,24 @@ def run_grid(specs: Sequence[RunSpec], *, workers: int = 2, executor: str = "pro
     return GridResult([r for r in results if r is not None], round(time.perf_counter() - t0, 3))
 
 
+def _run_in_subprocess(spec: RunSpec) -> RunResult:
+    """Run one spec in a fresh ``python -m research.batch`` process (the dask task body).
+
+    nbclient is not safe to drive from several threads of one process (they share an event loop),
+    and dask workers run tasks on threads, so each run gets its own process.
+    """
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-m", "research.batch"], input=json.dumps(dataclasses.asdict(spec), default=str) + "\n",
+                          stdout=subprocess.PIPE, text=True)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
+    try:
+        return RunResult(**json.loads(lines[-1]))
+    except (IndexError, ValueError, TypeError):
+        return RunResult(spec.notebook, spec.parameters, str(spec.run_dir), "failed",
+                         error=f"worker process died (exit code {proc.returncode})")
+
+
 def _worker_env(workers: int) -> dict[str, str]:
     # Kernels inherit the environment: keep each run's thread pools to its share of the cores so
     # parallel runs do not oversubscribe the machine.
@@ -815,13 +834,13 @@ def _run_dask(specs, todo, scheduler, done) -> None:
     except ImportError as exc:
         raise NotebookError("--executor dask needs dask.distributed: pip install 'treadmill-research[dask]'") from exc
     try:
-        client = Client(scheduler, timeout="20s", set_as_default=False)
+        client = Client(scheduler, timeout=DASK_CONNECT_TIMEOUT, set_as_default=False)
     except (OSError, TimeoutError) as exc:
         raise NotebookError(f"cannot reach the dask scheduler at {scheduler!r}: {exc}; is the cluster running?") from exc
     try:
-        futs = {client.submit(_run_spec, specs[i], pure=False, key=f"run-{specs[i].stem}-{specs[i].run_dir.name}-{uuid.uuid4().hex[:6]}"): i
+        futs = {client.submit(_run_in_subprocess, specs[i], pure=False, key=f"run-{specs[i].stem}-{specs[i].run_dir.name}-{uuid.uuid4().hex[:6]}"): i
                 for i in todo}
-        for fut in as_completed(list(futs)):
+        for fut in as_completed(list(futs), loop=client.loop):
             i = futs[fut]
             try:
                 r = fut.result()
