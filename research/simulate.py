@@ -99,6 +99,7 @@ class Params:
     vol0_btc: float = 5_100.0          # base perp volume per hour (BTC)
     spot_share: float = 0.11           # spot volume / perp volume in quiet hours
     impact: float = 0.3                # log-price impact per unit of OI forced out
+    max_cascade: float = 0.025         # most one hour of forced flow can move the price (log)
     dev_decay: float = 0.96            # hourly decay of the forced-flow dislocation (half-life ~17 h)
     close_rate: float = 1 / 120        # hourly voluntary close rate of speculative positions
     liq_report: float = 0.08           # share of forced exits printed as liquidations (feeds are throttled)
@@ -182,9 +183,9 @@ class _Episode:
 
 def _lengths(kind: str, rng: np.random.Generator) -> dict[str, int]:
     if kind == "flush":
-        return {"build": int(rng.integers(84, 133)), "sell": int(rng.integers(8, 23)), "calm": 48}
+        return {"build": int(rng.integers(84, 133)), "sell": int(rng.integers(8, 23)), "calm": 72}
     return {"pre": int(rng.integers(50, 64)), "leg1": int(rng.integers(30, 55)),
-            "bounce": int(rng.integers(24, 43)), "leg2": int(rng.integers(14, 31)), "after": 24}
+            "bounce": int(rng.integers(24, 43)), "leg2": int(rng.integers(14, 31)), "after": 36}
 
 
 def _schedule(p: Params, n_hours: int, rng: np.random.Generator) -> list[_Episode]:
@@ -363,9 +364,12 @@ def _run_state_machine(p: Params, eps: list[_Episode], phase: np.ndarray, ep_of:
                     ref = lp
                 k = (t - e.start + 1) / (e.sell - e.start)
                 r += e.rally / (e.sell - e.start)
-                gap = ref + e.rally * k - 0.01 - (lp + r)
+                gap = ref + e.rally * k - 0.008 - (lp + r)
+                over = (lp + r) - (ref + e.rally * k + 0.008)
                 if gap > 0:
-                    r += 0.3 * gap
+                    r += 0.4 * gap
+                elif over > 0:
+                    r -= 0.4 * over
             elif ph in (F_SELL, X_LEG1, X_LEG2):
                 first = t == (e.sell if ph != X_LEG2 else e.leg2)
                 if first:
@@ -385,6 +389,21 @@ def _run_state_machine(p: Params, eps: list[_Episode], phase: np.ndarray, ep_of:
                     r += (0.7 if ph == F_SELL else 0.5) * gap
                 elif ph != F_SELL and gap > 0.015:
                     r += 0.3 * (gap - 0.015)  # spot selling is a grind, not a crash: no deep overshoot
+            elif ph in (F_CALM, X_AFTER):
+                # after a flush (or the second leg) buyers defend the low: the market stabilises
+                if t == (e.sell_end if ph == F_CALM else e.leg2_end):
+                    floor = min(closes[e.sell if ph == F_CALM else e.leg2:]) + 0.01
+                gap = floor - (lp + r)
+                if gap > 0:
+                    r += 0.8 * gap
+            elif ph == X_PRE:
+                # a flat top, drifting a little higher, so the high comes just before spot selling
+                if t == e.start:
+                    ref = lp
+                k = (t - e.start + 1) / (e.sell - e.start)
+                gap = ref + 0.012 * k - 0.004 - (lp + r)
+                if gap > 0:
+                    r += 0.4 * gap
             elif ph == X_BOUNCE:
                 if t == e.sell_end:
                     ref = lp
@@ -400,6 +419,7 @@ def _run_state_machine(p: Params, eps: list[_Episode], phase: np.ndarray, ep_of:
         high = max(lp, c0) + wick_hi[t]
         # -- the treadmill: forced exits move the price into the next layer ----------------------
         fl = fs = 0.0
+        moved = 0.0  # an hour's forced flow moves the price at most max_cascade; the rest waits
         for _ in range(12):
             i = idx(low)
             hit = bins_l[i:].sum()
@@ -407,10 +427,14 @@ def _run_state_machine(p: Params, eps: list[_Episode], phase: np.ndarray, ep_of:
                 break
             bins_l[i:] = 0.0
             fl += hit
-            imp = min(p.impact * hit / oi_now, 0.04)
+            imp = min(p.impact * hit / oi_now, p.max_cascade - moved)
+            moved += imp
             low -= imp
             c0 -= imp * 0.85
             dev -= imp * 0.85
+            if moved >= p.max_cascade:
+                break
+        moved = 0.0
         for _ in range(12):
             i = idx(high)
             hit = bins_s[:i + 1].sum()
@@ -418,10 +442,13 @@ def _run_state_machine(p: Params, eps: list[_Episode], phase: np.ndarray, ep_of:
                 break
             bins_s[:i + 1] = 0.0
             fs += hit
-            imp = min(p.impact * hit / oi_now, 0.04)
+            imp = min(p.impact * hit / oi_now, p.max_cascade - moved)
+            moved += imp
             high += imp
             c0 += imp * 0.85
             dev += imp * 0.85
+            if moved >= p.max_cascade:
+                break
         forced_l[t], forced_s[t] = fl, fs
         forced_l_px[t] = np.exp(0.5 * (low + min(lp, c0)))
         forced_s_px[t] = np.exp(0.5 * (high + max(lp, c0)))
@@ -472,12 +499,13 @@ def _run_state_machine(p: Params, eps: list[_Episode], phase: np.ndarray, ep_of:
             if ph == X_PRE:
                 bins_l *= 0.95
             w_l = _W_LOW
-            oi_now2 = hedged[t] + bins_l.sum() + bins_s.sum() + add_l + add_s
-            diff = oi_ref - oi_now2
             add_s = base_s * 0.8
-            add_l = base_l + max(diff, 0.0) * 0.5
-            if diff < 0:
-                bins_s *= 1 - min(-diff * 0.3 / max(bins_s.sum(), 1e-9), 0.5)
+            add_l = base_l
+            diff = oi_ref - (hedged[t] + bins_l.sum() + bins_s.sum() + add_l + add_s)
+            if diff > 0:
+                add_l += 0.7 * diff
+            else:  # shorts cover into the decline
+                bins_s *= 1 - min(-0.7 * diff / max(bins_s.sum(), 1e-9), 0.5)
         place(bins_l, lp, d_long, w_l, add_l)
         place(bins_s, lp, d_short, _W_QUIET, add_s)
         sl[t] = bins_l.sum()
@@ -503,15 +531,18 @@ def _premium(p: Params, eps: list[_Episode], phase: np.ndarray, crowd: np.ndarra
     n = phase.size
     z = _ar1(rng, n, 0.97, 0.00006)
     amp = np.where(_in(phase, F_SELL, F_CALM, X_PRE, X_LEG1, X_BOUNCE, X_LEG2, X_AFTER), 0.25, 1.0)
+    for e in eps:
+        if e.kind == "exodus":
+            amp[e.end:e.end + 48] = 0.25
     bias = np.zeros(n)
     for e in eps:
         if e.kind == "flush":
             k = np.arange(e.sell - e.start) / (e.sell - e.start)
-            bias[e.start:e.sell] = 0.00003 + 0.00012 * k          # elevated as leverage builds
+            bias[e.start:e.sell] = 0.00005 + 0.00015 * k          # elevated as leverage builds
             h = np.arange(e.end - e.sell)
-            bias[e.sell:e.end] = -0.00018 * np.exp(-h / 72)        # reset: longs gone, shorts pay
+            bias[e.sell:e.end] = -0.00022 * np.exp(-h / 72)        # reset: longs gone, shorts pay
         else:
-            bias[e.start:e.end] = 0.00005                          # spot leads down: perp at a premium
+            bias[e.start:e.end + 48] = 0.00007                     # spot leads down: perp at a premium
     return 0.00004 + 0.0006 * (crowd - 0.62) + amp * z + bias
 
 
