@@ -74,19 +74,22 @@ class Inputs:
 
 def load_inputs(data_dir=None, *, symbol: str = "BTCUSDT", start: str | None = None, end: str | None = None,
                 oi_venue: str | None = None, liq_venue: str | None = None, seed: int = 7,
-                days: int = 180) -> Inputs:
+                days: int = 180, daily: bool = True) -> Inputs:
     """Load the panels for a notebook.
 
-    ``data_dir=None`` writes the seeded simulated market (:func:`research.simulate.write_sample`) into
-    a temporary directory and reads that, so a notebook runs without any download; its rows are
-    labelled ``synthetic``. A data directory without bars for ``symbol`` is an error that says how
+    ``data_dir=None`` uses ``$RESEARCH_DATA_DIR`` (or ``./data``); when that holds no bars it writes
+    the seeded simulated market (:func:`research.simulate.write_sample`) into a temporary directory
+    and reads that, so a notebook runs without any download; its rows are labelled ``synthetic``. A data directory without bars for ``symbol`` is an error that says how
     to fill it.
     """
-    from research import db, simulate
+    from research import db, lake, paths, simulate
 
     if data_dir is None:
-        data_dir = tempfile.mkdtemp(prefix="treadmill-sim-")
-        simulate.write_sample(data_dir, seed=seed, days=days)
+        data_dir = paths.data_dir()
+        if not lake.table_files("bars", data_dir):
+            # nothing downloaded or imported: run on the simulated market (labelled synthetic)
+            data_dir = tempfile.mkdtemp(prefix="treadmill-sim-")
+            simulate.write_sample(data_dir, seed=seed, days=days)
     kw: dict[str, Any] = {"symbol": symbol, "oi_venue": oi_venue, "liq_venue": liq_venue}
     if start:
         kw["start"] = start
@@ -95,7 +98,7 @@ def load_inputs(data_dir=None, *, symbol: str = "BTCUSDT", start: str | None = N
     con = db.connect(data_dir)
     try:
         panel = db.query("hourly_panel", con=con, **kw)
-        daily = db.query("daily_panel", con=con, **kw)
+        daily_df = db.query("daily_panel", con=con, **kw) if daily else pl.DataFrame()
     finally:
         con.close()
     if panel.height == 0:
@@ -115,7 +118,7 @@ def load_inputs(data_dir=None, *, symbol: str = "BTCUSDT", start: str | None = N
         "inputs": panel["inputs"][0] if "inputs" in panel.columns else "",
         **{c: int(panel[c].sum()) for c in panel.columns if c.startswith("has_")},
     }
-    return Inputs(panel=panel, daily=daily, data_dir=str(data_dir), synthetic=synthetic, truth=truth, coverage=cov)
+    return Inputs(panel=panel, daily=daily_df, data_dir=str(data_dir), synthetic=synthetic, truth=truth, coverage=cov)
 
 
 # ================================================================================================
@@ -1394,7 +1397,8 @@ def liquidation_waves(
     panel = _sorted_panel(panel)
     usd_expr = {"long": pl.col("liq_long_usd"), "short": pl.col("liq_short_usd"),
                 "total": pl.col("liq_long_usd") + pl.col("liq_short_usd")}[side]
-    s = panel.select("ts", usd_expr.alias("usd")).drop_nulls("usd")
+    s = panel.select("ts", usd_expr.cast(pl.Float64).alias("usd")).filter(
+        pl.col("usd").is_not_null() & pl.col("usd").is_not_nan())
     if s.height < 3 * max(lags, k_bars) + 10:
         raise HypothesisError(f"{who}: only {s.height} liquidation buckets in the panel; import liquidations "
                               "(research import-real / research sample) or widen start/end")
@@ -1455,7 +1459,7 @@ def liquidation_waves(
     conditional = {"n_prints": n_pr, "k_followed": k_cond, "p_conditional": p_cond, "ci_low": lo, "ci_high": hi_,
                    "p_unconditional": p_unc, "ratio": p_cond / p_unc if p_unc else float("nan"),
                    "p_binomial": float(binom), "p_permutation": float(p_perm),
-                   "perm_mean": float(np.nanmean(perm_rate))}
+                   "perm_mean": float(np.nanmean(perm_rate)) if np.isfinite(perm_rate).any() else float("nan")}
     params = {"side": side, "print_quantile": print_quantile, "k_bars": k_bars, "lags": nl, "n_perm": n_perm,
               "seed": seed, "bucket_hours": step_h, "print_rule": rule}
     return LiquidationWavesResult(acf=acf_df, ljung_box=lb, conditional=conditional, series=s, params=params,

@@ -1,0 +1,104 @@
+"""Papermill runs of the hypothesis notebooks 20-25: on the simulated market (fast) and on the real
+pack imported into a temporary lake (slow). Structure is asserted, not conclusions."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from tests.conftest import PROJECT_ROOT, shared_path
+
+NOTEBOOKS = ["20-flush-vs-exodus", "21-second-leg", "22-crowding-early-warning", "23-funding-settlement-hours",
+             "24-liquidation-waves", "25-liquidation-heatmap"]
+FIGURES = {"20-flush-vs-exodus": ["flush_vs_exodus"], "21-second-leg": ["second_leg_rates"],
+           "22-crowding-early-warning": ["crowding_rates"], "23-funding-settlement-hours": ["hour_profile"],
+           "24-liquidation-waves": ["acf"], "25-liquidation-heatmap": ["liquidation_heatmap", "cluster_hit_rates"]}
+NB_DIR = PROJECT_ROOT / "notebooks"
+
+
+@pytest.mark.parametrize("stem", NOTEBOOKS)
+def test_notebook_is_committed_clean_with_parameters_cell(stem):
+    nb = nbformat.read(NB_DIR / f"{stem}.ipynb", as_version=4)
+    assert nb.cells[0].cell_type == "markdown" and "Claim" in nb.cells[0].source
+    assert "parameters" in nb.cells[1].metadata.get("tags", [])
+    src = nb.cells[1].source
+    for name in ("data_dir = None", "output_dir =", "symbol =", "start =", "end =", "oi_venue = None", "liq_venue = None"):
+        assert name in src, f"{stem}: parameters cell lacks {name!r}"
+    for c in nb.cells:
+        if c.cell_type == "code":
+            assert c.outputs == [] and c.execution_count is None, f"{stem}: committed with outputs"
+
+
+def _run(stem: str, out: Path, data_dir, **params) -> dict:
+    import papermill as pm
+
+    out.mkdir(parents=True, exist_ok=True)
+    pm.execute_notebook(str(NB_DIR / f"{stem}.ipynb"), str(out / "executed.ipynb"),
+                        parameters={"output_dir": str(out), "data_dir": data_dir, **params},
+                        kernel_name="python3", progress_bar=False, cwd=str(out))
+    rec = json.loads((out / "record.json").read_text())
+    assert rec["notebook"] == stem
+    assert rec["verdicts"], f"{stem}: no verdicts"
+    for v in rec["verdicts"]:
+        assert {"hypothesis", "effect", "ci_low", "ci_high", "pvalue", "n_events", "test"} <= set(v)
+    for name, rel in rec["tables"].items():
+        assert (out / rel).stat().st_size > 0, name
+    for fig in FIGURES[stem]:
+        files = rec["figures"][fig]
+        assert {Path(f).suffix for f in files} == {".png", ".svg", ".pdf"}
+        for f in files:
+            assert (out / f).stat().st_size > 0
+    assert rec["parameters"]["symbol"] == "BTCUSDT"
+    assert rec["coverage"]["hours"] > 0
+    return rec
+
+
+@pytest.fixture(scope="module")
+def sim_dir(tmp_path_factory):
+    from research import simulate
+
+    d = tmp_path_factory.mktemp("sim-lake")
+    simulate.write_sample(d, seed=7, days=180)
+    return d
+
+
+@pytest.mark.parametrize("stem", NOTEBOOKS)
+def test_notebook_runs_on_simulated_market(stem, sim_dir, tmp_path):
+    rec = _run(stem, tmp_path, str(sim_dir))
+    assert rec["synthetic"] is True
+    assert any("SYNTHETIC" in n for n in rec["notes"])
+    if stem == "20-flush-vs-exodus":
+        # the record carries the confusion matrix against the planted episodes
+        assert "confusion" in rec["tables"] and "matches" in rec["tables"]
+        acc = [v for v in rec["verdicts"] if "planted" in v["hypothesis"]]
+        assert acc and acc[0]["effect"] >= 0.8
+
+
+def test_notebook_default_data_dir_falls_back_to_simulated_market(tmp_path, monkeypatch):
+    monkeypatch.setenv("RESEARCH_DATA_DIR", str(tmp_path / "empty"))
+    rec = _run("23-funding-settlement-hours", tmp_path / "out", None)
+    assert rec["synthetic"] is True
+
+
+@pytest.fixture(scope="module")
+def real_lake(tmp_path_factory):
+    real = shared_path("data/real")
+    try:
+        from research.sources.importer import import_real_pack
+    except ImportError as exc:  # the importer is written by another engineer
+        pytest.skip(f"research.sources.importer.import_real_pack is not available yet ({exc}); "
+                    "the real-data notebook runs need it")
+    d = tmp_path_factory.mktemp("real-lake")
+    import_real_pack(real, d)
+    return d
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stem", NOTEBOOKS)
+def test_notebook_runs_on_real_pack(stem, real_lake, tmp_path):
+    # the span where the real pack has OI, liquidations and funding together (CoinGlass 4h)
+    rec = _run(stem, tmp_path, str(real_lake), start="2025-10-06", end="2026-04-04")
+    assert rec["synthetic"] is False
