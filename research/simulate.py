@@ -344,7 +344,8 @@ def _run_state_machine(p: Params, eps: list[_Episode], phase: np.ndarray, ep_of:
     dev = 0.0          # dislocation from forced flows; decays, so liquidations cause no long-run drift
     lp = lp0
     ref = lp0            # log price the current selloff/bounce target is measured from
-    oi_ref = p.oi0_btc
+    oi_ref = oi_ref_peak = p.oi0_btc
+    trough1 = retrace = floor = 0.0   # set on the first hour of their phase
     closes: list[float] = []
     keep = 1 - p.close_rate
     for t in range(n):
@@ -481,14 +482,13 @@ def _run_state_machine(p: Params, eps: list[_Episode], phase: np.ndarray, ep_of:
             target = oi_ref_peak * (1 - e.oi_drop * min(1.0, k ** 0.7))
             if oi_now2 > target:  # margin calls and stop-outs beyond the printed liquidations
                 excess = min(0.6 * (oi_now2 - target), 0.9 * bins_l.sum())
-                fl_extra = excess
                 bins_l *= 1 - excess / max(bins_l.sum(), 1e-9)
-                forced_l[t] += fl_extra
+                forced_l[t] += excess
             add_l = base_l * 0.3
             add_s = base_s * 0.8
-            floor = oi_ref_peak * 0.82
-            if oi_now2 < floor:  # bottom fishers re-open once the flush has gone far enough
-                add_l += 0.5 * (floor - oi_now2)
+            oi_floor = oi_ref_peak * 0.82
+            if oi_now2 < oi_floor:  # bottom fishers re-open once the flush has gone far enough
+                add_l += 0.5 * (oi_floor - oi_now2)
                 w_l = _W_LOW
         elif ph == F_CALM:
             add_l = base_l * 0.5
