@@ -2,10 +2,11 @@
 
 Layout::
 
-    <data_dir>/lake/<table>/source=<s>/venue=<v>/.../year=<YYYY>/month=<MM>/part.parquet
+    <data_dir>/lake/<table>/source=<s>/venue=<v>/.../year=<YYYY>/part.parquet
 
 Every file holds all of the table's columns (the directory names are for pruning and for people;
-readers do not need hive partitioning). A write
+readers do not need hive partitioning). Partitions are yearly: even 5-minute data is ~105k rows a year,
+and finer partitions would mean many tiny files, which are slow to write and to scan. A write
 
 1. validates the frame (:func:`research.schema.validate`), so a bad frame writes nothing;
 2. merges it with the partitions it touches, keeping one row per key (new rows win), sorted by key;
@@ -60,22 +61,15 @@ def _locked(lake: Path):
 
 
 def _time_parts(t: Table) -> list[pl.Expr]:
-    col = pl.col(t.time_col)
-    parts = [col.dt.year().cast(pl.String).alias("__year")]
-    if t.time_col == "ts":
-        parts.append(col.dt.month().cast(pl.String).str.zfill(2).alias("__month"))
-    return parts
+    return [pl.col(t.time_col).dt.year().cast(pl.String).alias("__year")]
 
 
 def partition_dir(lake: Path, t: Table, values: dict[str, str]) -> Path:
-    """Directory of one partition given its partition values (plus ``__year``/``__month``)."""
+    """Directory of one partition given its partition values (plus ``__year``)."""
     d = lake / t.name
     for col in t.partition:
         d = d / f"{col}={values[col]}"
-    d = d / f"year={values['__year']}"
-    if "__month" in values:
-        d = d / f"month={values['__month']}"
-    return d
+    return d / f"year={values['__year']}"
 
 
 def table_files(table: str, data_dir=None) -> list[Path]:
@@ -122,7 +116,7 @@ def write(table: str, df: pl.DataFrame, data_dir=None, *, origin: str | None = N
         return WriteResult(t.name, 0, 0, 0, 0)
     clean = clean.unique(subset=list(t.key), keep="last", maintain_order=True)
     keyed = clean.with_columns(_time_parts(t))
-    group_cols = [*t.partition, "__year"] + (["__month"] if t.time_col == "ts" else [])
+    group_cols = [*t.partition, "__year"]
 
     staged: list[tuple[Path, Path]] = []  # (tmp, final)
     added = total = 0
@@ -131,7 +125,7 @@ def write(table: str, df: pl.DataFrame, data_dir=None, *, origin: str | None = N
             for values, part in keyed.group_by(group_cols, maintain_order=True):
                 vals = dict(zip(group_cols, values))
                 final = partition_dir(lake, t, vals) / PART_FILE
-                new = part.drop([c for c in ("__year", "__month") if c in part.columns])
+                new = part.drop("__year")
                 if final.exists():
                     old = pl.read_parquet(final, schema=t.polars_schema)
                     merged = pl.concat([old, new]).unique(subset=list(t.key), keep="last", maintain_order=True)

@@ -8,7 +8,7 @@ from research import lake
 from research.errors import LakeError, SchemaError
 
 
-def bars(start=dt.datetime(2025, 1, 31, 20), hours=8, close=100.0, source="test"):
+def bars(start=dt.datetime(2024, 12, 31, 20), hours=8, close=100.0, source="test"):
     ts = pl.datetime_range(start, start + dt.timedelta(hours=hours - 1), "1h", time_zone="UTC", eager=True)
     return pl.DataFrame(dict(ts=ts, venue="binance", market="perp", symbol="BTCUSDT", interval="1h",
                              open=100.0, high=200.0, low=50.0, close=close, volume=1.0, source=source))
@@ -31,11 +31,11 @@ def test_env_var_sets_the_data_dir(data_dir):
 
 
 def test_hive_layout_and_month_partitions(tmp_path):
-    r = lake.write("bars", bars(), tmp_path)
-    assert r.partitions == 2  # Jan 31 and Feb 1
+    r = lake.write("bars", bars(start=dt.datetime(2024, 12, 31, 20)), tmp_path)
+    assert r.partitions == 2  # 2024 and 2025
     f = lake.table_files("bars", tmp_path)[0].relative_to(tmp_path / "lake" / "bars")
     assert f.parts[:5] == ("source=test", "venue=binance", "market=perp", "symbol=BTCUSDT", "interval=1h")
-    assert f.parts[5] == "year=2025" and f.parts[6].startswith("month=")
+    assert f.parts[5] == "year=2024" and f.parts[6] == "part.parquet"
 
 
 def test_ingesting_twice_leaves_the_same_rows_and_new_values_win(tmp_path):
@@ -88,8 +88,8 @@ def test_a_write_that_fails_half_way_leaves_the_lake_as_it_was(tmp_path, monkeyp
             return real(src, dst)
 
         monkeypatch.setattr(lake.os, "replace", flaky)
-    # touches both existing partitions plus a new one in March
-    new = pl.concat([bars(close=7.0), bars(start=dt.datetime(2025, 3, 1), close=7.0)])
+    # touches both existing partitions (2024, 2025) plus a new one (2026)
+    new = pl.concat([bars(close=7.0), bars(start=dt.datetime(2026, 3, 1), close=7.0)])
     with pytest.raises(LakeError, match="unchanged"):
         lake.write("bars", new, tmp_path)
     monkeypatch.undo()
