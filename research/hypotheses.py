@@ -1093,9 +1093,16 @@ def crowding_early_warning(
     ind[idx[idx >= 0]] = True
     liq_cov = panel["has_liq"].to_numpy() if "has_liq" in panel.columns else np.ones(n, bool)
     y = _forward_any(ind, horizon_hours)
+    has_ls = bool(np.isfinite(ls).any())
+    if not has_ls:
+        notes.append(f"no long/short ratio in the data ({ls_column} is empty: positioning not imported): only the "
+                     "funding signal is tested")
+        if signal in ("both", "ls"):
+            signal = "funding"
+            params["signal_used"] = signal
     fe = f >= funding_threshold
     le = ls >= ls_threshold
-    ok = np.isfinite(y) & np.isfinite(f) & np.isfinite(ls) & liq_cov
+    ok = np.isfinite(y) & np.isfinite(f) & (np.isfinite(ls) if has_ls else True) & liq_cov
     # the outcome needs liquidation coverage over the whole forward window
     ok &= _forward_any(~liq_cov, horizon_hours) == 0
     sigs = {"funding": fe, "ls": le, "both": fe & le, "either": fe | le}
@@ -1120,7 +1127,7 @@ def crowding_early_warning(
     rates_df = pl.DataFrame(rates).with_columns(pl.col(pl.Float64).fill_nan(None))
     s = sigs[signal]
     casc_rows = np.flatnonzero(ind & liq_cov)
-    s_def = s & np.isfinite(f) & np.isfinite(ls)
+    s_def = s & np.isfinite(f) & (np.isfinite(ls) if has_ls else True)
     warned = _backward_any(s_def, horizon_hours)[casc_rows] if casc_rows.size else np.zeros(0, bool)
     tp = int(np.sum(yb[ok & s]))
     rule = {"signal": signal, "precision": tp / int((ok & s).sum()) if (ok & s).sum() else float("nan"),
