@@ -8,11 +8,29 @@ vl-convert, without a browser.
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from pathlib import Path
 
-import altair as alt
 import polars as pl
+
+
+def _import_altair():
+    # altair imports jsonschema, whose format checker compiles an Earley grammar for the optional
+    # "iri" formats when rfc3987_syntax is installed: ~3 s in every notebook kernel, for checks
+    # Vega-Lite specs never use. Hide that optional module while jsonschema loads for the first time.
+    if "jsonschema" in sys.modules or "rfc3987_syntax" in sys.modules:
+        import altair
+        return altair
+    sys.modules["rfc3987_syntax"] = None  # makes `import rfc3987_syntax` raise ImportError
+    try:
+        import altair
+    finally:
+        del sys.modules["rfc3987_syntax"]
+    return altair
+
+
+alt = _import_altair()
 
 THEME = "treadmill"
 SYNTHETIC_NOTE = "SYNTHETIC DATA (simulated market)"
@@ -60,16 +78,20 @@ def export(chart: alt.TopLevelMixin, stem, formats=("png", "svg", "pdf"), scale:
     spec = chart.to_dict()
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
+    unknown = [f for f in formats if f not in ("png", "svg", "pdf")]
+    if unknown:
+        raise ValueError(f"unknown figure format(s) {unknown}; use png, svg or pdf")
+    # Render once in vl-convert's JavaScript engine (the slow part); PNG and PDF are then
+    # rasterised/converted from that SVG in Rust, giving the same bytes as rendering each format.
+    svg = vlc.vegalite_to_svg(spec)
     written = []
     for fmt in formats:
         if fmt == "png":
-            blob = vlc.vegalite_to_png(spec, scale=scale)
+            blob = vlc.svg_to_png(svg, scale=scale)
         elif fmt == "svg":
-            blob = vlc.vegalite_to_svg(spec).encode()
-        elif fmt == "pdf":
-            blob = vlc.vegalite_to_pdf(spec)
+            blob = svg.encode()
         else:
-            raise ValueError(f"unknown figure format {fmt!r}; use png, svg or pdf")
+            blob = vlc.svg_to_pdf(svg)
         path = stem.with_suffix(f".{fmt}")
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
         tmp.write_bytes(blob)
