@@ -201,6 +201,16 @@ PRESETS: dict[str, dict] = {
         "constants": {"venue": "binance", "symbol": "BTCUSDT", "source": "binance_vision"},
         "note": "gg-cmk archive-row CSV of data.binance.vision fundingRate (calc_time with ms jitter, E-notation).",
     },
+    "coinglass_top_ls_1d": {
+        "file": f"{_CG}/coinglass_top_ls_1d.csv",
+        "table": "positioning",
+        "time": {"column": "timestamp", "format": "%Y-%m-%dT%H:%M:%S", "timezone": "UTC", "label": "start",
+                 "bucket": "1d"},
+        "values": {"top_trader_ls_ratio": "ratio:ratio"},
+        "constants": {"venue": "binance", "symbol": "BTCUSDT", "interval": "1d", "source": "coinglass"},
+        "note": "CoinGlass Binance BTCUSDT top-trader long/short POSITION ratio (long/short, 2 decimals), daily; "
+                "a day's value is stored at the day's end, when it is known.",
+    },
     "farside_etf_flows": {
         "file": "Mohammad-Hannan+mcg_macro_intel/data/btc_etf_flows.csv",
         "table": "etf_flows",
@@ -218,8 +228,8 @@ PRESETS: dict[str, dict] = {
     },
 }
 #: The standard real pack: presets imported by :func:`import_real_pack`.
-REAL_PACK = ("coinglass_liquidations_4h", "coinglass_oi_4h", "coinglass_funding_4h", "binance_perp_1h",
-             "binance_spot_1h", "binance_funding_8h", "farside_etf_flows", "fear_greed_csv")
+REAL_PACK = ("coinglass_liquidations_4h", "coinglass_oi_4h", "coinglass_funding_4h", "coinglass_top_ls_1d",
+             "binance_perp_1h", "binance_spot_1h", "binance_funding_8h", "farside_etf_flows", "fear_greed_csv")
 REAL_PACK_WINDOW = (date(2025, 10, 1), date(2026, 4, 30))
 
 
