@@ -1,0 +1,234 @@
+"""JupyterLab in a real browser: open a notebook, run all cells, see an altair chart render.
+
+Drives Debian's headless Chromium (``/usr/bin/chromium`` + ``/usr/bin/chromedriver``, installed by
+``.ci/run`` or, when missing and running as root, by the ``chromium`` fixture) with selenium against
+a JupyterLab started on 127.0.0.1 with a random free port and a token. Nothing is downloaded by the
+browser: no network but the loopback server, so a chart needing a CDN fails here as it would
+offline. A screenshot is saved to ``reports/test-artifacts/jupyterlab.png`` (or
+``$TREADMILL_TEST_ARTIFACTS``). Skips when the browser is unavailable; fails instead under ``CI``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import nbformat
+import pytest
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CHART_SELECTOR = ".vega-embed svg, .vega-embed canvas"
+STDERR_SELECTOR = '.jp-RenderedText[data-mime-type="application/vnd.jupyter.stderr"]'
+ERROR_SELECTOR = '.jp-RenderedText[data-mime-type="application/vnd.jupyter.error"]'
+
+
+def _unavailable(msg: str):
+    if os.environ.get("CI"):
+        pytest.fail(msg + " (CI must run the browser test: .ci/run installs chromium, chromium-driver and selenium)")
+    pytest.skip(msg)
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """Debian's chromium + chromedriver; apt-get installs them when missing and we are root."""
+    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()) and hasattr(os, "geteuid") and os.geteuid() == 0 \
+            and shutil.which("apt-get"):
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True, timeout=600)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium", "chromium-driver"], env=env,
+                       capture_output=True, timeout=900)
+    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+        _unavailable(f"headless Chromium is not installed ({CHROMIUM}, {CHROMEDRIVER}): "
+                     "apt-get install -y chromium chromium-driver")
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        _unavailable("selenium is not installed: pip install -e '.[browser]'")
+    return CHROMIUM, CHROMEDRIVER
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def lab(tmp_path):
+    """A JupyterLab server on 127.0.0.1:<free port> serving ``tmp_path``; yields (url, token, root)."""
+    root = tmp_path / "work"
+    root.mkdir()
+    port, token = _free_port(), secrets.token_hex(16)
+    cfg = tmp_path / "jupyter-config"
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(cfg), "JUPYTERLAB_SETTINGS_DIR": str(cfg / "lab-settings"),
+           "JUPYTERLAB_WORKSPACES_DIR": str(cfg / "lab-workspaces")}
+    # user settings: start the notebook's kernel without asking, never ask about (or fetch) news
+    for rel, value in (("@jupyterlab/notebook-extension/tracker", {"autoStartDefaultKernel": True}),
+                       ("@jupyterlab/apputils-extension/notification", {"fetchNews": "false", "checkForUpdates": False})):
+        f = cfg / "lab-settings" / f"{rel}.jupyterlab-settings"
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(json.dumps(value))
+    log = open(tmp_path / "jupyterlab.log", "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
+         "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+         "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+         "--LabApp.extension_manager=readonly",
+         *(["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else [])],
+        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                log.flush()
+                pytest.fail("JupyterLab did not start:\n" + (tmp_path / "jupyterlab.log").read_text()[-3000:])
+            time.sleep(0.5)
+        yield url, token, root
+    finally:
+        try:  # shuts the kernels down with the server
+            req = urllib.request.Request(f"{url}/api/shutdown", method="POST",
+                                         headers={"Authorization": f"token {token}"})
+            urllib.request.urlopen(req, timeout=10).close()
+            proc.wait(timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        log.close()
+
+
+@pytest.fixture
+def browser(chromium):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    profile = tempfile.mkdtemp(prefix="chromium-profile-")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = str(chromium[0])
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--window-size=1400,1000"):
+        opts.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(str(chromium[1])), options=opts)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def _chart_notebook(path: Path) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# Altair in JupyterLab\nA chart drawn with the project's theme."),
+        nbformat.v4.new_code_cell(
+            "import altair as alt\nimport polars as pl\n\nfrom research import plots\n\n"
+            "df = pl.DataFrame({\"hour\": list(range(24)), \"funding_bp\": [((h * 7) % 11 - 5) / 2 for h in range(24)]})\n"
+            "chart = alt.Chart(plots.data(df)).mark_line(point=True).encode(x=\"hour:Q\", y=\"funding_bp:Q\")\n"
+            "chart"),
+    ]
+    nbformat.write(nb, path)
+
+
+def _artifact_path() -> Path:
+    d = Path(os.environ.get("TREADMILL_TEST_ARTIFACTS", PROJECT_ROOT / "reports" / "test-artifacts"))
+    d.mkdir(parents=True, exist_ok=True)
+    return d / "jupyterlab.png"
+
+
+def _click_menu(driver, wait, menu: str, item: str) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+
+    wait.until(EC.element_to_be_clickable(
+        (By.XPATH, f"//li[contains(@class,'lm-MenuBar-item')][.//div[normalize-space()='{menu}']]"))).click()
+    wait.until(EC.element_to_be_clickable(
+        (By.XPATH, f"//li[contains(@class,'lm-Menu-item')][.//div[contains(@class,'lm-Menu-itemLabel') and normalize-space()='{item}']]"))).click()
+
+
+def _renderer_needs_a_cdn() -> bool:
+    """True when, after ``import research.plots``, altair would display charts as HTML that loads
+    vega from a CDN (altair's "default" renderer), which cannot work offline."""
+    import altair as alt
+
+    import research.plots  # noqa: F401 - it may choose the renderer
+
+    bundle = alt.Chart(alt.Data(values=[{"a": 1}])).mark_point()._repr_mimebundle_()
+    bundle = bundle[0] if isinstance(bundle, tuple) else bundle
+    return set(bundle) - {"text/plain"} == {"text/html"} and "cdn.jsdelivr.net" in bundle["text/html"]
+
+
+def test_altair_chart_renders_in_jupyterlab(lab, browser, capsys, request):
+    if _renderer_needs_a_cdn():
+        # Known defect, documented rather than hidden: altair 6's default renderer loads vega from
+        # cdn.jsdelivr.net and its "mimetype" renderer emits application/vnd.vegalite.v6.json, which
+        # JupyterLab 4.6's bundled vega extension (v3-v5 only) does not render. strict: once
+        # research.plots picks an offline renderer this xfail turns into a failure and must go.
+        request.applymarker(pytest.mark.xfail(strict=True, reason=(
+            "research.plots leaves altair on its CDN-loading 'default' renderer; charts cannot render "
+            "offline in JupyterLab (fix: a renderer emitting application/vnd.vegalite.v5+json)")))
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    url, token, root = lab
+    _chart_notebook(root / "chart.ipynb")
+    browser.get(f"{url}/lab/tree/chart.ipynb?token={token}")
+    wait = WebDriverWait(browser, 90)
+    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, ".jp-NotebookPanel .jp-Notebook .jp-Cell")))
+    # the kernel must be up before "Run All" means anything
+    wait.until(EC.presence_of_element_located(
+        (By.CSS_SELECTOR, ".jp-NotebookPanel .jp-Toolbar-kernelStatus, .jp-Notebook-ExecutionIndicator")))
+    _click_menu(browser, wait, "Run", "Run All Cells")
+
+    shot = _artifact_path()
+
+    def outcome(d):
+        if d.find_elements(By.CSS_SELECTOR, CHART_SELECTOR):
+            return "chart"
+        if d.find_elements(By.CSS_SELECTOR, ERROR_SELECTOR):
+            return "error"
+        if any("Error loading script" in e.text or "No renderer could be found" in e.text
+               for e in d.find_elements(By.CSS_SELECTOR, ".jp-OutputArea-output")):
+            return "render error"
+        return False
+
+    try:
+        result = WebDriverWait(browser, 120, poll_frequency=0.5).until(outcome)
+    except TimeoutException:
+        result = "timeout"
+    time.sleep(0.5)  # let vega finish painting for the screenshot
+    browser.save_screenshot(str(shot))
+    with capsys.disabled():
+        print(f"\nJupyterLab screenshot: {shot}")
+    outputs = [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".jp-OutputArea-output")]
+    assert result == "chart", f"no altair chart rendered ({result}); outputs: {outputs}; screenshot: {shot}"
+    stderr = [e.text for e in browser.find_elements(By.CSS_SELECTOR, STDERR_SELECTOR)]
+    assert not any("Traceback" in t or "Error" in t for t in stderr), stderr
+    assert not browser.find_elements(By.CSS_SELECTOR, ERROR_SELECTOR)
+    # the chart is drawn by vega-embed from JupyterLab's own bundle (no CDN): it has marks
+    marks = browser.find_elements(By.CSS_SELECTOR, ".vega-embed svg path, .vega-embed canvas")
+    assert marks, "vega-embed container is empty"
