@@ -51,7 +51,10 @@ only what failed or is missing. The format (every key except ``runs`` is optiona
 
 An entry yields ``len(notebooks) x prod(len(product lists)) x len(zip lists)`` runs (4 x 2 = 8 for
 the first entry above: ``start`` may not be both in ``parameters`` and ``zip``, so drop one of them).
-On a dask cluster the workers must see the same file system paths (notebooks, data, output root).
+Local workers are long-lived ``python -m research.batch`` processes fed one run at a time; each
+run's kernel output goes to ``run.log`` in its run directory. On a dask cluster every run is a task
+that executes the notebook in a fresh process on a dask worker, so the workers must see the same
+file system paths (notebooks, data, output root) and have this package installed.
 """
 from __future__ import annotations
 
@@ -262,7 +265,7 @@ def check_parameters(notebook, parameters: dict[str, Any] | None, *, spec: dict[
                 ok = all(c[0] for c in checked)
                 value = [c[1] for c in checked]
         if not ok:
-            hint = " (quote it to make it a string)" if p.kind is str else ""
+            hint = {str: " (quote it to make it a string)", list: " (write a list: [a, b])"}.get(p.kind, "")
             raise NotebookError(
                 f"{notebook.name}: parameter {name!r} expects {p.type_name} like its default "
                 f"{p.default!r}, got {type(value).__name__} {value!r}{hint}")
@@ -429,6 +432,9 @@ def execute(spec: RunSpec, *, log_output: bool = False, progress_bar: bool = Fal
             pm.execute_notebook(
                 spec.notebook, str(partial), parameters=injected, kernel_name=spec.kernel_name,
                 progress_bar=progress_bar, log_output=log_output, cwd=str(rd), execution_timeout=spec.timeout,
+                # every cell has run and its outputs are saved: killing the kernel loses nothing and
+                # saves the graceful-shutdown wait (~0.3 s a run)
+                shutdown_kernel="immediate",
             )
         os.replace(partial, rd / EXECUTED)
         result.status, result.executed = "ok", str(rd / EXECUTED)
@@ -694,7 +700,8 @@ def run_grid(specs: Sequence[RunSpec], *, workers: int = 2, executor: str = "pro
     workers : int
         Worker processes for ``executor="process"`` (1 runs in this process).
     executor : {"process", "dask"}
-        ``dask`` submits every run to the dask.distributed scheduler at ``scheduler``.
+        ``process``: ``workers`` local worker processes. ``dask``: every run is a task on the
+        dask.distributed cluster whose scheduler is at ``scheduler`` (the cluster sets parallelism).
     resume : bool
         Skip runs whose directory already holds a finished result (status ``cached``).
     """
