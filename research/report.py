@@ -418,24 +418,31 @@ def _notebook_link(e: Entry, out_dir: Path) -> str:
 
 
 def _verdicts_html(entries: list[Entry], out_dir: Path) -> str:
-    rows = []
+    cols = ["Hypothesis", "Effect", "95% CI", "p-value", "N events", "Test", "Conclusion"]
+    body = []
     for e in entries:
-        if e.record is None:
+        if e.record is None or not e.record.verdicts:
             continue
+        params = _params_text(e.record.parameters or e.run.parameters)
+        body.append(f'<tr class="group"><th colspan="{len(cols)}"><a href="#nb-{_e(e.stem)}">{_e(e.stem)}</a> &middot; '
+                    f'{_e(e.record.title)} &middot; {_notebook_link(e, out_dir)}'
+                    f'<span class="params">parameters: {_e(params)}</span></th></tr>')
         for v in e.record.verdicts:
             ci = f"[{_fmt(v.ci_low)}, {_fmt(v.ci_high)}]" if v.ci_low is not None or v.ci_high is not None else "–"
             p = _fmt_p(v.pvalue)
             if v.pvalue is not None and v.pvalue < 0.05:
                 p = f'<span class="sig">{p}</span>'
-            effect = _fmt(v.effect) + (f" <small>{_e(v.effect_label)}</small>" if v.effect_label else "")
-            rows.append([f'<a href="#nb-{_e(e.stem)}">{_e(e.record.title or e.stem)}</a>', _e(v.hypothesis), effect, ci, p,
-                         _fmt(v.n_events), _e(v.test), _e(v.conclusion),
-                         f'<span class="mono">{_e(_params_text(e.record.parameters or e.run.parameters))}</span>'])
-    if not rows:
+            effect = f'<span class="n">{_fmt(v.effect)}</span>' + (f"<small>{_e(v.effect_label)}</small>" if v.effect_label else "")
+            body.append("<tr>" + "".join([
+                f"<td>{_e(v.hypothesis)}</td>", f'<td class="eff">{effect}</td>', f'<td class="num">{ci}</td>',
+                f'<td class="num">{p}</td>', f'<td class="num">{_fmt(v.n_events)}</td>', f"<td>{_e(v.test)}</td>",
+                f"<td>{_e(v.conclusion)}</td>"]) + "</tr>")
+    if not body:
         return '<p class="note">No verdicts: no notebook finished with a results record.</p>'
-    return (_table(["Notebook", "Hypothesis", "Effect", "95% CI", "p-value", "N events", "Test", "Conclusion", "Parameters"],
-                   rows, num_cols=(2, 3, 4, 5))
-            + '<p class="sub">p-values below 0.05 in green; CI bounds as reported by each notebook.</p>')
+    head = "".join(f"<th>{c}</th>" for c in cols)
+    return (f'<table class="verdicts"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+            '<p class="sub">One block per notebook with the parameters it ran with; p-values below 0.05 in green; '
+            "effects, intervals and tests as reported by each notebook.</p>")
 
 
 def _figures_html(entries: list[Entry]) -> str:
