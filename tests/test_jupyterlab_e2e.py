@@ -128,7 +128,9 @@ def browser(chromium):
     opts.binary_location = str(chromium[0])
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--window-size=1400,1000"):
+                 "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--window-size=1400,1000",
+                 # offline like a user without internet, and fast about it: only loopback resolves
+                 "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"):
         opts.add_argument(flag)
     driver = webdriver.Chrome(service=Service(str(chromium[1])), options=opts)
     try:
