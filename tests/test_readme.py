@@ -64,3 +64,13 @@ def test_readme_commands_work_in_a_fresh_virtualenv(tmp_path):
     assert r.returncode == 0, f"{tests!r} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
     assert re.search(r"\d+ passed", r.stdout)
     assert Path(sys.executable) != env_dir / "bin" / "python"
+
+
+def test_readme_grid_example_loads(tmp_path):
+    from research import batch
+
+    text = (PROJECT_ROOT / "README.md").read_text()
+    (tmp_path / "grid.yaml").write_text(re.search(r"```yaml\n(.*?)```", text, re.S).group(1))
+    specs = batch.load_grid(tmp_path / "grid.yaml").specs
+    assert len(specs) == 2 * 2 + 2 * 2  # product 2x2 on one notebook; zip of 2 on two notebooks
+    assert {s.parameters.get("start") for s in specs} >= {"2025-10-01", "2026-01-01"}  # dates stay strings
