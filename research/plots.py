@@ -39,6 +39,19 @@ SYNTHETIC_NOTE = "SYNTHETIC DATA (simulated market)"
 # behind an exception at render time, so charts embed their rows and we cap sizes in the builders.
 alt.data_transformers.disable_max_rows()
 
+JUPYTERLAB_RENDERER = "treadmill"
+
+
+def _jupyterlab_renderer(spec: dict, **metadata) -> dict:
+    # altair 6's default renderer loads vega from a CDN (no good offline), and its "mimetype"
+    # renderer emits application/vnd.vegalite.v6+json, which JupyterLab 4's bundled vega extension
+    # (Vega-Lite 5) does not claim. Our specs use nothing beyond Vega-Lite 5, so hand them to it.
+    return {"application/vnd.vegalite.v5+json": spec, "text/plain": "<altair chart>"}
+
+
+alt.renderers.register(JUPYTERLAB_RENDERER, _jupyterlab_renderer)
+alt.renderers.enable(JUPYTERLAB_RENDERER)
+
 
 @alt.theme.register(THEME, enable=True)
 def _theme() -> alt.theme.ThemeConfig:

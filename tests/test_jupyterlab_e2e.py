@@ -182,15 +182,9 @@ def _renderer_needs_a_cdn() -> bool:
     return set(bundle) - {"text/plain"} == {"text/html"} and "cdn.jsdelivr.net" in bundle["text/html"]
 
 
-def test_altair_chart_renders_in_jupyterlab(lab, browser, capsys, request):
-    if _renderer_needs_a_cdn():
-        # Known defect, documented rather than hidden: altair 6's default renderer loads vega from
-        # cdn.jsdelivr.net and its "mimetype" renderer emits application/vnd.vegalite.v6.json, which
-        # JupyterLab 4.6's bundled vega extension (v3-v5 only) does not render. strict: once
-        # research.plots picks an offline renderer this xfail turns into a failure and must go.
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "research.plots leaves altair on its CDN-loading 'default' renderer; charts cannot render "
-            "offline in JupyterLab (fix: a renderer emitting application/vnd.vegalite.v5+json)")))
+def test_altair_chart_renders_in_jupyterlab(lab, browser, capsys):
+    # altair 6 alone would load vega from a CDN; research.plots must pick an offline renderer
+    assert not _renderer_needs_a_cdn()
     from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as EC
