@@ -183,6 +183,11 @@ def query(name: str, data_dir=None, *, con: duckdb.DuckDBPyConnection | None = N
             con.close()
 
 
+def is_synthetic(panel: pl.DataFrame) -> bool:
+    """True when any input of a panel (``hourly_panel``/``daily_panel``) comes from the simulated market."""
+    return bool("synthetic" in panel.columns and panel["synthetic"].fill_null(False).any())
+
+
 def save_frame(df: pl.DataFrame, path) -> Path:
     """Write ``df`` to ``.csv`` or ``.parquet`` atomically (temp file, then rename)."""
     import os

@@ -36,6 +36,7 @@ import numpy as np
 import polars as pl
 from scipy import stats as sps
 
+from research.db import is_synthetic
 from research.errors import ResearchError
 from research.stats import TestStat
 
@@ -608,7 +609,7 @@ def flush_vs_exodus(
         pl.col(pl.Float64).fill_nan(None))
 
     res = FlushExodusResult(events=events, forward=forward, comparison=comparison, params=params,
-                            synthetic=bool(panel["synthetic"].any()) if "synthetic" in panel.columns else False)
+                            synthetic=is_synthetic(panel))
     if truth is not None:
         res.matches = match_truth(events, truth, tolerance_hours=match_tolerance_hours)
         res.confusion = _confusion(res.matches)
@@ -927,7 +928,7 @@ def second_leg(
     if y.size < 20:
         notes.append(f"only {y.size} sell-offs: exact tests are the primary evidence, the logit is descriptive")
     return SecondLegResult(events=events, rates=rates_df, fisher=fisher_df, logit=logit, params=params, notes=notes,
-                           synthetic=bool(panel["synthetic"].any()) if "synthetic" in panel.columns else False)
+                           synthetic=is_synthetic(panel))
 
 
 # ================================================================================================
@@ -1153,7 +1154,7 @@ def crowding_early_warning(
     return CrowdingResult(rates=rates_df, logit=logit, rule=rule,
                           thresholds={"funding_rate_8h": funding_threshold, ls_column: ls_threshold},
                           params=params, notes=notes,
-                          synthetic=bool(panel["synthetic"].any()) if "synthetic" in panel.columns else False)
+                          synthetic=is_synthetic(panel))
 
 
 # ================================================================================================
@@ -1294,7 +1295,7 @@ def settlement_hours(
     comparison = pl.DataFrame(comp).with_columns(pl.col(pl.Float64).fill_nan(None))
     return SettlementResult(comparison=comparison, profile=pl.DataFrame(prof), contrast=pl.DataFrame(con).with_columns(
         pl.col(pl.Float64).fill_nan(None)), params=params,
-        synthetic=bool(panel["synthetic"].any()) if "synthetic" in panel.columns else False)
+        synthetic=is_synthetic(panel))
 
 
 # ================================================================================================
@@ -1471,7 +1472,7 @@ def liquidation_waves(
               "seed": seed, "bucket_hours": step_h, "print_rule": rule}
     return LiquidationWavesResult(acf=acf_df, ljung_box=lb, conditional=conditional, series=s, params=params,
                                   notes=notes,
-                                  synthetic=bool(panel["synthetic"].any()) if "synthetic" in panel.columns else False)
+                                  synthetic=is_synthetic(panel))
 
 
 # ================================================================================================
@@ -1829,4 +1830,4 @@ def liquidation_heatmap_test(
         notes.append(f"only {n} non-overlapping test times: the test has little power")
     return LiquidationHeatmapResult(tests=tests, hit_rates=pl.DataFrame(rates).with_columns(pl.col(pl.Float64).fill_nan(None)),
                                     mcnemar=mcnemar, permutation=perm, params=params, heatmap=hm, notes=notes,
-                                    synthetic=bool(panel["synthetic"].any()) if "synthetic" in panel.columns else False)
+                                    synthetic=is_synthetic(panel))

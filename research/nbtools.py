@@ -15,6 +15,7 @@ import polars as pl
 from scipy import stats as _st
 
 from research import db, paths
+from research.db import is_synthetic  # noqa: F401 - notebooks call nbtools.is_synthetic
 from research.errors import EventStudyError
 from research.records import Verdict
 
@@ -54,11 +55,6 @@ def load_panel(data_dir=None, symbol: str = "BTCUSDT", start: str | None = None,
             f"{paths.data_dir(data_dir)} has no 1h perp/spot bars for it. Import data first "
             "(research.sources.importer.import_real_pack or research.simulate.write_sample).")
     return panel
-
-
-def is_synthetic(panel: pl.DataFrame) -> bool:
-    """True when any input of the panel comes from the simulated market."""
-    return bool("synthetic" in panel.columns and panel["synthetic"].fill_null(False).any())
 
 
 def coverage_summary(panel: pl.DataFrame) -> dict:
