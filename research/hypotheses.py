@@ -1560,6 +1560,7 @@ def liquidation_heatmap(
     bin_pct: float = 0.25,
     decay_on_oi_drop: bool = True,
     half_life_hours: float | None = None,
+    max_oi_age_hours: float | None = 12,
 ) -> LiquidationHeatmap:
     """Estimate where liquidations would sit from OI increases and a leverage mix.
 
@@ -1569,6 +1570,10 @@ def liquidation_heatmap(
     (maintenance margin ignored). Positions leave the map when the hour's low (high) crosses their
     level; with ``decay_on_oi_drop`` an OI decrease closes all positions proportionally, and with
     ``half_life_hours`` they also decay exponentially. One numpy step per hour over all bins.
+
+    The map covers only the hours from the first to the last fresh OI observation (``oi_age_hours``
+    at most ``max_oi_age_hours``; None keeps every hour): the panel carries the last OI value forward,
+    and without new OI the modelled clusters would be stale guesses.
     """
     who = "liquidation_heatmap"
     _require(panel, ["ts", "perp_close", "perp_high", "perp_low"], who)
@@ -1580,6 +1585,12 @@ def liquidation_heatmap(
     if bin_pct <= 0:
         raise HypothesisError(f"{who}: bin_pct={bin_pct} must be > 0")
     panel = _sorted_panel(panel).filter(pl.col("perp_close").is_not_null())
+    if max_oi_age_hours is not None and "oi_age_hours" in panel.columns:
+        fresh = np.flatnonzero((panel["oi_age_hours"] <= max_oi_age_hours).fill_null(False).to_numpy())
+        if fresh.size == 0:
+            raise HypothesisError(f"{who}: no open-interest observation younger than max_oi_age_hours="
+                                  f"{max_oi_age_hours} in the panel; import OI for this span or raise the limit")
+        panel = panel.slice(int(fresh[0]), int(fresh[-1] - fresh[0] + 1))
     close = _col(panel, "perp_close")
     high = _col(panel, "perp_high")
     low = _col(panel, "perp_low")
@@ -1627,7 +1638,7 @@ def liquidation_heatmap(
         S[t] = cur_s
     params = {"leverage_mix": {str(int(k) if k.is_integer() else k): v for k, v in mix.items()},
               "long_share": long_share, "bin_pct": bin_pct, "decay_on_oi_drop": decay_on_oi_drop,
-              "half_life_hours": half_life_hours}
+              "half_life_hours": half_life_hours, "max_oi_age_hours": max_oi_age_hours}
     return LiquidationHeatmap(ts=panel["ts"], edges=edges, long_usd=L, short_usd=S, close=close, high=high, low=low,
                               params=params)
 
@@ -1727,6 +1738,7 @@ def liquidation_heatmap_test(
     bin_pct: float = 0.25,
     decay_on_oi_drop: bool = True,
     half_life_hours: float | None = None,
+    max_oi_age_hours: float | None = 12,
     max_distance_pct: float = 5.0,
     min_distance_pct: float = 0.5,
     horizon_hours: int = 72,
@@ -1748,11 +1760,12 @@ def liquidation_heatmap_test(
     """
     who = "liquidation_heatmap_test"
     hm = liquidation_heatmap(panel, leverage_mix=leverage_mix, long_share=long_share, bin_pct=bin_pct,
-                             decay_on_oi_drop=decay_on_oi_drop, half_life_hours=half_life_hours)
+                             decay_on_oi_drop=decay_on_oi_drop, half_life_hours=half_life_hours,
+                             max_oi_age_hours=max_oi_age_hours)
     every = int(every_hours or horizon_hours)
     params = {"leverage_mix": hm.params["leverage_mix"], "long_share": long_share, "bin_pct": bin_pct,
               "decay_on_oi_drop": decay_on_oi_drop, "half_life_hours": half_life_hours,
-              "max_distance_pct": max_distance_pct, "min_distance_pct": min_distance_pct,
+              "max_oi_age_hours": max_oi_age_hours, "max_distance_pct": max_distance_pct, "min_distance_pct": min_distance_pct,
               "horizon_hours": horizon_hours, "every_hours": every, "warmup_hours": warmup_hours,
               "n_perm": n_perm, "seed": seed}
     T = hm.close.size

@@ -463,7 +463,7 @@ def plot_liquidation_heatmap(
     rect = alt.Chart(_fd(heat)).mark_rect().encode(
         x=alt.X("t0:T", title=None, axis=alt.Axis(format="%Y-%m-%d", labelAngle=0)), x2="t1:T",
         y=alt.Y("p0:Q", title="price (USD)", scale=y_scale), y2="p1:Q",
-        color=alt.Color("usd:Q", title="modelled liquidations (USD)", scale=alt.Scale(type="sqrt", scheme="inferno"),
+        color=alt.Color("usd:Q", title=["modelled", "liquidations (USD)"], scale=alt.Scale(type="sqrt", scheme="inferno"),
                         legend=alt.Legend(orient="right", format="~s")))
     line = alt.Chart(_fd(price)).mark_line(color="#00e5ff", strokeWidth=1.2).encode(x="ts:T", y=alt.Y("close:Q", scale=y_scale))
     layers = [rect, line]

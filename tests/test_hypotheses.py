@@ -282,6 +282,20 @@ def test_heatmap_levels_and_crossing():
     assert hm3.long_usd[2].sum() == pytest.approx(250.0)
 
 
+def test_heatmap_covers_only_hours_with_fresh_open_interest():
+    n = 8
+    close = np.full(n, 100.0)
+    age = np.array([np.nan, 0.0, 1.0, 0.0, 1.0, 13.0, 14.0, 15.0])  # OI stops after hour 4
+    p = _panel(n, perp_close=close, perp_high=close + 0.1, perp_low=close - 0.1,
+               oi_base=np.array([np.nan, 10.0, 10.0, 20.0, 20.0, 20.0, 20.0, 20.0]), oi_usd=np.full(n, np.nan),
+               oi_age_hours=age)
+    hm = H.liquidation_heatmap(p, leverage_mix={10: 1.0}, bin_pct=0.1)
+    assert hm.close.size == 4 and hm.ts[0] == p["ts"][1] and hm.ts[-1] == p["ts"][4]
+    assert H.liquidation_heatmap(p, leverage_mix={10: 1.0}, bin_pct=0.1, max_oi_age_hours=None).close.size == n
+    with pytest.raises(H.HypothesisError, match="max_oi_age_hours"):
+        H.liquidation_heatmap(p.with_columns(oi_age_hours=pl.lit(50.0)), leverage_mix={10: 1.0})
+
+
 def test_heatmap_test_finds_planted_attraction():
     """Price drifts toward where longs sit: the cluster below is hit, the mirror above is not."""
     n = 24 * 120
