@@ -220,11 +220,22 @@ def _col(panel: pl.DataFrame, name: str) -> np.ndarray:
     return panel[name].cast(pl.Float64).fill_null(float("nan")).to_numpy().astype(float)
 
 
+#: OI observations older than this (hours) count as missing: the panel carries the last value
+#: forward, and a stale USD value divided by a moving close would fake an OI change.
+OI_MAX_AGE_HOURS = 12
+
+
 def _oi_units(panel: pl.DataFrame) -> np.ndarray:
-    """Open interest in base units; USD-only series are divided by the close so price moves do not count."""
+    """Open interest in base units; USD-only series are divided by the close so price moves do not count.
+
+    Hours whose OI observation is older than :data:`OI_MAX_AGE_HOURS` are NaN (missing).
+    """
     base = _col(panel, "oi_base")
     usd = _col(panel, "oi_usd") / _col(panel, "perp_close")
-    return np.where(np.isfinite(base), base, usd)
+    oi = np.where(np.isfinite(base), base, usd)
+    if "oi_age_hours" in panel.columns:
+        oi = np.where(_col(panel, "oi_age_hours") <= OI_MAX_AGE_HOURS, oi, np.nan)
+    return oi
 
 
 def _hours(panel: pl.DataFrame) -> np.ndarray:
