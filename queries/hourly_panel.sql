@@ -2,7 +2,8 @@
 -- taker imbalance, funding, open interest, liquidations and positioning, aligned without look-ahead.
 -- Row ts is the hour's open; every slower series is taken as known at the hour's close (ts + 1 h):
 -- OI and positioning as-of their observation instant, funding as the last settlement at or before the
--- close, liquidation buckets in the hour that contains the bucket's end. For each input one series
+-- close, liquidation buckets in the hour that contains the bucket's end. An as-of value older than two
+-- of its series' intervals is dropped (null), so a series that stops is missing, not frozen. For each input one series
 -- is chosen (exact symbol before the coin-level aggregate, e.g. BTC; the bars' venue first; then the
 -- longest series); the chosen series are listed in the column `inputs`.
 -- param symbol: instrument, e.g. BTCUSDT
@@ -94,8 +95,8 @@ pos_series AS (
     LIMIT 1
 ),
 fund AS (SELECT f.* FROM funding f JOIN fund_series USING (source, venue, symbol)),
-oi AS (SELECT o.* FROM open_interest o JOIN oi_series USING (source, venue, symbol, interval)),
-pos AS (SELECT x.* FROM positioning x JOIN pos_series USING (source, venue, symbol, interval)),
+oi AS (SELECT o.*, iv.secs AS iv_secs FROM open_interest o JOIN oi_series USING (source, venue, symbol, interval) JOIN iv USING (interval)),
+pos AS (SELECT x.*, iv.secs AS iv_secs FROM positioning x JOIN pos_series USING (source, venue, symbol, interval) JOIN iv USING (interval)),
 liq AS (
     -- a bucket is known when it ends: give it to the hour that contains its end
     SELECT date_trunc('hour', l.ts + to_seconds(iv.secs) - INTERVAL 1 MICROSECOND) AS hour,
@@ -120,9 +121,9 @@ joined AS (
            sp.taker_buy_volume AS spot_taker_buy_volume,
            f.rate AS funding_rate, f.interval_hours AS funding_interval_hours, f.ts AS funding_ts,
            st.rate AS funding_settled,
-           o.oi_base, o.oi_usd, o.ts AS oi_ts,
+           o.oi_base, o.oi_usd, o.ts AS oi_ts, o.iv_secs AS oi_secs,
            lq.long_usd, lq.short_usd, lq.n AS liq_n,
-           x.top_trader_ls_ratio, x.account_ls_ratio, x.taker_buy_sell_ratio, x.ts AS pos_ts
+           x.top_trader_ls_ratio, x.account_ls_ratio, x.taker_buy_sell_ratio, x.ts AS pos_ts, x.iv_secs AS pos_secs
     FROM grid g
     LEFT JOIN perp pe ON pe.ts = g.ts
     LEFT JOIN spot sp ON sp.ts = g.ts
@@ -131,6 +132,23 @@ joined AS (
     ASOF LEFT JOIN oi o ON g.known_at >= o.ts
     LEFT JOIN liq lq ON lq.hour = g.ts
     ASOF LEFT JOIN pos x ON g.known_at >= x.ts
+),
+fresh AS (
+    -- an as-of value is carried forward only while it is younger than two of its series' intervals,
+    -- so a series that stops (end of coverage, outage) reads as missing instead of frozen
+    SELECT * REPLACE (
+        CASE WHEN date_diff('second', funding_ts, known_at) <= 7200 * funding_interval_hours THEN funding_rate END AS funding_rate,
+        CASE WHEN date_diff('second', funding_ts, known_at) <= 7200 * funding_interval_hours THEN funding_interval_hours END AS funding_interval_hours,
+        CASE WHEN date_diff('second', funding_ts, known_at) <= 7200 * funding_interval_hours THEN funding_ts END AS funding_ts,
+        CASE WHEN date_diff('second', oi_ts, known_at) <= 2 * oi_secs THEN oi_base END AS oi_base,
+        CASE WHEN date_diff('second', oi_ts, known_at) <= 2 * oi_secs THEN oi_usd END AS oi_usd,
+        CASE WHEN date_diff('second', oi_ts, known_at) <= 2 * oi_secs THEN oi_ts END AS oi_ts,
+        CASE WHEN date_diff('second', pos_ts, known_at) <= 2 * pos_secs THEN top_trader_ls_ratio END AS top_trader_ls_ratio,
+        CASE WHEN date_diff('second', pos_ts, known_at) <= 2 * pos_secs THEN account_ls_ratio END AS account_ls_ratio,
+        CASE WHEN date_diff('second', pos_ts, known_at) <= 2 * pos_secs THEN taker_buy_sell_ratio END AS taker_buy_sell_ratio,
+        CASE WHEN date_diff('second', pos_ts, known_at) <= 2 * pos_secs THEN pos_ts END AS pos_ts
+    )
+    FROM joined
 ),
 panel AS (
     SELECT
@@ -163,7 +181,7 @@ panel AS (
         j.oi_ts IS NOT NULL AS has_oi,
         j.ts >= (SELECT lo FROM liq_cover) AND j.known_at <= (SELECT hi FROM liq_cover) + INTERVAL 1 HOUR AS has_liq,
         j.pos_ts IS NOT NULL AS has_positioning
-    FROM joined j
+    FROM fresh j
     WINDOW w AS (ORDER BY j.ts)
 ),
 inputs AS (

@@ -145,3 +145,23 @@ def test_save_frame(tmp_path):
     assert pl.read_parquet(db.save_frame(df, tmp_path / "x.parquet")).equals(df)
     with pytest.raises(QueryError, match=".csv or .parquet"):
         db.save_frame(df, tmp_path / "x.xlsx")
+
+
+
+def test_as_of_values_expire_after_two_intervals(tmp_path):
+    # bars run 30 h past the last 4h OI observation and the last 8h settlement
+    ts = hours(60)
+    lake.write("bars", pl.DataFrame(dict(ts=ts, venue="binance", market="perp", symbol="BTCUSDT", interval="1h",
+                                         open=1.0, high=1.0, low=1.0, close=1.0, source="t")), tmp_path)
+    lake.write("open_interest", pl.DataFrame(dict(ts=hours(7, T0 + dt.timedelta(hours=4), "4h"), venue="all",
+                                                  symbol="BTC", interval="4h", oi_usd=7e10, source="t")), tmp_path)
+    lake.write("funding", pl.DataFrame(dict(ts=[T0, T0 + dt.timedelta(hours=8), T0 + dt.timedelta(hours=16),
+                                                T0 + dt.timedelta(hours=24)], venue="binance", symbol="BTCUSDT",
+                                            rate=1e-4, interval_hours=8, source="t")), tmp_path)
+    p = db.query("hourly_panel", tmp_path, symbol="BTCUSDT")
+    # last OI observed at 28:00 -> still usable while known_at - 28:00 <= 8 h, i.e. through the 35:00 bar
+    assert at(p, 35)["oi_usd"] == pytest.approx(7e10) and at(p, 35)["has_oi"]
+    assert at(p, 36)["oi_usd"] is None and not at(p, 36)["has_oi"]
+    # last settlement at 24:00 -> usable through the 39:00 bar (known at 40:00 = 16 h later)
+    assert at(p, 39)["funding_rate"] == pytest.approx(1e-4) and at(p, 40)["funding_rate"] is None
+    assert not at(p, 40)["has_funding"]
