@@ -79,13 +79,20 @@ class ModelFit:
         return np.full(self.evt_ar.shape[0], float(t))
 
 
+def _rowdot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.einsum("ij,ij->i", a, b)
+
+
 def _nanstd(x: np.ndarray, ddof: int) -> np.ndarray:
     ok = np.isfinite(x)
-    n = ok.sum(1)
     with np.errstate(invalid="ignore", divide="ignore"):
+        if ok.all():  # complete windows (the usual case): skip the masking temporaries
+            d = x - x.mean(1)[:, None]
+            return np.sqrt(_rowdot(d, d) / (x.shape[1] - ddof))
+        n = ok.sum(1)
         mu = np.where(ok, x, 0.0).sum(1) / n
         d = np.where(ok, x - mu[:, None], 0.0)
-        return np.sqrt(np.einsum("ij,ij->i", d, d) / (n - ddof))
+        return np.sqrt(_rowdot(d, d) / (n - ddof))
 
 
 def fit(
@@ -145,14 +152,21 @@ def fit(
             pe = np.ones((n, w))
         else:
             ok = np.isfinite(est_r) & np.isfinite(est_m)
-            n_est = ok.sum(1)
-            x = np.where(ok, est_m, 0.0)
-            y = np.where(ok, est_r, 0.0)
-            xm = x.sum(1) / n_est
-            ym = y.sum(1) / n_est
-            dx = np.where(ok, est_m - xm[:, None], 0.0)
-            sxx = (dx * dx).sum(1)
-            beta = (dx * np.where(ok, est_r - ym[:, None], 0.0)).sum(1) / sxx
+            complete = bool(ok.all())
+            if complete:  # no missing bar in any estimation window: plain row-wise OLS
+                n_est = np.full(n, est_r.shape[1])
+                xm = est_m.mean(1)
+                ym = est_r.mean(1)
+                dx = est_m - xm[:, None]
+                sxx = _rowdot(dx, dx)
+                beta = _rowdot(dx, est_r - ym[:, None]) / sxx
+            else:
+                n_est = ok.sum(1)
+                xm = np.where(ok, est_m, 0.0).sum(1) / n_est
+                ym = np.where(ok, est_r, 0.0).sum(1) / n_est
+                dx = np.where(ok, est_m - xm[:, None], 0.0)
+                sxx = (dx * dx).sum(1)
+                beta = (dx * np.where(ok, est_r - ym[:, None], 0.0)).sum(1) / sxx
             alpha = ym - beta * xm
             est_ar = est_r - alpha[:, None] - beta[:, None] * est_m
             evt_ar = evt_r - alpha[:, None] - beta[:, None] * evt_m
@@ -166,7 +180,7 @@ def fit(
         if light:
             sigma = sd1 = np.full(n, np.nan)
         elif model == "market":
-            ssr = np.nansum(est_ar**2, 1)
+            ssr = _rowdot(est_ar, est_ar) if complete else np.nansum(est_ar**2, 1)
             sigma = np.sqrt(ssr / (n_est - k))
         else:
             sigma = _nanstd(est_ar, ddof=k)
