@@ -22,9 +22,9 @@ from pathlib import Path
 
 import polars as pl
 
-from research import lake, paths
+from research import paths
 from research.errors import ImportMappingError
-from research.sources.http import Downloader, FetchSummary, Manifest
+from research.sources.http import Downloader, FetchSummary, fetch_file
 
 DEFAULT_URL = "https://farside.co.uk/bitcoin-etf-flow-all-data/"
 URL_ENV = "RESEARCH_ETF_URL"
@@ -167,25 +167,6 @@ def fetch(*, url: str | None = None, data_dir=None, retries: int = 4, backoff: f
     suffix = ".csv" if u.lower().split("?")[0].endswith(".csv") else ".html"
     dest = ddir / "raw" / "farside" / f"btc-etf-flows-{stamp}{suffix}"
     dl = Downloader(ddir, retries=retries, backoff=backoff, timeout=timeout)
-    summary = FetchSummary(planned=1)
-    res = dl.download(u, dest)
-    manifest = Manifest(ddir)
-    manifest.append({**res.record(), "source": SOURCE, "event": "download", "ingest": "pending" if res.ok else None})
-    if not res.ok:
-        if "403" in (res.error or ""):
-            res.error += ("; the site blocks scripts: save the table page from a browser and use "
-                          "`research import etf_flows FILE --preset farside_etf_flows`")
-        getattr(summary, res.status).append(res)
-        return summary
-    summary.downloaded, summary.bytes_downloaded = 1, res.size or 0
-    try:
-        df = read_table(dest)
-        w = lake.write("etf_flows", df, ddir, origin=dest.name)
-    except Exception as e:  # ImportMappingError / SchemaError / LakeError; the lake is unchanged
-        summary.ingest_errors.append((res.path, str(e)))
-        manifest.append({"path": res.path, "event": "ingest", "ingest": "failed", "error": str(e)})
-        return summary
-    summary.ingested_files = 1
-    summary.rows_in["etf_flows"], summary.rows_added["etf_flows"] = w.rows_in, w.rows_added
-    manifest.append({"path": res.path, "event": "ingest", "ingest": "ok", "rows": {"etf_flows": w.rows_in}})
-    return summary
+    hint = ("if the site blocked the script (403), save the table page from a browser and use "
+            "`research import etf_flows FILE --preset farside_etf_flows`")
+    return fetch_file(dl, u, dest, table="etf_flows", parse=read_table, source=SOURCE, failure_hint=hint)

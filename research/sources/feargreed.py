@@ -19,9 +19,9 @@ from datetime import datetime, timezone
 
 import polars as pl
 
-from research import lake, paths
+from research import paths
 from research.errors import SourceError
-from research.sources.http import Downloader, FetchSummary, Manifest
+from research.sources.http import Downloader, FetchSummary, fetch_file
 
 DEFAULT_BASE_URL = "https://api.alternative.me"
 BASE_URL_ENV = "RESEARCH_FEARGREED_BASE_URL"
@@ -74,26 +74,5 @@ def fetch(*, data_dir=None, base: str | None = None, limit: int = 0, retries: in
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     dest = ddir / "raw" / "alternative_me" / "fng" / f"fng-limit{int(limit)}-{stamp}.json"
     dl = Downloader(ddir, retries=retries, backoff=backoff, timeout=timeout)
-    summary = FetchSummary(planned=1)
-    res = dl.download(url, dest)
-    manifest = Manifest(ddir)
-    manifest.append({**res.record(), "source": SOURCE, "event": "download", "ingest": "pending" if res.ok else None})
-    if not res.ok:
-        getattr(summary, res.status).append(res)
-        return summary
-    summary.downloaded, summary.bytes_downloaded = 1, res.size or 0
-    try:
-        df = parse(dest.read_bytes(), origin=dest.name)
-        w = lake.write("sentiment", df, ddir, origin=dest.name)
-    except SourceError as e:
-        summary.ingest_errors.append((res.path, str(e)))
-        manifest.append({"path": res.path, "event": "ingest", "ingest": "failed", "error": str(e)})
-        return summary
-    except Exception as e:  # SchemaError / LakeError: same report, the lake is unchanged
-        summary.ingest_errors.append((res.path, str(e)))
-        manifest.append({"path": res.path, "event": "ingest", "ingest": "failed", "error": str(e)})
-        return summary
-    summary.ingested_files = 1
-    summary.rows_in["sentiment"], summary.rows_added["sentiment"] = w.rows_in, w.rows_added
-    manifest.append({"path": res.path, "event": "ingest", "ingest": "ok", "rows": {"sentiment": w.rows_in}})
-    return summary
+    return fetch_file(dl, url, dest, table="sentiment", parse=lambda p: parse(p.read_bytes(), origin=p.name),
+                      source=SOURCE)

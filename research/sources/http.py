@@ -44,7 +44,7 @@ from typing import Callable, Iterable
 
 import polars as pl
 
-from research import paths
+from research import lake, paths
 from research.errors import SourceError
 
 STATUSES = ("ok", "missing", "corrupt", "failed")
@@ -513,6 +513,36 @@ class Downloader:
             resp.close()
         size = part.stat().st_size
         return sha256_file(part), size, dict(meta)
+
+
+def fetch_file(dl: "Downloader", url: str, dest: Path, *, table: str, parse, source: str,
+               failure_hint: str = "") -> FetchSummary:
+    """Download one file, record it in the manifest, parse it and write ``table``.
+
+    ``parse(path) -> polars.DataFrame`` reads the downloaded file. A failed download appends
+    ``failure_hint`` to its error; a file that cannot be parsed or written is reported in
+    ``ingest_errors`` and leaves the lake unchanged.
+    """
+    summary = FetchSummary(planned=1)
+    res = dl.download(url, dest)
+    manifest = Manifest(dl.data_dir)
+    manifest.append({**res.record(), "source": source, "event": "download", "ingest": "pending" if res.ok else None})
+    if not res.ok:
+        if failure_hint:
+            res.error = f"{res.error}; {failure_hint}"
+        getattr(summary, res.status).append(res)
+        return summary
+    summary.downloaded, summary.bytes_downloaded = 1, res.size or 0
+    try:
+        w = lake.write(table, parse(dest), dl.data_dir, origin=dest.name)
+    except Exception as e:  # SourceError / SchemaError / LakeError: reported, the lake is unchanged
+        summary.ingest_errors.append((res.path, str(e)))
+        manifest.append({"path": res.path, "event": "ingest", "ingest": "failed", "error": str(e)})
+        return summary
+    summary.ingested_files = 1
+    summary.rows_in[table], summary.rows_added[table] = w.rows_in, w.rows_added
+    manifest.append({"path": res.path, "event": "ingest", "ingest": "ok", "rows": {table: w.rows_in}})
+    return summary
 
 
 def copy_atomic(src: Path, dest: Path) -> None:
