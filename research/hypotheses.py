@@ -29,7 +29,6 @@ import math
 import tempfile
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np

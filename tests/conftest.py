@@ -34,3 +34,23 @@ def data_dir(tmp_path, monkeypatch):
     d = tmp_path / "data"
     monkeypatch.setenv("RESEARCH_DATA_DIR", str(d))
     return d
+
+
+@pytest.fixture(scope="session")
+def sim_lake(tmp_path_factory):
+    """A lake holding the simulated market (seed 7, 180 days). Shared by the session: read it only."""
+    from research import simulate
+
+    d = tmp_path_factory.mktemp("sim_lake")
+    simulate.write_sample(d, seed=7, days=180)
+    return d
+
+
+@pytest.fixture(scope="session")
+def real_lake(tmp_path_factory):
+    """A lake holding the real Oct 2025 - Apr 2026 pack from ../shared. Shared by the session: read it only."""
+    from research.sources.importer import import_real_pack
+
+    d = tmp_path_factory.mktemp("real_lake")
+    import_real_pack(shared_path("data/real"), d)
+    return d

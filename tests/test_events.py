@@ -8,7 +8,6 @@ import numpy as np
 import polars as pl
 import pytest
 
-from research import events as E
 from research.events import (EventDetectionError, decluster, detect_funding_resets, detect_liquidation_prints,
                              detect_oi_collapses, detect_selloffs)
 
@@ -254,12 +253,10 @@ def test_liquidation_prints_pct_rule_and_errors():
 # the simulated market: planted flushes are found
 # --------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def sim(tmp_path_factory):
+def sim(sim_lake):
     from research import db, simulate
 
-    d = tmp_path_factory.mktemp("sim_events")
-    simulate.write_sample(d, seed=7, days=180)
-    return db.query("hourly_panel", d, symbol="BTCUSDT"), simulate.read_truth(d)
+    return db.query("hourly_panel", sim_lake, symbol="BTCUSDT"), simulate.read_truth(sim_lake)
 
 
 def _near(events: pl.DataFrame, ts: dt.datetime, hours: float) -> bool:
@@ -299,19 +296,10 @@ def test_simulated_attributes_agree_with_truth(sim):
 # the real pack (../shared): facts plainly in the data
 # --------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def real_panel(tmp_path_factory):
-    from tests.conftest import shared_path
-
-    real = shared_path("data/real")
-    try:
-        from research.sources.importer import import_real_pack
-    except ImportError as exc:
-        pytest.skip(f"research.sources.importer.import_real_pack is not available yet ({exc})")
+def real_panel(real_lake):
     from research import db
 
-    d = tmp_path_factory.mktemp("real_events")
-    import_real_pack(real, d)
-    return db.query("hourly_panel", d, symbol="BTCUSDT", start="2025-10-01", end="2026-04-01",
+    return db.query("hourly_panel", real_lake, symbol="BTCUSDT", start="2025-10-01", end="2026-04-01",
                     oi_venue="all", liq_venue="binance")
 
 

@@ -326,12 +326,8 @@ def test_heatmap_rejects_bad_leverage():
 # the simulated market: planted flush/exodus labels are recovered
 # --------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def sim_inputs(tmp_path_factory):
-    from research import simulate
-
-    d = tmp_path_factory.mktemp("sim")
-    simulate.write_sample(d, seed=7, days=180)
-    return H.load_inputs(d)
+def sim_inputs(sim_lake):
+    return H.load_inputs(sim_lake)
 
 
 def test_flush_exodus_recovers_planted_labels(sim_inputs):

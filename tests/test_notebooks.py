@@ -83,15 +83,6 @@ def _check_record(out: Path, stem: str, synthetic: bool):
 
 
 @pytest.fixture(scope="session")
-def sim_lake(tmp_path_factory):
-    from research import simulate
-
-    d = tmp_path_factory.mktemp("sim_lake_nb")
-    simulate.write_sample(d, seed=7, days=180)
-    return d
-
-
-@pytest.fixture(scope="session")
 def sim_runs(sim_lake, tmp_path_factory):
     out = tmp_path_factory.mktemp("nb_sim")
     params = nbtools.notebook_parameters("synthetic", data_dir=sim_lake, out_root=out)
@@ -132,18 +123,6 @@ def test_notebook_parameter_sets():
 # --------------------------------------------------------------------------------------------------
 # the real pack (slow)
 # --------------------------------------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def real_lake(tmp_path_factory):
-    from tests.conftest import shared_path
-
-    real = shared_path("data/real")
-    try:
-        from research.sources.importer import import_real_pack
-    except ImportError as exc:
-        pytest.skip(f"research.sources.importer.import_real_pack is not available yet ({exc})")
-    d = tmp_path_factory.mktemp("real_lake_nb")
-    import_real_pack(real, d)
-    return d
 
 
 @pytest.mark.slow

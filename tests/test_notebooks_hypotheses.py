@@ -3,13 +3,12 @@ pack imported into a temporary lake (slow). Structure is asserted, not conclusio
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from tests.conftest import PROJECT_ROOT, shared_path
+from tests.conftest import PROJECT_ROOT
 
 NOTEBOOKS = ["20-flush-vs-exodus", "21-second-leg", "22-crowding-early-warning", "23-funding-settlement-hours",
              "24-liquidation-waves", "25-liquidation-heatmap"]
@@ -56,18 +55,9 @@ def _run(stem: str, out: Path, data_dir, **params) -> dict:
     return rec
 
 
-@pytest.fixture(scope="module")
-def sim_dir(tmp_path_factory):
-    from research import simulate
-
-    d = tmp_path_factory.mktemp("sim-lake")
-    simulate.write_sample(d, seed=7, days=180)
-    return d
-
-
 @pytest.mark.parametrize("stem", NOTEBOOKS)
-def test_notebook_runs_on_simulated_market(stem, sim_dir, tmp_path):
-    rec = _run(stem, tmp_path, str(sim_dir))
+def test_notebook_runs_on_simulated_market(stem, sim_lake, tmp_path):
+    rec = _run(stem, tmp_path, str(sim_lake))
     assert rec["synthetic"] is True
     assert any("SYNTHETIC" in n for n in rec["notes"])
     if stem == "20-flush-vs-exodus":
@@ -83,17 +73,6 @@ def test_notebook_default_data_dir_falls_back_to_simulated_market(tmp_path, monk
     assert rec["synthetic"] is True
 
 
-@pytest.fixture(scope="module")
-def real_lake(tmp_path_factory):
-    real = shared_path("data/real")
-    try:
-        from research.sources.importer import import_real_pack
-    except ImportError as exc:  # the importer is written by another engineer
-        pytest.skip(f"research.sources.importer.import_real_pack is not available yet ({exc}); "
-                    "the real-data notebook runs need it")
-    d = tmp_path_factory.mktemp("real-lake")
-    import_real_pack(real, d)
-    return d
 
 
 @pytest.mark.slow

@@ -353,7 +353,6 @@ class TestBattery:
 
     def car_test(self, name: str, j1: int, j2: int, null: str) -> TestStat:
         """Test ``name`` on the CAR over event columns ``j1..j2``."""
-        t = j2 - j1 + 1
         if name in BAR_AGGREGATED:
             z = self.bar(name).stat[j1 : j2 + 1]
             stat = float(np.nansum(z) / np.sqrt(np.isfinite(z).sum())) if np.isfinite(z).any() else np.nan

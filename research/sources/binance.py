@@ -49,16 +49,16 @@ import os
 import re
 import zipfile
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import polars as pl
 
 from research import lake, paths
 from research.errors import ResearchError, SourceError
-from research.schema import INTERVALS, UTC_TS
+from research.schema import INTERVALS
 from research.sources.http import (Downloader, FetchResult, FetchSummary, Manifest, parse_checksum, rich_progress,
                                    write_atomic)
 

@@ -45,7 +45,6 @@ from typing import Callable, Iterable
 import polars as pl
 
 from research import lake, paths
-from research.errors import SourceError
 
 STATUSES = ("ok", "missing", "corrupt", "failed")
 USER_AGENT = "treadmill-research/0.1 (+https://github.com/; research downloader)"

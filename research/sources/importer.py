@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ import polars as pl
 
 from research import lake
 from research.errors import ImportMappingError, SchemaError
-from research.schema import INTERVALS, UTC_TS, get_table, validate
+from research.schema import INTERVALS, get_table, validate
 
 # which instant the table's time column stands for
 TABLE_TIME = {"bars": "start", "liquidations": "start", "open_interest": "end", "positioning": "end",
