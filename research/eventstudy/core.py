@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
+from scipy import special
 from scipy import stats as sps
 
 from research.errors import EventStudyError
@@ -53,14 +54,15 @@ def _design(panel, mvec, anch, est, win, overlap):
     """Gather windows, apply the overlap policy, drop short estimation windows, fit the model."""
     a_idx, b_idx = anch.asset_idx, anch.bar_idx
     R = panel.values["return"]
-    evt_r = W.gather(R, a_idx, b_idx[:, None] + win[None, :])
-    evt_m = W.gather(mvec, None, b_idx[:, None] + win[None, :]) if mvec is not None else None
+    w0, w1 = int(win[0]), int(win[-1])
+    evt_r = W.gather_window(R, a_idx, b_idx, w0, w1)
+    evt_m = W.gather_window(mvec, None, b_idx, w0, w1) if mvec is not None else None
     est_r = est_m = None
     flag = np.zeros(a_idx.size, dtype=bool)
     if est is not None:
-        eidx = b_idx[:, None] + est[None, :]
-        est_r = W.gather(R, a_idx, eidx)
-        est_m = W.gather(mvec, None, eidx) if mvec is not None else None
+        e0, e1 = int(est[0]), int(est[-1])
+        est_r = W.gather_window(R, a_idx, b_idx, e0, e1)
+        est_m = W.gather_window(mvec, None, b_idx, e0, e1) if mvec is not None else None
         if overlap is not None and a_idx.size:
             flag = W.overlap_flags(a_idx, b_idx, est, win)
             if overlap == "shorten" and flag.any():
@@ -70,15 +72,6 @@ def _design(panel, mvec, anch, est, win, overlap):
                 if est_m is not None:
                     est_m[cut] = np.nan
     return est_r, evt_r, est_m, evt_m, flag
-
-
-def _n_est(model, est_r, est_m):
-    if est_r is None:
-        return None
-    ok = np.isfinite(est_r)
-    if model in ("market", "market_adjusted"):
-        ok &= np.isfinite(est_m)
-    return ok.sum(1)
 
 
 def run(
@@ -177,11 +170,12 @@ def run(
         min_estimation = 0 if est is None else max(k + 3, est.size // 2)
 
     est_r, evt_r, est_m, evt_m, flag = _design(panel, mvec, anch, est, win, None if est is None else overlap)
-    keep = np.ones(flag.size, dtype=bool)
-    if overlap == "drop":
-        keep &= ~flag
+    # fit every anchored event, then drop: the fit counts each event's estimation observations
+    fit = _models.fit(model, est_r, evt_r, est_m, evt_m, full_market_term=estudy2_compat)
+    del est_r, evt_r, est_m, evt_m
+    n_est = None if est is None else fit.n_est
+    keep = ~flag if overlap == "drop" else np.ones(flag.size, dtype=bool)
     reason = np.where(~keep, "overlap", "")
-    n_est = _n_est(model, est_r, est_m)
     if n_est is not None:
         short = keep & (n_est < min_estimation)
         reason = np.where(short, "insufficient_estimation", reason)
@@ -191,10 +185,8 @@ def run(
             sel = reason != r  # drop one reason at a time so each is reported correctly
             if (~sel).any():
                 anch = anch.subset(sel, r)
-                est_r = est_r[sel] if est_r is not None else None
-                est_m = est_m[sel] if est_m is not None else None
-                evt_r, flag, reason = evt_r[sel], flag[sel], reason[sel]
-                evt_m = evt_m[sel] if evt_m is not None else None
+                fit = fit.take(sel)
+                flag, reason = flag[sel], reason[sel]
                 n_est = n_est[sel] if n_est is not None else None
     if anch.bar_idx.size == 0:
         raise EventStudyError(
@@ -204,7 +196,6 @@ def run(
     if overlap == "flag" and flag.any():
         warnings.warn(f"{int(flag.sum())} event(s) have another event inside their estimation window "
                       "(see events['overlap']; choose overlap='drop' or 'shorten' to act on it)", stacklevel=2)
-    fit = _models.fit(model, est_r, evt_r, est_m, evt_m, full_market_term=estudy2_compat)
     bat = TestBattery(fit, compat=estudy2_compat)
     bar_tests = {t: bat.bar(t) for t in names}
     windows = [tuple(window)] if car_windows is None else [tuple(map(int, w)) for w in car_windows]
@@ -222,9 +213,12 @@ def run(
         else:
             car = bat.car(j1, j2)
             car_means[wk] = float(np.nanmean(car)) if np.isfinite(car).any() else math.nan
-    ev = anch.events.with_columns(pl.Series("overlap", flag), pl.Series("n_est", np.zeros(flag.size, dtype=np.int64) if n_est is None else n_est.astype(np.int64)))
-    front = ["event_id", "ts", "asset", "event_bar_ts", "overlap", "n_est"]
-    ev = ev.select(front + [c for c in ev.columns if c not in front])
+    ev = anch.events.clone()  # cheap (shares buffers); the columns are inserted in place
+    for pos, col in enumerate((pl.Series("overlap", flag),
+                               pl.Series("n_est", np.zeros(flag.size, dtype=np.int64) if n_est is None else n_est.astype(np.int64))), 4):
+        if col.name in ev.columns:  # events passed back in from an earlier result
+            ev.drop_in_place(col.name)
+        ev.insert_column(pos, col)
     spec = {
         "model": model, "estimation": None if est is None else [int(est[0]), int(est[-1])],
         "window": [int(win[0]), int(win[-1])], "anchor": anchor, "bar_label": bar_label,
@@ -341,10 +335,9 @@ def profile(
     panel = W.build_panel(frame, cols, what="frame")
     win = W.offsets(window, "window")
     anch = W.anchor_events(panel, events, anchor=anchor, bar_label=bar_label, value=require_value or cols[0])
-    idx = anch.bar_idx[:, None] + win[None, :]
     parts = []
     for c in cols:
-        x = W.gather(panel.values[c], anch.asset_idx, idx)
+        x = W.gather_window(panel.values[c], anch.asset_idx, anch.bar_idx, int(win[0]), int(win[-1]))
         if cumulate:
             x = x.copy()
             x[:, 0] = 0.0
@@ -376,7 +369,7 @@ def _describe(x: np.ndarray, win: np.ndarray, col: str, band: str, level: float)
                 hi[has] = np.nanquantile(x[:, has], 1 - a, axis=0)
     if band == "t":
         with np.errstate(invalid="ignore", divide="ignore"):
-            q = sps.t.ppf(0.5 + level / 2, np.where(n > 1, n - 1, np.nan))
+            q = special.stdtrit(np.where(n > 1, n - 1, np.nan), 0.5 + level / 2)
             half = np.where(sd > 0, q * sd / np.sqrt(n), np.nan)  # no spread: the t interval is undefined
         lo, hi = mean - half, mean + half
     elif band == "wilcoxon":

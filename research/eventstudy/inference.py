@@ -300,14 +300,14 @@ def placebo(
             c = min(per, n_draws - s)
             a = A[s : s + c].ravel()
             b = B[s : s + c].ravel()
-            evt_idx = b[:, None] + ctx.win[None, :]
-            evt_r = W.gather(R, a, evt_idx)
-            evt_m = W.gather(ctx.market, None, evt_idx) if ctx.market is not None else None
+            w0, w1 = int(ctx.win[0]), int(ctx.win[-1])
+            evt_r = W.gather_window(R, a, b, w0, w1)
+            evt_m = W.gather_window(ctx.market, None, b, w0, w1) if ctx.market is not None else None
             est_r = est_m = None
             if ctx.est is not None:
-                est_idx = b[:, None] + ctx.est[None, :]
-                est_r = W.gather(R, a, est_idx)
-                est_m = W.gather(ctx.market, None, est_idx) if ctx.market is not None else None
+                e0, e1 = int(ctx.est[0]), int(ctx.est[-1])
+                est_r = W.gather_window(R, a, b, e0, e1)
+                est_m = W.gather_window(ctx.market, None, b, e0, e1) if ctx.market is not None else None
             fit = _models.fit(ctx.model, est_r, evt_r, est_m, evt_m, full_market_term=ctx.compat, light=True)
             car = _car_matrix(fit.evt_ar, win0, hz)
             if ctx.est is not None:

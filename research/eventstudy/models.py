@@ -7,7 +7,7 @@
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 
@@ -27,8 +27,11 @@ class ModelFit:
     ----------
     model : str
         One of :data:`MODELS`.
-    est_ar, evt_ar : numpy.ndarray
-        Abnormal returns in the estimation and event windows, ``(n_events, len)``, NaN = missing.
+    evt_ar : numpy.ndarray
+        Abnormal returns in the event window, ``(n_events, len)``, NaN = missing.
+    est_ar : numpy.ndarray
+        Abnormal returns in the estimation window (a property: the market model computes them
+        on first use, since only some tests need them).
     n_est : numpy.ndarray
         Estimation observations per event (complete cases used in the fit).
     k : int
@@ -50,7 +53,6 @@ class ModelFit:
     """
 
     model: str
-    est_ar: np.ndarray
     evt_ar: np.ndarray
     n_est: np.ndarray
     k: int
@@ -62,6 +64,28 @@ class ModelFit:
     evt_m: np.ndarray | None = None
     alpha: np.ndarray | None = None
     beta: np.ndarray | None = None
+    _est_ar: np.ndarray | None = field(default=None, repr=False)
+    _est_inputs: tuple | None = field(default=None, repr=False)
+
+    def take(self, rows: np.ndarray) -> "ModelFit":
+        """The fit of a subset of events (``rows``: boolean mask or indices)."""
+        def pick(v):
+            if isinstance(v, np.ndarray):
+                return v[rows]
+            if isinstance(v, tuple):
+                return tuple(x[rows] for x in v)
+            return v
+
+        return replace(self, **{f.name: pick(getattr(self, f.name)) for f in fields(self)})
+
+    @property
+    def est_ar(self) -> np.ndarray:
+        """Estimation-window abnormal returns ``(n_events, len)``, NaN = missing."""
+        if self._est_ar is None:
+            est_r, est_m = self._est_inputs
+            self._est_ar = est_r - self.alpha[:, None] - self.beta[:, None] * est_m
+            self._est_inputs = None
+        return self._est_ar
 
     def car_pe(self, j1: int, j2: int) -> np.ndarray:
         """Variance factor of a sum of prediction errors over event columns ``j1..j2``.
@@ -84,6 +108,8 @@ def _rowdot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _nanstd(x: np.ndarray, ddof: int) -> np.ndarray:
+    if x.shape[1] == 0:
+        return np.full(x.shape[0], np.nan)
     ok = np.isfinite(x)
     with np.errstate(invalid="ignore", divide="ignore"):
         if ok.all():  # complete windows (the usual case): skip the masking temporaries
@@ -135,7 +161,6 @@ def fit(
         if model != "raw":
             raise EventStudyError(f"model={model!r} needs an estimation window")
         est_r = np.empty((n, 0))
-    kw: dict = {}
     with np.errstate(invalid="ignore", divide="ignore"):
         if model == "raw":
             est_ar, evt_ar = est_r.copy(), evt_r.copy()
@@ -151,39 +176,49 @@ def fit(
             n_est = np.isfinite(est_ar).sum(1)
             pe = np.ones((n, w))
         else:
-            ok = np.isfinite(est_r) & np.isfinite(est_m)
-            complete = bool(ok.all())
-            if complete:  # no missing bar in any estimation window: plain row-wise OLS
-                n_est = np.full(n, est_r.shape[1])
-                xm = est_m.mean(1)
-                ym = est_r.mean(1)
-                dx = est_m - xm[:, None]
-                sxx = _rowdot(dx, dx)
-                beta = _rowdot(dx, est_r - ym[:, None]) / sxx
-            else:
-                n_est = ok.sum(1)
-                xm = np.where(ok, est_m, 0.0).sum(1) / n_est
-                ym = np.where(ok, est_r, 0.0).sum(1) / n_est
-                dx = np.where(ok, est_m - xm[:, None], 0.0)
-                sxx = (dx * dx).sum(1)
-                beta = (dx * np.where(ok, est_r - ym[:, None], 0.0)).sum(1) / sxx
-            alpha = ym - beta * xm
-            est_ar = est_r - alpha[:, None] - beta[:, None] * est_m
-            evt_ar = evt_r - alpha[:, None] - beta[:, None] * evt_m
-            if full_market_term:
-                mm = np.nanmean(est_m, 1)
-                msxx = np.nansum((est_m - mm[:, None]) ** 2, 1)
-            else:
-                mm, msxx = xm, sxx
-            pe = 1.0 + 1.0 / n_est[:, None] + (evt_m - mm[:, None]) ** 2 / msxx[:, None]
-            kw = dict(m_mean=mm, m_sxx=msxx, evt_m=evt_m, alpha=alpha, beta=beta)
-        if light:
-            sigma = sd1 = np.full(n, np.nan)
-        elif model == "market":
-            ssr = _rowdot(est_ar, est_ar) if complete else np.nansum(est_ar**2, 1)
-            sigma = np.sqrt(ssr / (n_est - k))
-        else:
-            sigma = _nanstd(est_ar, ddof=k)
+            return _fit_market(est_r, evt_r, est_m, evt_m, full_market_term=full_market_term, light=light)
+        sigma = sd1 = np.full(n, np.nan)
         if not light:
+            sigma = _nanstd(est_ar, ddof=k)
             sd1 = _nanstd(est_ar, ddof=1)
-    return ModelFit(model, est_ar, evt_ar, n_est, k, sigma, sd1, pe, **kw)
+    return ModelFit(model, evt_ar, n_est, k, sigma, sd1, pe, _est_ar=est_ar)
+
+
+def _fit_market(est_r, evt_r, est_m, evt_m, *, full_market_term: bool, light: bool) -> ModelFit:
+    """OLS of R on R_m per event over the estimation window's complete cases."""
+    n, le = est_r.shape
+    xm, ym = est_m.mean(1), est_r.mean(1)
+    # a row sum is finite only if every value in the row is: complete windows need no mask
+    complete = bool(np.isfinite(xm).all() and np.isfinite(ym).all())
+    if complete:
+        n_est = np.full(n, le)
+        dx = est_m - xm[:, None]
+        dy = est_r - ym[:, None]
+    else:
+        ok = np.isfinite(est_r) & np.isfinite(est_m)
+        n_est = ok.sum(1)
+        xm = np.where(ok, est_m, 0.0).sum(1) / n_est
+        ym = np.where(ok, est_r, 0.0).sum(1) / n_est
+        dx = np.where(ok, est_m - xm[:, None], 0.0)
+        dy = np.where(ok, est_r - ym[:, None], 0.0)
+    sxx = _rowdot(dx, dx)
+    sxy = _rowdot(dx, dy)
+    beta = sxy / sxx
+    alpha = ym - beta * xm
+    evt_ar = evt_r - alpha[:, None] - beta[:, None] * evt_m
+    if full_market_term and not complete:
+        okm = np.isfinite(est_m)
+        mm = np.where(okm, est_m, 0.0).sum(1) / okm.sum(1)
+        msxx = np.where(okm, (est_m - mm[:, None]) ** 2, 0.0).sum(1)
+    else:  # textbook, or estudy2's convention where every market bar is a complete case anyway
+        mm, msxx = xm, sxx
+    pe = 1.0 + 1.0 / n_est[:, None] + (evt_m - mm[:, None]) ** 2 / msxx[:, None]
+    sigma = sd1 = np.full(n, np.nan)
+    if not light:
+        # SSR = Syy - Sxy^2 / Sxx from centred sums; OLS residuals with an intercept have mean 0
+        # over the complete cases, so their s.d. (ddof=1) is sqrt(SSR / (n - 1)).
+        ssr = np.maximum(_rowdot(dy, dy) - sxy * beta, 0.0)
+        sigma = np.sqrt(ssr / (n_est - 2))
+        sd1 = np.sqrt(ssr / (n_est - 1))
+    return ModelFit("market", evt_ar, n_est, 2, sigma, sd1, pe, m_mean=mm, m_sxx=msxx, evt_m=evt_m,
+                    alpha=alpha, beta=beta, _est_inputs=(est_r, est_m))

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+from scipy import special
 from scipy import stats as sps
 
 from research.errors import EventStudyError
@@ -230,12 +231,18 @@ class EventStudyResult:
 def caar_band(ar: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """CAAR and its cross-sectional t band from per-event cumulative ARs (complete paths only)."""
     cum = np.cumsum(ar, axis=1)  # NaN propagates: an event leaves the band after a missing bar
-    ok = np.isfinite(cum)
-    n = ok.sum(0)
+    total = cum.sum(0)
+    complete = bool(np.isfinite(total).all())  # finite column sums: every path is complete
+    ok = None if complete else np.isfinite(cum)
+    n = np.full(cum.shape[1], cum.shape[0]) if complete else ok.sum(0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        mu = np.where(n > 0, np.nansum(cum, 0) / n, np.nan)
-        sd = np.sqrt(np.nansum((cum - mu) ** 2, 0) / (n - 1))
-        q = sps.t.ppf(0.5 + level / 2, np.where(n > 1, n - 1, np.nan))
+        if not complete:
+            total = np.where(ok, cum, 0.0).sum(0)
+        mu = np.where(n > 0, total / n, np.nan)
+        d = cum - mu
+        ss = np.einsum("ij,ij->j", d, d) if complete else np.nansum(d * d, 0)
+        sd = np.sqrt(ss / (n - 1))
+        q = special.stdtrit(np.where(n > 1, n - 1, np.nan), 0.5 + level / 2)
         half = q * sd / np.sqrt(n)
     return mu - half, mu + half, n
 

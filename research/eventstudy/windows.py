@@ -29,6 +29,9 @@ DROP_REASONS = (
     "insufficient_estimation",
 )
 
+#: Reasons :func:`anchor_events` gives, by code (0 = kept).
+_ANCHOR_REASONS = np.array(["", "unknown_asset", "missing_ts", "outside_data", "no_return_at_event"])
+
 _MAX_CELLS = 400_000_000  # dense panel guard (3.2 GB of float64)
 
 
@@ -102,7 +105,17 @@ def _physical(s: pl.Series, what: str) -> np.ndarray:
         raise EventStudyError(f"{what}.ts must be Datetime, Date or integer, got {s.dtype}")
     if s.null_count():
         raise EventStudyError(f"{what}.ts has {s.null_count()} null value(s); drop them first")
-    return s.to_physical().cast(pl.Int64).to_numpy()
+    return _int64(s)
+
+
+def _int64(s: pl.Series) -> np.ndarray:
+    """Physical values of a null-free Datetime, Date or integer series as int64 (UTC instants).
+
+    ``to_numpy`` of a temporal series is a zero-copy datetime64 view; reading it as int64 skips
+    polars' lazy ``to_physical`` round trip, which costs more than a small study's arithmetic.
+    """
+    a = s.to_numpy()
+    return a.view(np.int64) if a.dtype.kind in "mM" else a.astype(np.int64, copy=False)
 
 
 def build_panel(frame: pl.DataFrame, value_cols: list[str], *, what: str = "returns") -> Panel:
@@ -236,11 +249,10 @@ class Anchored:
         keep = np.asarray(keep, dtype=bool)
         if keep.all():
             return self
-        gone = self.events.filter(pl.Series(~keep)).select(
-            "event_id", "ts", "asset", pl.lit(reason).alias("reason")
-        )
+        gone = self.events[np.flatnonzero(~keep)][["event_id", "ts", "asset"]]
+        gone = gone.hstack([pl.Series("reason", [reason] * gone.height, dtype=pl.String)])
         return Anchored(
-            self.events.filter(pl.Series(keep)),
+            self.events[np.flatnonzero(keep)],
             self.asset_idx[keep],
             self.bar_idx[keep],
             _concat_dropped(self.dropped, gone),
@@ -293,14 +305,17 @@ def anchor_events(
     _require(events, ["ts", "asset"], "events")
     if "event_id" in events.columns:
         raise EventStudyError("events must not have an 'event_id' column (it is assigned from the row order)")
-    ev = events.with_row_index("event_id").with_columns(pl.col("event_id").cast(pl.Int64), pl.col("asset").cast(pl.String))
+    n = events.height
+    ts_in = events.get_column("ts")
     try:
-        ts_cast = ev["ts"].cast(panel.ts_dtype)
+        ts_cast = ts_in if ts_in.dtype == panel.ts_dtype else ts_in.cast(panel.ts_dtype)
     except pl.exceptions.PolarsError as exc:
         raise EventStudyError(f"events.ts ({events.schema['ts']}) cannot be compared with returns.ts ({panel.ts_dtype})") from exc
-    n = ev.height
-    null_ts = ts_cast.is_null().to_numpy()
-    phys = ts_cast.to_physical().cast(pl.Int64).fill_null(0).to_numpy()
+    if ts_cast.null_count():
+        null_ts = ts_cast.is_null().to_numpy()
+        phys = ts_cast.to_physical().cast(pl.Int64).fill_null(0).to_numpy()
+    else:
+        null_ts, phys = np.zeros(n, dtype=bool), _int64(ts_cast)
     rel = phys - panel.origin
     if bar_label == "open":
         pos = np.floor_divide(rel, panel.bar)
@@ -308,27 +323,35 @@ def anchor_events(
         pos = -np.floor_divide(-rel, panel.bar)
     if anchor == "next":
         pos = pos + 1
-    a_idx = np.array([panel.asset_index.get(a, -1) if a is not None else -1 for a in ev["asset"].to_list()], dtype=np.int64)
-    reason = np.full(n, "", dtype=object)
-    reason[a_idx < 0] = "unknown_asset"
-    reason[(reason == "") & null_ts] = "missing_ts"
-    ok = reason == ""
-    first = np.where(a_idx >= 0, panel.first[np.clip(a_idx, 0, None)], 0)
-    last = np.where(a_idx >= 0, panel.last[np.clip(a_idx, 0, None)], -1)
-    reason[ok & ((pos < first) | (pos > last))] = "outside_data"
-    ok = reason == ""
+    asset_s = events.get_column("asset")
+    if asset_s.dtype != pl.String:
+        asset_s = asset_s.cast(pl.String)
+    get = panel.asset_index.get  # one dict look-up per event (None and unknown names give -1)
+    a_idx = np.fromiter((get(a, -1) for a in asset_s.to_list()), dtype=np.int64, count=n)
+    # reason codes index _ANCHOR_REASONS (0 = kept); the first reason that applies wins
+    code = np.where(a_idx < 0, 1, np.where(null_ts, 2, 0)).astype(np.int8)
+    ok = code == 0
+    first = panel.first[np.clip(a_idx, 0, None)]
+    last = panel.last[np.clip(a_idx, 0, None)]
+    code[ok & ((pos < first) | (pos > last))] = 3
+    ok = code == 0
     if value is not None:
         v = np.full(n, np.nan)
         v[ok] = panel.values[value][a_idx[ok], pos[ok]]
-        reason[ok & ~np.isfinite(v)] = "no_return_at_event"
-    keep = reason == ""
-    ev = ev.with_columns(panel.bar_ts(np.where(keep, pos, 0)).alias("event_bar_ts"))
-    front = ["event_id", "ts", "asset", "event_bar_ts"]
-    ev = ev.select(front + [c for c in ev.columns if c not in front])
-    dropped = ev.filter(pl.Series(~keep)).select("event_id", "ts", "asset").with_columns(
-        pl.Series("reason", reason[~keep].astype(str), dtype=pl.String)
-    )
-    return Anchored(ev.filter(pl.Series(keep)), a_idx[keep], pos[keep], dropped)
+        code[ok & ~np.isfinite(v)] = 4
+    keep = code == 0
+    # eager column-wise construction: each lazy with_columns/select/filter costs more than the
+    # arithmetic above on a few hundred events
+    rest = [events.get_column(c) for c in events.columns if c not in ("ts", "asset", "event_bar_ts")]
+    base = pl.DataFrame([pl.Series("event_id", np.arange(n, dtype=np.int64)), ts_in, asset_s.alias("asset"), *rest])
+    if keep.all():
+        kept, gone = base, base.clear()
+    else:
+        kept, gone = base[np.flatnonzero(keep)], base[np.flatnonzero(~keep)]
+    kept.insert_column(3, panel.bar_ts(pos[keep]).alias("event_bar_ts"))
+    dropped = pl.DataFrame([gone.get_column("event_id"), gone.get_column("ts"), gone.get_column("asset"),
+                            pl.Series("reason", _ANCHOR_REASONS[code[~keep]], dtype=pl.String)])
+    return Anchored(kept, a_idx[keep], pos[keep], dropped)
 
 
 def thin(anch: Anchored, min_spacing: int | None) -> Anchored:
@@ -387,6 +410,43 @@ def gather(mat: np.ndarray, rows: np.ndarray | None, idx: np.ndarray) -> np.ndar
     return out
 
 
+def gather_window(mat: np.ndarray, rows: np.ndarray | None, bars: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """Bars ``bars + lo .. bars + hi`` (inclusive) of each row: an ``(n, hi - lo + 1)`` matrix.
+
+    Same values as :func:`gather` with ``bars[:, None] + arange(lo, hi + 1)``, NaN off the grid,
+    but each window is copied as one contiguous block of a strided view instead of element by
+    element (about 30x faster on estimation windows of a few hundred bars).
+
+    Parameters
+    ----------
+    mat : numpy.ndarray
+        1-D series (``rows`` ignored) or 2-D ``(assets, bars)`` matrix.
+    rows : numpy.ndarray or None
+        Row of ``mat`` per window (2-D ``mat`` only).
+    bars : numpy.ndarray
+        Anchor bar per window.
+    lo, hi : int
+        First and last offset, inclusive.
+    """
+    width = int(hi) - int(lo) + 1
+    n_bars = mat.shape[-1]
+    start = np.asarray(bars, dtype=np.int64) + int(lo)
+    if width > n_bars:  # every window runs off the grid: the element-wise path handles it
+        return gather(mat, rows, start[:, None] + np.arange(width)[None, :])
+    s = np.clip(start, 0, n_bars - width)
+    # every length-`width` run of the last axis, as a read-only strided view (no copy)
+    view = np.lib.stride_tricks.as_strided(
+        mat, mat.shape[:-1] + (n_bars - width + 1, width), mat.strides + mat.strides[-1:], writeable=False
+    )
+    out = view[s] if mat.ndim == 1 else view[rows, s]  # fancy indexing: already a copy
+    out = out.astype(np.float64, copy=False)
+    off = np.flatnonzero(s != start)  # windows that run off the grid (rare): redo those exactly
+    if off.size:
+        idx = start[off, None] + np.arange(width)[None, :]
+        out[off] = gather(mat, None if rows is None else rows[off], idx)
+    return out
+
+
 def overlap_flags(asset_idx: np.ndarray, bar_idx: np.ndarray, est: np.ndarray, win: np.ndarray) -> np.ndarray:
     """True where another event's window (same asset) intersects the event's estimation window.
 
@@ -424,8 +484,7 @@ def contamination(
 ) -> np.ndarray:
     """Boolean ``(n_events, len(est))``: estimation bars covered by *another* event's window."""
     cover = window_cover(panel, asset_idx, bar_idx, (int(win[0]), int(win[-1])))
-    idx = bar_idx[:, None] + est[None, :]
-    c = gather(cover.astype(np.float64), asset_idx, idx)
+    c = gather_window(cover.astype(np.float64), asset_idx, bar_idx, int(est[0]), int(est[-1]))
     c = np.nan_to_num(c, nan=0.0)
     own = ((est >= win[0]) & (est <= win[-1])).astype(np.float64)  # own window inside own estimation
     return (c - own[None, :]) > 0
