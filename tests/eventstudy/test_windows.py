@@ -6,6 +6,8 @@ import datetime as dt
 import numpy as np
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from research import eventstudy as es
 from research.errors import EventStudyError
@@ -67,6 +69,25 @@ def test_gather_offgrid_is_nan():
     m = np.arange(10.0)[None, :]
     g = W.gather(m, np.array([0]), np.array([[-1, 0, 9, 10]]))
     assert np.isnan(g[0, 0]) and g[0, 1] == 0 and g[0, 2] == 9 and np.isnan(g[0, 3])
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), lo=st.integers(-40, 10), width=st.integers(1, 45),
+       one_d=st.booleans())
+def test_gather_window_equals_gather(seed, lo, width, one_d):
+    """The block copy returns exactly what element-wise gathering does, NaN off the grid included."""
+    rng = np.random.default_rng(seed)
+    mat = rng.normal(size=(3, 40))
+    mat[rng.random(mat.shape) < 0.1] = np.nan
+    if one_d:
+        mat = mat[0]
+    bars = rng.integers(-5, 45, 25)  # some windows start before the grid or end after it
+    rows = None if one_d else rng.integers(0, 3, 25)
+    hi = lo + width - 1
+    want = W.gather(mat, rows, bars[:, None] + np.arange(lo, hi + 1)[None, :])
+    got = W.gather_window(mat, rows, bars, lo, hi)
+    assert got.shape == want.shape and got.flags.writeable
+    np.testing.assert_array_equal(got, want)
 
 
 def _overlap_case(policy):
