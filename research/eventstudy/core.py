@@ -51,7 +51,8 @@ def _market_vector(panel: W.Panel, market) -> np.ndarray | None:
 
 
 def _design(panel, mvec, anch, est, win, overlap):
-    """Gather windows, apply the overlap policy, drop short estimation windows, fit the model."""
+    """Gather the estimation and event windows and flag overlaps (``"shorten"`` blanks the
+    contaminated estimation bars); dropping events and fitting the model are up to the caller."""
     a_idx, b_idx = anch.asset_idx, anch.bar_idx
     R = panel.values["return"]
     w0, w1 = int(win[0]), int(win[-1])
@@ -172,7 +173,6 @@ def run(
     est_r, evt_r, est_m, evt_m, flag = _design(panel, mvec, anch, est, win, None if est is None else overlap)
     # fit every anchored event, then drop: the fit counts each event's estimation observations
     fit = _models.fit(model, est_r, evt_r, est_m, evt_m, full_market_term=estudy2_compat)
-    del est_r, evt_r, est_m, evt_m
     n_est = None if est is None else fit.n_est
     keep = ~flag if overlap == "drop" else np.ones(flag.size, dtype=bool)
     reason = np.where(~keep, "overlap", "")

@@ -9,7 +9,6 @@ from typing import Any
 import numpy as np
 import polars as pl
 from scipy import special
-from scipy import stats as sps
 
 from research.errors import EventStudyError
 from research.stats import TestStat

@@ -202,7 +202,9 @@ class TestBattery:
         return (float(np.std(aar, ddof=1)) if aar.size > 1 else np.nan), aar.size
 
     def _full(self) -> np.ndarray:
-        return np.concatenate([self.fit.est_ar, self.ar], axis=1)
+        if "_full" not in self._rank_cache:  # estimation + event bars, shared by the rank family
+            self._rank_cache["_full"] = np.concatenate([self.fit.est_ar, self.ar], axis=1)
+        return self._rank_cache["_full"]
 
     def _T(self, full: np.ndarray) -> float:
         if self.compat:
@@ -215,11 +217,11 @@ class TestBattery:
             full = self._full()
             cnt = np.isfinite(full).sum(1)
             if kind == "sign":
-                med = np.nanmedian(np.where(cnt[:, None] > 0, full, 0.0), axis=1)
+                med = row_median(full)
                 out = np.sign(full - med[:, None])
             else:
                 if "_ranks" not in self._rank_cache:  # one ranking serves both rank tests
-                    self._rank_cache["_ranks"] = sps.rankdata(full, axis=1, nan_policy="omit")
+                    self._rank_cache["_ranks"] = row_ranks(full)
                 r = self._rank_cache["_ranks"]
                 if kind == "rank":
                     out = r - (cnt[:, None] + 1) / 2.0
@@ -403,13 +405,71 @@ class TestBattery:
         raise EventStudyError(f"unknown test {name!r}")
 
 
+def row_ranks(x: np.ndarray) -> np.ndarray:
+    """Average ranks (1 = smallest) within each row, NaN where ``x`` is NaN.
+
+    The values of ``scipy.stats.rankdata(x, axis=1, nan_policy="omit")`` from one sort; only the
+    tie groups (rare in continuous returns) are averaged, in work proportional to their size.
+    """
+    n, L = x.shape
+    # NaN sorts last, so finite values rank 1..count; tie groups are averaged, so any order within
+    # a group gives the same ranks (no need for a slower stable sort)
+    order = np.argsort(x, axis=1)
+    xs = np.take_along_axis(x, order, axis=1)
+    ranks_sorted = np.broadcast_to(np.arange(1.0, L + 1.0), (n, L))
+    if L > 1:
+        # tie[p]: sorted values p and p + 1 are equal (NaN == NaN is False: missing never ties).
+        # Two False columns of padding keep runs from crossing rows in the flattened mask.
+        tie = np.zeros((n, L + 1), dtype=np.int8)
+        np.equal(xs[:, 1:], xs[:, :-1], out=tie[:, : L - 1].view(bool))
+        edge = np.diff(tie.ravel(), prepend=np.int8(0))
+        run_start = np.flatnonzero(edge == 1)  # a run of ties over flat positions [start, end)
+        if run_start.size:
+            run_end = np.flatnonzero(edge == -1)
+            ranks_sorted = np.array(ranks_sorted)
+            width = L + 1
+            row, p0 = np.divmod(run_start, width)
+            p1 = run_end - row * width  # the group spans sorted positions p0..p1 inclusive
+            size = p1 - p0 + 1
+            grp = np.repeat(np.arange(run_start.size), size)
+            pos = p0[grp] + (np.arange(grp.size) - np.repeat(np.cumsum(size) - size, size))
+            ranks_sorted[row[grp], pos] = ((p0 + p1) / 2.0 + 1.0)[grp]
+    out = np.empty((n, L))
+    np.put_along_axis(out, order, ranks_sorted, axis=1)
+    out[np.isnan(x)] = np.nan
+    return out
+
+
+def row_median(x: np.ndarray) -> np.ndarray:
+    """``np.nanmedian(x, axis=1)`` (NaN for a row without values, and no warning).
+
+    Complete rows use numpy's partition-based median; only rows with gaps are sorted (numpy's
+    own nan-median goes through masked arrays for rows shorter than 600, several times slower).
+    """
+    n, L = x.shape
+    cnt = L - np.isnan(x).sum(1)
+    out = np.empty(n)
+    complete = cnt == L
+    if L and complete.any():
+        out[complete] = np.median(x[complete], axis=1)
+    part = np.flatnonzero(~complete)
+    if part.size:
+        xs = np.sort(x[part], axis=1)  # NaN last
+        c, i = cnt[part], np.arange(part.size)
+        with np.errstate(invalid="ignore"):
+            out[part] = np.where(c > 0, (xs[i, np.maximum((c - 1) // 2, 0)] + xs[i, np.maximum(c // 2, 0)]) / 2, np.nan)
+    elif not L:
+        out[:] = np.nan
+    return out
+
+
 def wilcoxon_columns(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Wilcoxon signed-rank per column: W+ (sum of ranks of |x| over positive x, zeros dropped)
     and the two-sided p-value as scipy computes it: exact (scipy) for n <= 50, otherwise the
     normal approximation with tie correction and no continuity correction, vectorised."""
     a = np.abs(x)
     a = np.where(a == 0, np.nan, a)
-    r = sps.rankdata(a, axis=0, nan_policy="omit")
+    r = row_ranks(a.T).T
     has = np.isfinite(a)
     wplus = np.where(has & (np.nan_to_num(x) > 0), r, 0.0).sum(0)
     n = has.sum(0).astype(float)
