@@ -1,0 +1,38 @@
+"""``benchmarks/bench_eventstudy.py --quick`` runs, and this engine's CARs equal the PyPI
+``eventstudy`` package's on the same events (no timing is asserted: speed lives in the script).
+
+The package is the ``bench`` extra; ``.ci/run`` installs it. Without it the comparison skips with a
+reason, and fails instead under ``CI``.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import pytest
+
+from tests.conftest import PROJECT_ROOT
+
+
+def _load_bench():
+    spec = importlib.util.spec_from_file_location("bench_eventstudy", PROJECT_ROOT / "benchmarks" / "bench_eventstudy.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_quick_benchmark_runs_and_matches_the_pypi_package(capsys):
+    out = _load_bench().main(["--quick"])
+    printed = capsys.readouterr().out
+    p1, p2 = out["part1"], out["part2"]
+    assert p1["n_events"] == 300 and len(p1["tests"]) == 13
+    assert p2["n_events"] == 60 and p2["ours_s"] > 0
+    assert "[2] this engine, 60 events" in printed
+    if p2["package"] is None or p2["package"].startswith("failed"):
+        msg = f"PyPI eventstudy 0.1a12 is not usable here ({p2['package'] or 'not installed'}): pip install -e '.[bench]'"
+        if os.environ.get("CI"):
+            pytest.fail(msg + " (.ci/run installs it)")
+        pytest.skip(msg)
+    assert p2["package_events"] == 60
+    assert p2["max_car_diff"] < 1e-10
+    assert "ratio (like for like" in printed
