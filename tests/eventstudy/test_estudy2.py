@@ -16,7 +16,6 @@ from __future__ import annotations
 import re
 
 import numpy as np
-import polars as pl
 import pytest
 from scipy import stats as sps
 
@@ -140,7 +139,7 @@ def test_patell_market_term_convention(estudy2):
 # ---- hand computation of estudy2's nonparametric definitions (one security at a time) ---------
 @pytest.fixture(scope="module")
 def hand(estudy2):
-    rates, indx, dates = estudy2["rates"], estudy2["index"], estudy2["dates"]
+    rates, indx = estudy2["rates"], estudy2["index"]
     e = estudy2["event_row"]
     m = indx["^GSPC"].to_numpy()
     est_rows, evt_rows = np.arange(0, e), np.arange(e, e + 5)

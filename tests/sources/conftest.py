@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import email.utils
 import http.server
-import os
 import threading
 from collections import defaultdict, deque
 from pathlib import Path

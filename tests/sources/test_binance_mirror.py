@@ -1,7 +1,6 @@
 """End to end against the local mirror of data.binance.vision in ../shared (served on 127.0.0.1)."""
 from __future__ import annotations
 
-import io
 import zipfile
 from datetime import date
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 from datetime import date, datetime, timezone
 
-import polars as pl
 import pytest
 
 from research import lake, paths

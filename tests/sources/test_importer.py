@@ -1,7 +1,7 @@
 """`research import`: mappings, presets and the real pack in ../shared/data/real."""
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 
 import polars as pl
 import pytest
