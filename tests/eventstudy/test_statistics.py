@@ -5,6 +5,8 @@ import warnings
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats as sps
 
 from research.eventstudy import models, statistics
@@ -55,4 +57,33 @@ def test_caar_band_on_complete_paths(ar):
             assert (lo[j], hi[j]) == pytest.approx(ci, rel=1e-10)
         else:
             assert np.isnan(lo[j]) and np.isnan(hi[j])
+
+
+
+def _matrix(seed, n, L, decimals, gap_share):
+    """Random values rounded to make ties, with a share of NaN gaps."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, L)).round(decimals)
+    x[rng.random(x.shape) < gap_share] = np.nan
+    return x
+
+
+@settings(max_examples=150, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), n=st.integers(1, 30), L=st.integers(1, 80),
+       decimals=st.integers(0, 3), gap_share=st.sampled_from([0.0, 0.05, 0.5, 1.0]))
+def test_row_ranks_equal_scipy_rankdata(seed, n, L, decimals, gap_share):
+    x = _matrix(seed, n, L, decimals, gap_share)
+    want = sps.rankdata(x, axis=1, nan_policy="omit")
+    np.testing.assert_array_equal(statistics.row_ranks(x), want)
+
+
+@settings(max_examples=150, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), n=st.integers(1, 30), L=st.integers(1, 80),
+       decimals=st.integers(0, 3), gap_share=st.sampled_from([0.0, 0.05, 0.5, 1.0]))
+def test_row_median_equals_numpy_nanmedian(seed, n, L, decimals, gap_share):
+    x = _matrix(seed, n, L, decimals, gap_share)
+    with warnings.catch_warnings():  # numpy warns about all-NaN rows
+        warnings.simplefilter("ignore", RuntimeWarning)
+        want = np.nanmedian(x, axis=1)
+    np.testing.assert_array_equal(statistics.row_median(x), want)
 
