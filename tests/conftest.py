@@ -5,6 +5,7 @@ when it is absent, and fail instead when the environment variable ``CI`` is set 
 """
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 
@@ -26,6 +27,18 @@ def shared_path(rel: str) -> Path:
             pytest.fail(msg + " CI must have ../shared.")
         pytest.skip(msg)
     return p
+
+
+def require_module(name: str, extra: str):
+    """Import ``name`` (an optional extra's package); skip without it, or fail under ``CI``
+    (``.ci/run`` installs every extra the tests use)."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        msg = f"could not import {name!r} ({exc}): pip install -e '.[{extra}]'"
+        if os.environ.get("CI"):
+            pytest.fail(msg + " (CI must run this test: .ci/run installs the extra)")
+        pytest.skip(msg)
 
 
 @pytest.fixture

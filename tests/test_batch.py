@@ -18,6 +18,7 @@ from research import batch
 from research.cli import app
 from research.errors import NotebookError
 from research.records import load as load_record
+from tests.conftest import require_module
 
 FIXTURES = Path(__file__).parent / "fixtures_nb"
 TINY = FIXTURES / "tiny.ipynb"
@@ -288,7 +289,7 @@ runs:
 
 
 def test_grid_on_a_dask_cluster(tmp_path):
-    distributed = pytest.importorskip("distributed")
+    distributed = require_module("distributed", "dask")
     grid = _grid(tmp_path, f"""
 runs:
   - notebook: {TINY}
@@ -305,7 +306,7 @@ runs:
 
 
 def test_unreachable_dask_scheduler_is_a_clear_error(tmp_path, monkeypatch):
-    pytest.importorskip("distributed")
+    require_module("distributed", "dask")
     monkeypatch.setattr(batch, "DASK_CONNECT_TIMEOUT", "2s")
     spec = batch.make_spec(TINY, {}, out_root=tmp_path, data_dir=tmp_path)
     with pytest.raises(NotebookError, match="cannot reach the dask scheduler"):
