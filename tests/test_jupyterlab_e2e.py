@@ -170,6 +170,19 @@ def _click_menu(driver, wait, menu: str, item: str) -> None:
         (By.XPATH, f"//li[contains(@class,'lm-Menu-item')][.//div[contains(@class,'lm-Menu-itemLabel') and normalize-space()='{item}']]"))).click()
 
 
+def _wait_for_idle_kernel(url: str, token: str, notebook: str, timeout: float = 180) -> None:
+    """Poll the server's sessions until ``notebook``'s kernel reports ``idle``."""
+    deadline, sessions = time.monotonic() + timeout, []
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"{url}/api/sessions?token={token}", timeout=5) as r:
+            sessions = json.load(r)
+        states = [s.get("kernel", {}).get("execution_state") for s in sessions if s.get("path", "").endswith(notebook)]
+        if "idle" in states:
+            return
+        time.sleep(0.5)
+    pytest.fail(f"the kernel of {notebook} did not become idle within {timeout:.0f} s; sessions: {sessions}")
+
+
 def _renderer_needs_a_cdn() -> bool:
     """True when, after ``import research.plots``, altair would display charts as HTML that loads
     vega from a CDN (altair's "default" renderer), which cannot work offline."""
@@ -195,10 +208,23 @@ def test_altair_chart_renders_in_jupyterlab(lab, browser, capsys):
     browser.get(f"{url}/lab/tree/chart.ipynb?token={token}")
     wait = WebDriverWait(browser, 90)
     wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, ".jp-NotebookPanel .jp-Notebook .jp-Cell")))
-    # the kernel must be up before "Run All" means anything
     wait.until(EC.presence_of_element_located(
         (By.CSS_SELECTOR, ".jp-NotebookPanel .jp-Toolbar-kernelStatus, .jp-Notebook-ExecutionIndicator")))
-    _click_menu(browser, wait, "Run", "Run All Cells")
+    # the kernel must be up before "Run All" means anything: the server says when it is idle (a
+    # fresh environment's first kernel start can take long, and an early click is simply lost)
+    _wait_for_idle_kernel(url, token, "chart.ipynb")
+
+    def started(d):  # a code cell was queued ([*]) or has run ([1]), or output is already there
+        prompts = [e.text.strip() for e in d.find_elements(By.CSS_SELECTOR, ".jp-CodeCell .jp-InputArea-prompt")]
+        return any(p not in ("", "[ ]:") for p in prompts) or bool(d.find_elements(By.CSS_SELECTOR, ".jp-OutputArea-output"))
+
+    for _ in range(3):  # re-issue a lost "Run All" (running the cell twice is harmless)
+        _click_menu(browser, wait, "Run", "Run All Cells")
+        try:
+            WebDriverWait(browser, 20, poll_frequency=0.5).until(started)
+            break
+        except TimeoutException:
+            continue
 
     shot = _artifact_path()
 
