@@ -15,17 +15,19 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("TREADMILL_SHARED", PROJECT_ROOT.parent / "shared"))
 
 
+def unavailable(msg: str, ci_hint: str):
+    """Skip with ``msg``; under ``CI`` fail instead, saying what CI should have provided."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{msg} {ci_hint}")
+    pytest.skip(msg)
+
+
 def shared_path(rel: str) -> Path:
     """Return ``../shared/<rel>``; skip (or fail under CI) when it is missing."""
     p = SHARED / rel
     if not p.exists():
-        msg = (
-            f"{p} is missing: these tests read the reference data in ../shared beside the project "
-            "(set TREADMILL_SHARED to point elsewhere)."
-        )
-        if os.environ.get("CI"):
-            pytest.fail(msg + " CI must have ../shared.")
-        pytest.skip(msg)
+        unavailable(f"{p} is missing: these tests read the reference data in ../shared beside the project "
+                    "(set TREADMILL_SHARED to point elsewhere).", "CI must have ../shared.")
     return p
 
 
@@ -35,10 +37,8 @@ def require_module(name: str, extra: str):
     try:
         return importlib.import_module(name)
     except ImportError as exc:
-        msg = f"could not import {name!r} ({exc}): pip install -e '.[{extra}]'"
-        if os.environ.get("CI"):
-            pytest.fail(msg + " (CI must run this test: .ci/run installs the extra)")
-        pytest.skip(msg)
+        unavailable(f"could not import {name!r} ({exc}): pip install -e '.[{extra}]'",
+                    "(CI must run this test: .ci/run installs the extra)")
 
 
 @pytest.fixture

@@ -180,7 +180,8 @@ def _wait_for_idle_kernel(url: str, token: str, notebook: str, timeout: float = 
         if "idle" in states:
             return
         time.sleep(0.5)
-    pytest.fail(f"the kernel of {notebook} did not become idle within {timeout:.0f} s; sessions: {sessions}")
+    pytest.fail(f"the kernel of {notebook} did not become idle within {timeout:.0f} s; sessions: {sessions}. "
+                "Check that a kernel starts here: python -m ipykernel_launcher --version")
 
 
 def _renderer_needs_a_cdn() -> bool:

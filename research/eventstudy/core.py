@@ -213,12 +213,12 @@ def run(
         else:
             car = bat.car(j1, j2)
             car_means[wk] = float(np.nanmean(car)) if np.isfinite(car).any() else math.nan
-    ev = anch.events.clone()  # cheap (shares buffers); the columns are inserted in place
-    for pos, col in enumerate((pl.Series("overlap", flag),
-                               pl.Series("n_est", np.zeros(flag.size, dtype=np.int64) if n_est is None else n_est.astype(np.int64))), 4):
-        if col.name in ev.columns:  # events passed back in from an earlier result
-            ev.drop_in_place(col.name)
-        ev.insert_column(pos, col)
+    ev = anch.events.clone()  # shares buffers; columns are inserted in place (no lazy select)
+    for name in ("overlap", "n_est"):
+        if name in ev.columns:  # events passed back in from an earlier result
+            ev.drop_in_place(name)
+    ev.insert_column(4, pl.Series("overlap", flag))
+    ev.insert_column(5, pl.Series("n_est", np.zeros(flag.size, dtype=np.int64) if n_est is None else n_est.astype(np.int64)))
     spec = {
         "model": model, "estimation": None if est is None else [int(est[0]), int(est[-1])],
         "window": [int(win[0]), int(win[-1])], "anchor": anchor, "bar_label": bar_label,

@@ -13,6 +13,8 @@ from scipy import special
 from research.errors import EventStudyError
 from research.stats import TestStat
 
+from .statistics import col_moments
+
 
 def _clean(v: Any) -> Any:
     """JSON-ready value: NaN/inf -> None, numpy scalars -> Python, recursively."""
@@ -230,17 +232,8 @@ class EventStudyResult:
 def caar_band(ar: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """CAAR and its cross-sectional t band from per-event cumulative ARs (complete paths only)."""
     cum = np.cumsum(ar, axis=1)  # NaN propagates: an event leaves the band after a missing bar
-    total = cum.sum(0)
-    complete = bool(np.isfinite(total).all())  # finite column sums: every path is complete
-    ok = None if complete else np.isfinite(cum)
-    n = np.full(cum.shape[1], cum.shape[0]) if complete else ok.sum(0)
+    mu, sd, n = col_moments(cum)
     with np.errstate(invalid="ignore", divide="ignore"):
-        if not complete:
-            total = np.where(ok, cum, 0.0).sum(0)
-        mu = np.where(n > 0, total / n, np.nan)
-        d = cum - mu
-        ss = np.einsum("ij,ij->j", d, d) if complete else np.nansum(d * d, 0)
-        sd = np.sqrt(ss / (n - 1))
         q = special.stdtrit(np.where(n > 1, n - 1, np.nan), 0.5 + level / 2)
         half = q * sd / np.sqrt(n)
     return mu - half, mu + half, n

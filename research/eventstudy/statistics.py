@@ -125,13 +125,18 @@ def _nanmean0(x):
         return np.where(cnt > 0, s / cnt, np.nan)
 
 
-def _nanstd0(x, ddof=1):
+def col_moments(x: np.ndarray, ddof: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Column mean, s.d. (``ddof``) and count of the finite values (axis 0), in one sum pass."""
     s, cnt, complete = _sum_count0(x)
     with np.errstate(invalid="ignore", divide="ignore"):
         mu = np.where(cnt > 0, s / cnt, np.nan)
         d = x - mu
         ss = np.einsum("ij,ij->j", d, d) if complete else np.nansum(d * d, 0)
-        return np.where(cnt > ddof, np.sqrt(ss / (cnt - ddof)), np.nan)
+        return mu, np.where(cnt > ddof, np.sqrt(ss / (cnt - ddof)), np.nan), cnt
+
+
+def _nanstd0(x, ddof=1):
+    return col_moments(x, ddof)[1]
 
 
 def kp_rbar(est_ar: np.ndarray) -> float:
@@ -271,9 +276,9 @@ class TestBattery:
         return BarStats("brown_warner_1985", stat, _p_t(stat, df), df)
 
     def _bar_cross_sectional_t(self):
-        _, nt, _ = _sum_count0(self.ar)
+        mean, sd, nt = col_moments(self.ar)
         with np.errstate(invalid="ignore", divide="ignore"):
-            stat = _nanmean0(self.ar) / _nanstd0(self.ar) * np.sqrt(nt)
+            stat = mean / sd * np.sqrt(nt)
         df = np.where(nt > 1, nt - 1.0, np.nan)
         return BarStats("cross_sectional_t", stat, _p_t(stat, df), df)
 
@@ -290,10 +295,9 @@ class TestBattery:
         return BarStats("patell", stat, _p_norm(stat), None)
 
     def _bar_bmp(self):
-        sar = self._sar()
-        nt = np.isfinite(sar).sum(0)
+        mean, sd, nt = col_moments(self._sar())
         with np.errstate(invalid="ignore", divide="ignore"):
-            stat = _nanmean0(sar) / _nanstd0(sar) * np.sqrt(nt)
+            stat = mean / sd * np.sqrt(nt)
         df = np.where(nt > 1, nt - 1.0, np.nan)
         return BarStats("bmp", stat, _p_t(stat, df), df)
 
@@ -447,19 +451,19 @@ def row_median(x: np.ndarray) -> np.ndarray:
     own nan-median goes through masked arrays for rows shorter than 600, several times slower).
     """
     n, L = x.shape
+    if L == 0:
+        return np.full(n, np.nan)
     cnt = L - np.isnan(x).sum(1)
     out = np.empty(n)
     complete = cnt == L
-    if L and complete.any():
+    if complete.any():
         out[complete] = np.median(x[complete], axis=1)
     part = np.flatnonzero(~complete)
     if part.size:
-        xs = np.sort(x[part], axis=1)  # NaN last
+        xs = np.sort(x[part], axis=1)  # NaN last: the c finite values come first
         c, i = cnt[part], np.arange(part.size)
         with np.errstate(invalid="ignore"):
             out[part] = np.where(c > 0, (xs[i, np.maximum((c - 1) // 2, 0)] + xs[i, np.maximum(c // 2, 0)]) / 2, np.nan)
-    elif not L:
-        out[:] = np.nan
     return out
 
 

@@ -249,14 +249,19 @@ class Anchored:
         keep = np.asarray(keep, dtype=bool)
         if keep.all():
             return self
-        gone = self.events[np.flatnonzero(~keep)][["event_id", "ts", "asset"]]
-        gone = gone.hstack([pl.Series("reason", [reason] * gone.height, dtype=pl.String)])
+        gone = self.events[np.flatnonzero(~keep)]
         return Anchored(
             self.events[np.flatnonzero(keep)],
             self.asset_idx[keep],
             self.bar_idx[keep],
-            _concat_dropped(self.dropped, gone),
+            _concat_dropped(self.dropped, _dropped_frame(gone, [reason] * gone.height)),
         )
+
+
+def _dropped_frame(gone: pl.DataFrame, reasons) -> pl.DataFrame:
+    """``event_id, ts, asset, reason`` of dropped events (built column-wise: no lazy select)."""
+    return pl.DataFrame([gone.get_column("event_id"), gone.get_column("ts"), gone.get_column("asset"),
+                         pl.Series("reason", reasons, dtype=pl.String)])
 
 
 def _concat_dropped(a: pl.DataFrame, b: pl.DataFrame) -> pl.DataFrame:
@@ -349,9 +354,7 @@ def anchor_events(
     else:
         kept, gone = base[np.flatnonzero(keep)], base[np.flatnonzero(~keep)]
     kept.insert_column(3, panel.bar_ts(pos[keep]).alias("event_bar_ts"))
-    dropped = pl.DataFrame([gone.get_column("event_id"), gone.get_column("ts"), gone.get_column("asset"),
-                            pl.Series("reason", _ANCHOR_REASONS[code[~keep]], dtype=pl.String)])
-    return Anchored(kept, a_idx[keep], pos[keep], dropped)
+    return Anchored(kept, a_idx[keep], pos[keep], _dropped_frame(gone, _ANCHOR_REASONS[code[~keep]]))
 
 
 def thin(anch: Anchored, min_spacing: int | None) -> Anchored:
