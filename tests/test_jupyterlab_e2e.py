@@ -1,7 +1,7 @@
 """JupyterLab in a real browser: open a notebook, run all cells, see an altair chart render.
 
 Drives Debian's headless Chromium (``/usr/bin/chromium`` + ``/usr/bin/chromedriver``, installed by
-``.ci/run`` or, when missing and running as root, by the ``chromium`` fixture) with selenium against
+``.ci/run``; the test skips with a reason where they are missing) with selenium against
 a JupyterLab started on 127.0.0.1 with a random free port and a token. Nothing is downloaded by the
 browser: no network but the loopback server, so a chart needing a CDN fails here as it would
 offline. A screenshot is saved to ``reports/test-artifacts/jupyterlab.png`` (or
@@ -42,16 +42,10 @@ def _unavailable(msg: str):
 
 @pytest.fixture(scope="session")
 def chromium():
-    """Debian's chromium + chromedriver; apt-get installs them when missing and we are root."""
-    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()) and hasattr(os, "geteuid") and os.geteuid() == 0 \
-            and shutil.which("apt-get"):
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True, timeout=600)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium", "chromium-driver"], env=env,
-                       capture_output=True, timeout=900)
+    """Debian's chromium + chromedriver. Tests never install system packages: ``.ci/run`` does."""
     if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
         _unavailable(f"headless Chromium is not installed ({CHROMIUM}, {CHROMEDRIVER}): "
-                     "apt-get install -y chromium chromium-driver")
+                     "sudo apt-get install -y chromium chromium-driver (as .ci/run does)")
     try:
         import selenium  # noqa: F401
     except ImportError:

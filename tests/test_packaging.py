@@ -32,6 +32,8 @@ def test_environment_yml_matches_pyproject():
         name = _name(dep)
         if name not in ("python", "pip"):
             conda.add(CONDA_TO_PYPI.get(name, name))
+    # packages conda-forge does not carry come through the environment's pip list
+    conda |= {_name(line) for line in pip_lines if not line.startswith("-")}
     assert conda == wanted, f"only in environment.yml: {conda - wanted}; only in pyproject: {wanted - conda}"
     assert "-e ." in pip_lines  # the package itself, editable
 

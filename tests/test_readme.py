@@ -39,9 +39,25 @@ def _clean_copy(dest: Path) -> Path:
     return dest
 
 
+def _run_shown(cmd: str, *, cwd: Path, env: dict, capfd) -> subprocess.CompletedProcess:
+    """Run ``cmd`` and echo each output line to the terminal as it comes: this test takes minutes,
+    and a silent test that long looks hung."""
+    out: list[str] = []
+    with capfd.disabled():
+        print(f"\n[readme] $ {cmd}", file=sys.stderr, flush=True)
+        proc = subprocess.Popen(["bash", "-c", cmd], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+        for line in proc.stdout:
+            out.append(line)
+            print(f"[readme] {line.rstrip()[:200]}", file=sys.stderr, flush=True)
+        proc.wait()
+    text = "".join(out)
+    return subprocess.CompletedProcess(cmd, proc.returncode, text, "")
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
-def test_readme_commands_work_in_a_fresh_virtualenv(tmp_path):
+def test_readme_commands_work_in_a_fresh_virtualenv(tmp_path, capfd):
     if shutil.which("git") is None or not (PROJECT_ROOT / ".git").exists():
         pytest.skip("needs a git checkout to know which files a clone has")
     project = _clean_copy(tmp_path / "treadmill")
@@ -52,7 +68,7 @@ def test_readme_commands_work_in_a_fresh_virtualenv(tmp_path):
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
     main, tests = readme_commands()
 
-    r = subprocess.run(["bash", "-c", main], cwd=project, env=env, capture_output=True, text=True)
+    r = _run_shown(main, cwd=project, env=env, capfd=capfd)
     assert r.returncode == 0, f"{main!r} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
     assert "synthetic" in (r.stdout + r.stderr).lower()  # the empty lake falls back to the simulated market
     assert (project / "reports" / "latest" / "index.html").exists()
@@ -60,7 +76,7 @@ def test_readme_commands_work_in_a_fresh_virtualenv(tmp_path):
     # Run the test command as written; PYTEST_ADDOPTS narrows it to one module so the suite does not
     # run itself recursively (the full suite is what this outer run is).
     env["PYTEST_ADDOPTS"] = "tests/test_schema.py -q"
-    r = subprocess.run(["bash", "-c", tests], cwd=project, env=env, capture_output=True, text=True)
+    r = _run_shown(tests, cwd=project, env=env, capfd=capfd)
     assert r.returncode == 0, f"{tests!r} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
     assert re.search(r"\d+ passed", r.stdout)
     assert Path(sys.executable) != env_dir / "bin" / "python"
