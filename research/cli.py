@@ -12,7 +12,7 @@ app = typer.Typer(
     add_completion=False,
 )
 
-DataDir = typer.Option(None, "--data-dir", help="Data directory (default: $RESEARCH_DATA_DIR or ./data).")
+DataDir = typer.Option(None, "--data-dir", help="Data directory (default: $RESEARCH_DATA_DIR, else data/ in the project checkout, else ./data).")
 
 
 def main() -> None:  # pragma: no cover - console entry point
@@ -378,3 +378,20 @@ def report_cmd(
     typer.echo(rep.summary())
     if rep.failed:
         raise typer.Exit(1)
+
+
+@app.command("lab")
+def lab_cmd(
+    data_dir: Optional[Path] = DataDir,
+    port: Optional[int] = typer.Option(None, "--port", help="Port on 127.0.0.1 (default: JupyterLab picks 8888 or the next free one)."),
+    open_browser: bool = typer.Option(False, "--open/--no-open", help="Open a browser tab."),
+) -> None:
+    """Start JupyterLab on the project: its notebooks, this lake, offline; outputs stay out of tracked files.
+
+    Kernels get RESEARCH_DATA_DIR, so a notebook reads the same lake as the CLI. Saving a notebook
+    under notebooks/ strips its outputs (the tracked file stays clean) and keeps the full copy
+    under reports/lab/.
+    """
+    from research import lab
+
+    raise typer.Exit(lab.launch(data_dir=data_dir, port=port, open_browser=open_browser))

@@ -1,7 +1,9 @@
 """Path settings, in one place.
 
 The data directory is resolved as: an explicit argument (the CLI's ``--data-dir``), else the
-environment variable ``RESEARCH_DATA_DIR``, else ``./data``. It is created on first write, never on
+environment variable ``RESEARCH_DATA_DIR``, else ``<project>/data`` when the working directory is
+inside a Treadmill checkout (found by walking up, so a JupyterLab kernel started in ``notebooks/``
+reads the same lake as the CLI at the project root), else ``./data``. Reports resolve the same way. It is created on first write, never on
 read. Inside it ``raw/`` keeps downloaded files untouched, ``lake/`` holds the canonical Parquet
 tables and ``manifest.jsonl`` records every download.
 """
@@ -21,12 +23,29 @@ QUERIES_DIR = PROJECT_ROOT / "queries"
 NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
 
 
+def project_root(start: str | os.PathLike | None = None) -> Path | None:
+    """The Treadmill checkout that holds ``start`` (default: the working directory), or None.
+
+    A checkout is a folder with ``pyproject.toml``, ``research/`` and ``notebooks/``; the nearest one
+    walking up wins.
+    """
+    here = Path(start if start is not None else Path.cwd()).resolve()
+    for d in (here, *here.parents):
+        if (d / "pyproject.toml").is_file() and (d / "research").is_dir() and (d / "notebooks").is_dir():
+            return d
+    return None
+
+
+def _default_base() -> Path:
+    return project_root() or Path.cwd()
+
+
 def data_dir(path: str | os.PathLike | None = None) -> Path:
     """Return the data directory (not created here)."""
     if path is not None:
         return Path(path).expanduser().resolve()
     env = os.environ.get(DATA_DIR_ENV)
-    return Path(env).expanduser().resolve() if env else (Path.cwd() / "data").resolve()
+    return Path(env).expanduser().resolve() if env else (_default_base() / "data").resolve()
 
 
 def raw_dir(path: str | os.PathLike | None = None) -> Path:
@@ -45,8 +64,19 @@ def manifest_path(path: str | os.PathLike | None = None) -> Path:
 
 
 def reports_dir(path: str | os.PathLike | None = None) -> Path:
-    """Where reports and exported figures go: argument, else ``RESEARCH_REPORTS_DIR``, else ``./reports``."""
+    """Where reports and exported figures go: argument, else ``RESEARCH_REPORTS_DIR``, else
+    ``<project>/reports`` (inside a checkout) or ``./reports``."""
     if path is not None:
         return Path(path).expanduser().resolve()
     env = os.environ.get(REPORTS_DIR_ENV)
-    return Path(env).expanduser().resolve() if env else (Path.cwd() / "reports").resolve()
+    return Path(env).expanduser().resolve() if env else (_default_base() / "reports").resolve()
+
+
+def resolve_in_project(path: str | os.PathLike) -> Path:
+    """A relative path as the project root sees it (inside a checkout), else as the working directory does.
+
+    Notebook parameters such as ``output_dir = "reports/runs/manual/..."`` mean the same folder
+    whether the kernel runs at the project root (papermill) or in ``notebooks/`` (JupyterLab).
+    """
+    p = Path(path).expanduser()
+    return p.resolve() if p.is_absolute() else (_default_base() / p).resolve()
