@@ -24,6 +24,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from research import lab as lab_cli
+
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -74,14 +76,12 @@ def lab(tmp_path):
         f = cfg / "lab-settings" / f"{rel}.jupyterlab-settings"
         f.parent.mkdir(parents=True, exist_ok=True)
         f.write_text(json.dumps(value))
+    env["RESEARCH_REPORTS_DIR"] = str(tmp_path / "reports")
+    (root / "notebooks").mkdir()
     log = open(tmp_path / "jupyterlab.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
-         "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-         "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-         "--LabApp.extension_manager=readonly",
-         *(["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else [])],
-        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
+    # the command line `research lab` uses: offline, strip-on-save hook, --allow-root as root
+    proc = subprocess.Popen(lab_cli.server_args(root, port=port, token=token), cwd=root, env=env,
+                            stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 90
@@ -199,8 +199,8 @@ def test_altair_chart_renders_in_jupyterlab(lab, browser, capsys):
     from selenium.webdriver.support.ui import WebDriverWait
 
     url, token, root = lab
-    _chart_notebook(root / "chart.ipynb")
-    browser.get(f"{url}/lab/tree/chart.ipynb?token={token}")
+    _chart_notebook(root / "notebooks" / "chart.ipynb")
+    browser.get(f"{url}/lab/tree/notebooks/chart.ipynb?token={token}")
     wait = WebDriverWait(browser, 90)
     wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, ".jp-NotebookPanel .jp-Notebook .jp-Cell")))
     wait.until(EC.presence_of_element_located(
@@ -249,3 +249,16 @@ def test_altair_chart_renders_in_jupyterlab(lab, browser, capsys):
     # the chart is drawn by vega-embed from JupyterLab's own bundle (no CDN): it has marks
     marks = browser.find_elements(By.CSS_SELECTOR, ".vega-embed svg path, .vega-embed canvas")
     assert marks, "vega-embed container is empty"
+
+    # saving keeps the tracked notebook clean; the run's outputs land in the ignored reports/lab copy
+    kept = root.parent / "reports" / "lab" / "notebooks" / "chart.ipynb"
+    _click_menu(browser, wait, "File", "Save Notebook")
+    deadline = time.monotonic() + 30
+    while not kept.exists() and time.monotonic() < deadline:
+        time.sleep(0.25)
+    assert kept.exists(), "saving in JupyterLab did not keep the full notebook under reports/lab/"
+    on_disk = json.loads((root / "notebooks" / "chart.ipynb").read_text())
+    assert all(not c.get("outputs") and c.get("execution_count") is None
+               for c in on_disk["cells"] if c["cell_type"] == "code"), "outputs were saved into the tracked notebook"
+    full = json.loads(kept.read_text())
+    assert any(c.get("outputs") for c in full["cells"] if c["cell_type"] == "code")
