@@ -10,6 +10,9 @@ app = typer.Typer(
     help="Treadmill: test claims about Bitcoin's perpetual-futures liquidation treadmill with data.",
     no_args_is_help=True,
     add_completion=False,
+    # plain click help: rich markup would eat every bracketed default ("[fundingRate,klines]",
+    # "[https://...]") and show boolean flags as "<bool>"
+    rich_markup_mode=None,
 )
 
 DataDir = typer.Option(None, "--data-dir", help="Data directory (default: $RESEARCH_DATA_DIR, else data/ in the project checkout, else ./data).")
@@ -63,11 +66,39 @@ def info(data_dir: Optional[Path] = DataDir) -> None:
     for c in cols:
         t.add_column(c, justify="right" if c in ("rows", "missing", "gaps") else "left")
     for row in cov.iter_rows(named=True):
-        t.add_row(*["" if row[c] is None else str(row[c])[:16] for c in cols])
+        t.add_row(*[_cell(row[c]) for c in cols])
     console.print(t)
     for row in cov.filter(cov["gaps"].fill_null(0) > 0).iter_rows(named=True):
         console.print(f"gaps in {row['table']} {row['source']}/{row['venue']}/{row['symbol']} {row['interval']}: "
                       f"{row['largest_gaps']}" + (" ..." if row["gaps"] > coverage.MAX_GAPS_LISTED else ""))
+
+
+def _cell(v) -> str:
+    """One `info` cell: whole names, timestamps to the minute (a fixed cut used to show "liquidation_orde")."""
+    import datetime as dt
+
+    if v is None:
+        return ""
+    if isinstance(v, dt.datetime):
+        return v.strftime("%Y-%m-%d %H:%M")
+    return str(v)
+
+
+def _empty_hint(data_dir, params: dict) -> str:
+    """Why a query answered nothing: what the lake holds for the asked symbol, and the asked span."""
+    from research import coverage
+
+    cov = coverage.coverage(data_dir)
+    sym = params.get("symbol")
+    span = f"{params.get('start') or '...'} .. {params.get('end') or '...'}"
+    if cov.is_empty():
+        return "the lake is empty: run `research sample` or `research fetch binance`"
+    held = cov.filter(cov["symbol"] == sym) if sym else cov
+    if held.is_empty():
+        have = ", ".join(sorted({s for s in cov["symbol"].drop_nulls().to_list()})) or "none"
+        return f"the lake holds no data for symbol {sym!r} (symbols: {have})"
+    lo, hi = held["start"].min(), held["end"].max()
+    return f"asked {span}; the lake holds {sym or 'data'} from {_cell(lo)} to {_cell(hi)}"
 
 
 @app.command("query")
@@ -84,11 +115,17 @@ def query_cmd(
     from research import db
     from research.errors import QueryError
 
+    if out is not None and out.suffix not in (".csv", ".parquet"):
+        typer.echo(f"--out {out}: unsupported format {out.suffix or '(none)'!r}; use a .csv or .parquet file name", err=True)
+        raise typer.Exit(2)
+    params = _parse_params(param)
     try:
-        df = db.query(name, data_dir, **_parse_params(param))
+        df = db.query(name, data_dir, **params)
     except QueryError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2)
+    if df.height == 0:
+        typer.echo(f"0 rows: {_empty_hint(data_dir, params)}", err=True)
     if out:
         db.save_frame(df, out)
         typer.echo(f"{df.height} rows x {df.width} columns -> {out}")
@@ -106,7 +143,8 @@ def schema() -> None:
 
 
 # --------------------------------------------------------------------------- fetch / import (sources)
-fetch_app = typer.Typer(help="Download, verify and ingest data from a source into the lake.", no_args_is_help=True)
+fetch_app = typer.Typer(help="Download, verify and ingest data from a source into the lake.", no_args_is_help=True,
+                        rich_markup_mode=None)
 app.add_typer(fetch_app, name="fetch")
 
 

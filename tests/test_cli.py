@@ -46,3 +46,43 @@ def test_query_to_file_and_errors(tmp_path):
 def test_schema_prints_the_data_model():
     r = runner.invoke(app, ["schema"])
     assert r.exit_code == 0 and "`funding`" in r.output and "interval_hours" in r.output
+
+
+def test_help_keeps_bracketed_text_and_shows_flags_as_flags():
+    from typer.testing import CliRunner
+
+    from research.cli import app
+
+    out = CliRunner().invoke(app, ["fetch", "binance", "--help"], env={"COLUMNS": "200"}).output
+    assert "[BTCUSDT]" in out and "https://" in out  # rich markup used to eat these
+    assert "--dry-run " in out and "<bool>" not in out
+    assert "[default: 4]" in out
+
+
+def test_query_refuses_unknown_out_format_before_running(tmp_path):
+    from typer.testing import CliRunner
+
+    from research.cli import app
+
+    r = CliRunner().invoke(app, ["query", "hourly_panel", "--data-dir", str(tmp_path), "--out", str(tmp_path / "x.xlsx")])
+    assert r.exit_code == 2 and "unsupported format '.xlsx'" in r.output
+    assert "Traceback" not in r.output and not (tmp_path / "x.xlsx").exists()
+
+
+def test_empty_query_says_what_the_lake_holds(sim_lake):
+    from typer.testing import CliRunner
+
+    from research.cli import app
+
+    r = CliRunner().invoke(app, ["query", "hourly_panel", "--data-dir", str(sim_lake), "-p", "symbol=ETHUSDT"])
+    assert r.exit_code == 0
+    assert "0 rows" in r.output and "no data for symbol 'ETHUSDT'" in r.output and "BTCUSDT" in r.output
+
+
+def test_info_shows_whole_names(sim_lake):
+    from typer.testing import CliRunner
+
+    from research.cli import app
+
+    r = CliRunner().invoke(app, ["info", "--data-dir", str(sim_lake)], env={"COLUMNS": "250"})
+    assert r.exit_code == 0 and "liquidation_orders" in r.output
