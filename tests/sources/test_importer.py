@@ -144,7 +144,7 @@ def test_ambiguous_inputs_are_rejected_with_file_column_line(tmp_path):
                                                   "constants": {"venue": "x", "symbol": "BTC", "interval_hours": 8, "source": "s"}}))
     with pytest.raises(ImportMappingError, match="cannot take unit"):
         importer.parse_file(f, Mapping.from_dict({"table": "open_interest", "time": {"column": "t", "timezone": "UTC", "label": "end"},
-                                                  "values": {"oi_usd": "close:base"},
+                                                  "values": {"oi_usd": "close:percent"},
                                                   "constants": {"venue": "x", "symbol": "BTC", "interval": "4h", "source": "s"}}))
     f = write(tmp_path, "x.csv", "time,long,short\n2025-10-10 21:00,1,2\n")
     with pytest.raises(ImportMappingError, match=r"column\(s\) \['nope'\] not in the file"):
