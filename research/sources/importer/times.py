@@ -118,13 +118,13 @@ def _epoch(s: pl.Series, fmt: str, m: Mapping, origin: str, col: str, lines: pl.
     elif fmt == "epoch_ns":
         us = n // 1000
     elif fmt in ("epoch_s", "epoch_ms", "epoch_us"):
-        big = {"epoch_s": 10**11, "epoch_ms": 10**14, "epoch_us": 10**17}[fmt]
-        too = n.abs() >= big * 100  # an overflow-safe sanity limit; dates are checked against bounds later
+        scale = {"epoch_s": 10**6, "epoch_ms": 10**3, "epoch_us": 1}[fmt]
+        too = n.abs() > (2**63 - 1) // scale // 1000  # would overflow; plausibility is checked by the bounds later
         if too.any():
             i = int(too.arg_max())
             raise ImportMappingError(f"{origin}, column {col!r}, line {_line(lines, i)}: {s[i]!r} is too large for "
                                      f"{fmt} (wrong epoch unit?)")
-        us = n * {"epoch_s": 10**6, "epoch_ms": 10**3, "epoch_us": 1}[fmt]
+        us = n * scale
     else:
         raise ImportMappingError(f"time format {fmt!r}: use epoch, epoch_s, epoch_ms, epoch_us or epoch_ns")
     if m.timezone and m.timezone.upper() not in ("UTC", "Z", "GMT", "ETC/UTC"):
