@@ -211,7 +211,7 @@ for _sym in ("ETH", "SOL"):
             "note": f"pakchu Binance USD-M REST funding of {_sym}USDT ({_years}), decimal per 8 h (gzip CSV); the "
                     "overlapping years of these files are identical, so they merge on the key.",
         }
-        if _sym == "SOL":  # SOLUSDT really printed -0.82 % per 8 h on 2023-01-03, beyond the default bound
+        if _sym == "SOL":  # SOLUSDT really printed down to -0.93 % per 8 h in Jan 2023, beyond the default bound
             PRESETS[f"binance_funding_8h_sol_{_years}"]["bounds"] = {"funding_max_8h": 0.02}
 PRESETS["fear_greed_history"] = {
     "file": f"{_MV}/Bitcoin_sentiments/outputs/fear_greed_index.csv", "table": "sentiment",
