@@ -73,6 +73,7 @@ def parse_text_times(txt: pl.Series, m: Mapping, origin: str, col: str, lines: p
             raise ImportMappingError(f"{origin}, column {col!r}, line {_line(lines, i)}: {txt[i]!r} cannot be read as a "
                                      f"time with format {fmt!r} (invalid date, or another layout)")
         return parsed
+    txt = txt.str.replace(r"(\d)Z$", "${1}+00:00")  # RFC 3339 'Z' = UTC, which %z does not read
     first = txt[0] if txt.len() else ""
     dmy = _DMY.match(first or "")
     if dmy and m.dayfirst is not None:
