@@ -30,15 +30,52 @@ from research.errors import ImportMappingError
 
 from .checks import Bounds, Limits
 from .convert import Conversion, price_needs
-from .mapping import COLUMN_UNITS, UNITS, Mapping, PriceSpec, ValueSpec, load_yaml_mapping
+from .mapping import (
+    COLUMN_UNITS,
+    UNITS,
+    Mapping,
+    PriceSpec,
+    ValueSpec,
+    load_yaml_mapping,
+)
 from .parse import Parsed, parse_export, parse_file
-from .presets import LONG_PACK, LONG_PACK_WINDOW, PACKS, PRESETS, REAL_PACK, REAL_PACK_WINDOW
+from .presets import (
+    LONG_PACK,
+    LONG_PACK_WINDOW,
+    PACKS,
+    PRESETS,
+    REAL_PACK,
+    REAL_PACK_WINDOW,
+)
 from .times import TABLE_TIME
 
-__all__ = ["Bounds", "COLUMN_UNITS", "Conversion", "ImportResult", "LONG_PACK", "LONG_PACK_WINDOW", "Limits", "Mapping",
-           "PACKS", "PRESETS", "Parsed", "PriceSpec", "REAL_PACK", "REAL_PACK_WINDOW", "TABLE_TIME", "UNITS", "ValueSpec",
-           "import_file", "import_pack", "import_real_pack", "load_yaml_mapping", "parse_export", "parse_file", "preset",
-           "resolve_mapping"]
+__all__ = [
+    "COLUMN_UNITS",
+    "LONG_PACK",
+    "LONG_PACK_WINDOW",
+    "PACKS",
+    "PRESETS",
+    "REAL_PACK",
+    "REAL_PACK_WINDOW",
+    "TABLE_TIME",
+    "UNITS",
+    "Bounds",
+    "Conversion",
+    "ImportResult",
+    "Limits",
+    "Mapping",
+    "Parsed",
+    "PriceSpec",
+    "ValueSpec",
+    "import_file",
+    "import_pack",
+    "import_real_pack",
+    "load_yaml_mapping",
+    "parse_export",
+    "parse_file",
+    "preset",
+    "resolve_mapping",
+]
 
 
 @dataclass(frozen=True)

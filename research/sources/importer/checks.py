@@ -20,7 +20,7 @@ Overrides come from the mapping (``bounds: {funding_max_8h: 0.02}``) or from the
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
 
@@ -66,7 +66,7 @@ class Bounds:
 
     def last_date(self) -> date:
         """The latest date accepted."""
-        return self.max_date or (datetime.now(timezone.utc).date() + timedelta(days=1))
+        return self.max_date or (datetime.now(UTC).date() + timedelta(days=1))
 
 
 def with_overrides(cls, base, overrides: dict | None, what: str):

@@ -92,7 +92,7 @@ class Mapping:
     note: str = ""
 
     @classmethod
-    def from_dict(cls, d: dict, *, table: str | None = None) -> "Mapping":
+    def from_dict(cls, d: dict, *, table: str | None = None) -> Mapping:
         """Build a mapping from its dict (YAML) form; unknown keys are refused by name."""
         if not isinstance(d, dict):
             raise ImportMappingError(f"a mapping must be a dict of keys (table, time, values, ...), not {type(d).__name__}")
@@ -148,7 +148,7 @@ class Mapping:
                    bounds=dict(bounds), note=d.pop("note", ""))
 
     @classmethod
-    def from_yaml(cls, path: str | Path, *, table: str | None = None) -> "Mapping":
+    def from_yaml(cls, path: str | Path, *, table: str | None = None) -> Mapping:
         """Read a YAML mapping file with :func:`load_yaml_mapping`."""
         return cls.from_dict(load_yaml_mapping(path), table=table)
 
@@ -170,7 +170,7 @@ def _price_spec(p) -> PriceSpec | None:
 class _MappingLoader(yaml.SafeLoader):
     """SafeLoader that keeps dates/timestamps as strings and refuses aliases."""
 
-    def compose_node(self, parent, index):  # noqa: D102 - PyYAML hook
+    def compose_node(self, parent, index):
         if self.check_event(yaml.AliasEvent):
             ev = self.peek_event()
             raise yaml.composer.ComposerError(None, None, f"aliases (*{ev.anchor}) are not allowed in a mapping file",
@@ -221,7 +221,7 @@ def load_yaml_mapping(path: str | Path, *, max_bytes: int = MAX_MAPPING_BYTES) -
         raise ImportMappingError(f"mapping file {p}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); "
                                  "a mapping is a small YAML text file") from None
     try:
-        doc = yaml.load(text, Loader=_MappingLoader)  # noqa: S506 - a SafeLoader subclass
+        doc = yaml.load(text, Loader=_MappingLoader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}:" if mark is not None else ""

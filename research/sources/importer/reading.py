@@ -115,7 +115,7 @@ def read_table(path: Path, fmt: str, limits: Limits) -> pl.DataFrame:
         raise
     except FileNotFoundError:
         raise ImportMappingError(f"{path}: no such file") from None
-    except Exception as e:  # polars raises several unrelated classes for unreadable files
+    except Exception as e:  # noqa: BLE001 - polars raises several unrelated classes for unreadable files
         kind = "parquet" if parquet else "csv"
         raise ImportMappingError(f"{path.name}: cannot read as {kind} ({str(e).splitlines()[0][:200]})") from None
     # line numbers as a user sees them in an editor: header is line 1 in a CSV; Parquet rows count from 0

@@ -65,7 +65,7 @@ def parse_text_times(txt: pl.Series, m: Mapping, origin: str, col: str, lines: p
     if fmt and fmt != "iso":
         try:
             parsed = txt.str.to_datetime(fmt, time_unit="us", strict=False)
-        except Exception as e:  # an invalid strftime pattern
+        except (pl.exceptions.PolarsError, ValueError) as e:  # an invalid strftime pattern
             raise ImportMappingError(f"{origin}, column {col!r}: time format {fmt!r} is invalid "
                                      f"({str(e).splitlines()[0]})") from None
         i = _first_bad(parsed, txt)
@@ -86,7 +86,7 @@ def parse_text_times(txt: pl.Series, m: Mapping, origin: str, col: str, lines: p
     for f in formats:
         try:
             cand = txt.str.to_datetime(f, time_unit="us", strict=False)
-        except Exception:  # noqa: S112 - a format that does not apply to this column
+        except (pl.exceptions.PolarsError, ValueError):  # a format that does not apply to this column
             continue
         i = _first_bad(cand, txt)
         if i is None:
@@ -163,7 +163,7 @@ def parse_time(df: pl.DataFrame, m: Mapping, origin: str, *, naive_ok: bool = Fa
         return (parsed - off).dt.replace_time_zone("UTC")
     try:
         return parsed.dt.replace_time_zone(m.timezone, ambiguous="raise", non_existent="raise").dt.convert_time_zone("UTC")
-    except Exception as e:  # unknown zone name, or a DST gap/overlap
+    except (pl.exceptions.PolarsError, ValueError) as e:  # unknown zone name, or a DST gap/overlap
         msg = str(e).splitlines()[0][:160]
         raise ImportMappingError(f"{origin}, column {col!r}: times cannot be placed in time zone {m.timezone!r} "
                                  f"({msg}); an ambiguous or non-existent local time (DST change) needs a UTC export") from None

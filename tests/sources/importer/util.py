@@ -1,9 +1,7 @@
 """Shared helpers for the importer tests."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
-UTC = timezone.utc
+from datetime import UTC, datetime
 
 LIQ = {"table": "liquidations", "time": {"column": "time", "timezone": "UTC", "label": "start"},
        "values": {"long_usd": "long:usd_millions", "short_usd": "short:usd_millions"},
