@@ -128,7 +128,14 @@ def parse_export(path: str | Path, mapping: Mapping, *, start: date | None = Non
     SchemaError
         When mapped rows break a table rule (names the row and file line).
     """
-    path = Path(path)
+    try:
+        return _parse_export(Path(path), mapping, start, end, bars, limits, bounds)
+    except pl.exceptions.PolarsError as e:  # a column type the rules above did not foresee (nested, binary...)
+        raise ImportMappingError(f"{Path(path).name}: cannot be mapped ({str(e).splitlines()[0][:200]}); "
+                                 "are the mapped columns plain text or numbers?") from None
+
+
+def _parse_export(path: Path, mapping: Mapping, start, end, bars, limits, bounds) -> Parsed:
     origin, m = path.name, mapping
     t = get_table(m.table)
     if m.table not in TABLE_TIME:

@@ -7,6 +7,7 @@ lengths, row count) before polars reads it, so memory stays bounded by the caps 
 from __future__ import annotations
 
 import gzip
+import re
 from pathlib import Path
 
 import numpy as np
@@ -118,6 +119,10 @@ def read_table(path: Path, fmt: str, limits: Limits) -> pl.DataFrame:
     except Exception as e:  # noqa: BLE001 - polars raises several unrelated classes for unreadable files
         kind = "parquet" if parquet else "csv"
         raise ImportMappingError(f"{path.name}: cannot read as {kind} ({str(e).splitlines()[0][:200]})") from None
+    dup = [c for c in df.columns if re.fullmatch(r".+_duplicated_\d+", c) and c.rsplit("_duplicated_", 1)[0] in df.columns]
+    if dup:
+        raise ImportMappingError(f"{path.name}, line 1: column {dup[0].rsplit('_duplicated_', 1)[0]!r} appears more than "
+                                 "once in the header; which one is meant is ambiguous")
     # line numbers as a user sees them in an editor: header is line 1 in a CSV; Parquet rows count from 0
     return df.with_row_index("__line", offset=0 if parquet else 2)
 

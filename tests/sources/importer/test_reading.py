@@ -50,3 +50,21 @@ def test_binary_and_damaged_inputs(tmp_path):
         importer.parse_file(p, Mapping.from_dict(LIQ))
     with pytest.raises(ImportMappingError, match="no such file"):
         importer.parse_file(tmp_path / "missing.csv", Mapping.from_dict(LIQ))
+
+
+def test_malformed_csv_and_odd_parquet_types(tmp_path):
+    import polars as pl
+
+    cases = {
+        "dup.csv": ("time,long,long,short\n2025-10-10 21:00,1,2,3\n", r"dup.csv, line 1: column 'long' appears more than once"),
+        "ragged.csv": ("time,long,short\n2025-10-10 21:00,1,2,3,4\n", r"ragged.csv: cannot read as csv \(found more fields"),
+        "empty.csv": ("", r"empty.csv: cannot read as csv"),
+    }
+    for name, (body, match) in cases.items():
+        with pytest.raises(ImportMappingError, match=match):
+            importer.parse_file(write(tmp_path, name, body), Mapping.from_dict(LIQ))
+    assert importer.parse_file(write(tmp_path, "hdr.csv", "time,long,short\n"), Mapping.from_dict(LIQ)).height == 0
+    pq = tmp_path / "nested.parquet"
+    pl.DataFrame({"time": ["2025-10-10 21:00"], "long": [{"a": 1}], "short": [1.0]}).write_parquet(pq)
+    with pytest.raises(ImportMappingError, match=r"nested.parquet: cannot be mapped .*plain text or numbers"):
+        importer.parse_file(pq, Mapping.from_dict(LIQ))
