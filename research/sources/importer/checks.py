@@ -24,7 +24,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
 
-from research.errors import ImportMappingError
+from research.errors import ImplausibleValueError, ImportMappingError
 from research.parsing import ParseError, parse_date
 
 NON_NEGATIVE = ("volume", "quote_volume", "trades", "taker_buy_volume", "taker_buy_quote_volume", "oi_base", "oi_usd",
@@ -99,7 +99,7 @@ def check_dates(ts: pl.Series, lines: pl.Series, bounds: Bounds, origin: str, co
     bad = (d < lo) | (d > hi)
     if bad.any():
         i = int(bad.arg_max())
-        raise ImportMappingError(f"{origin}, column {column!r}, line {lines[i]}: {d[i]} is outside {lo}..{hi} "
+        raise ImplausibleValueError(f"{origin}, column {column!r}, line {lines[i]}: {d[i]} is outside {lo}..{hi} "
                                  "(before Bitcoin or in the future: wrong format or epoch unit?); "
                                  "override with bounds min_date/max_date")
 
@@ -111,7 +111,7 @@ def check_non_negative(target: str, v: pl.Series, raw: pl.Series, lines: pl.Seri
     bad = v.fill_null(0) < 0
     if bad.any():
         i = int(bad.arg_max())
-        raise ImportMappingError(f"{origin}, column {column!r}, line {lines[i]}: {raw[i]!r} is negative but {target} "
+        raise ImplausibleValueError(f"{origin}, column {column!r}, line {lines[i]}: {raw[i]!r} is negative but {target} "
                                  "cannot be")
 
 
@@ -130,6 +130,6 @@ def check_funding(df: pl.DataFrame, lines: pl.Series, bounds: Bounds, origin: st
     if unit == "decimal" and abs(rate) / 100 <= limit:
         hint = (f"; labelled decimal this is {abs(rate) / 0.0001:,.0f}x the usual 0.01 %: "
                 "is the file in percent? (unit: percent)")
-    raise ImportMappingError(f"{origin}, column {column!r}, line {lines[i]}: funding rate {rate:g} "
+    raise ImplausibleValueError(f"{origin}, column {column!r}, line {lines[i]}: funding rate {rate:g} "
                              f"({rate * 100:g} % per {h} h) is beyond the plausible +/-{limit * 100:g} % per {h} h{hint}; "
                              "override with bounds funding_max_8h")

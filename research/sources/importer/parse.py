@@ -151,7 +151,8 @@ def _parse_export(path: Path, mapping: Mapping, start, end, bars, limits, bounds
         if path.stat().st_size > limits.max_file_bytes:
             raise ImportMappingError(f"{origin}: larger than the {limits.max_file_bytes:,}-byte cap")
         df = etf.read_table(path, source=m.constants.get("source", etf.SOURCE))
-        checks.check_dates(df["date"], pl.Series(range(df.height)), b, origin, "Date")
+        # etf.read_table keeps the file's row order below its header line, so row i is line i + 2
+        checks.check_dates(df["date"], pl.Series(range(2, df.height + 2)), b, origin, "Date")
         return Parsed(t.name, _window(validate(t, df, origin=origin), t.time_col, start, end))
     raw = read_table(path, m.format, limits)
     if not m.time_column:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from research.errors import ImportMappingError
+from research.errors import ImportMappingError, InputLimitError
 
 from .checks import Limits
 
@@ -42,7 +42,7 @@ def scan_csv(path: Path, limits: Limits) -> int:
     except OSError as e:
         raise ImportMappingError(f"{path}: cannot read ({e.strerror or e})") from None
     if size > limits.max_file_bytes:
-        raise ImportMappingError(f"{name}: {size:,} bytes is more than the {limits.max_file_bytes:,}-byte cap; "
+        raise InputLimitError(f"{name}: {size:,} bytes is more than the {limits.max_file_bytes:,}-byte cap; "
                                  "split it, or raise the cap (--max-file-mb) if it is really one export")
     if not path.is_file():
         raise ImportMappingError(f"{path}: not a regular file")
@@ -58,16 +58,16 @@ def scan_csv(path: Path, limits: Limits) -> int:
             nl = np.flatnonzero(a == 10)
             too_long = _first_long_line(nl, cur, a.size, limits.max_line_bytes)
             if too_long is not None:
-                raise ImportMappingError(f"{name}, line {lines + too_long}: longer than the {limits.max_line_bytes:,}-byte "
+                raise InputLimitError(f"{name}, line {lines + too_long}: longer than the {limits.max_line_bytes:,}-byte "
                                          "line cap (not a row-per-line CSV?); raise it with --max-line-kb if the file is right")
             cur = a.size - int(nl[-1]) - 1 if nl.size else cur + a.size
             lines += int(nl.size)
             if lines - 2 > limits.max_rows:
-                raise ImportMappingError(f"{name}: more than the {limits.max_rows:,}-row cap; split the file or raise "
+                raise InputLimitError(f"{name}: more than the {limits.max_rows:,}-row cap; split the file or raise "
                                          "it with --max-rows")
             offset += a.size
             if gz and offset > limits.max_file_bytes:
-                raise ImportMappingError(f"{name}: decompresses to more than the {limits.max_file_bytes:,}-byte cap; "
+                raise InputLimitError(f"{name}: decompresses to more than the {limits.max_file_bytes:,}-byte cap; "
                                          "raise it with --max-file-mb if it is really one export")
     return lines
 
@@ -100,12 +100,12 @@ def read_table(path: Path, fmt: str, limits: Limits) -> pl.DataFrame:
         if parquet:
             size = path.stat().st_size
             if size > limits.max_file_bytes:
-                raise ImportMappingError(f"{path.name}: {size:,} bytes is more than the {limits.max_file_bytes:,}-byte "
+                raise InputLimitError(f"{path.name}: {size:,} bytes is more than the {limits.max_file_bytes:,}-byte "
                                          "cap; raise it with --max-file-mb if it is really one export")
             lf = pl.scan_parquet(path)
             n = lf.select(pl.len()).collect().item()
             if n > limits.max_rows:
-                raise ImportMappingError(f"{path.name}: {n:,} rows is more than the {limits.max_rows:,}-row cap; "
+                raise InputLimitError(f"{path.name}: {n:,} rows is more than the {limits.max_rows:,}-row cap; "
                                          "raise it with --max-rows")
             df = lf.collect()
         else:

@@ -68,3 +68,14 @@ def test_malformed_csv_and_odd_parquet_types(tmp_path):
     pl.DataFrame({"time": ["2025-10-10 21:00"], "long": [{"a": 1}], "short": [1.0]}).write_parquet(pq)
     with pytest.raises(ImportMappingError, match=r"nested.parquet: cannot be mapped .*plain text or numbers"):
         importer.parse_file(pq, Mapping.from_dict(LIQ))
+
+
+def test_named_error_classes(tmp_path):
+    from research.errors import ImplausibleValueError, InputLimitError
+
+    f = write(tmp_path, "x.csv", "time,long,short\n" + "2025-10-10 21:00,1,2\n" * 10)
+    with pytest.raises(InputLimitError):
+        importer.parse_file(f, Mapping.from_dict(LIQ), limits=Limits(max_rows=5))
+    g = write(tmp_path, "y.csv", "time,long,short\n2099-10-10 21:00,1,2\n")
+    with pytest.raises(ImplausibleValueError):
+        importer.parse_file(g, Mapping.from_dict(LIQ))
