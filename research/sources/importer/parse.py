@@ -2,8 +2,8 @@
 
 Order of work: caps (size, line length, rows) -> read every cell as text -> time column (one
 format, zone, label shift) -> dates within bounds -> value columns (unit, numbers, whole numbers,
-non-negative) -> coin-to-USD conversion -> funding plausibility -> key duplicates -> schema
-validation. The first problem raises a one-line :class:`~research.errors.ImportMappingError`
+non-negative) -> funding plausibility -> window -> coin-to-USD conversion (kept rows only) -> key
+duplicates -> schema validation. The first problem raises a one-line :class:`~research.errors.ImportMappingError`
 naming file, column and line.
 """
 from __future__ import annotations
@@ -185,10 +185,11 @@ def _parse_export(path: Path, mapping: Mapping, start, end, bars, limits, bounds
             raise ImportMappingError(f"{origin}: {k!r} is both a constant and a value column")
         out[k] = pl.Series(k, [val] * raw.height)
     df = pl.DataFrame(out).with_columns(raw["__line"])
-    df, convs = convert_coins(df, raw, m, origin, base_cols, bars)
-    if "rate" in m.values:
+    if "rate" in m.values:  # every row is checked, also those outside the window
         checks.check_funding(df, df["__line"], b, origin, m.values["rate"].column, units.get("rate"))
-    df = _window(df, time_col, start, end)
+    # only rows that are kept need a price
+    keep = _window(df.with_row_index("__row"), time_col, start, end)["__row"]
+    df, convs = convert_coins(df[keep], raw[keep], m, origin, base_cols, bars)
     key = list(t.key)
     miss_key = [k for k in key if k not in df.columns]
     if miss_key:

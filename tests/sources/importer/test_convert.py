@@ -1,6 +1,8 @@
 """Coin amounts -> USD with the matching bar's close (perp, else spot), or a price column; never a NaN."""
 from __future__ import annotations
 
+from datetime import date
+
 import polars as pl
 import pytest
 
@@ -47,6 +49,9 @@ def test_a_bucket_without_price_is_a_one_line_error_and_stores_nothing(tmp_path,
         importer.import_file("liquidations", f, LIQ_COINS, data_dir)
     assert "\n" not in str(ei.value)
     assert lake.read("liquidations", data_dir).height == 0
+    # rows outside the requested window need no price
+    res = importer.import_file("liquidations", f, LIQ_COINS, data_dir, end=date(2025, 1, 2))
+    assert res.rows_in == 1 and lake.read("liquidations", data_dir)["long_usd"].to_list() == [98_000.0]
 
 
 def test_price_column_in_the_same_file(tmp_path):
