@@ -54,7 +54,8 @@ def scan_csv(path: Path, limits: Limits) -> int:
             nul = np.flatnonzero(a == 0)
             if nul.size:
                 raise ImportMappingError(f"{name}: binary file (NUL byte at offset {offset + int(nul[0]):,}), not a "
-                                         "CSV export; a Parquet file needs the .parquet suffix or --format parquet")
+                                         "UTF-8 CSV export (UTF-16 text? save it as UTF-8; Parquet needs the .parquet "
+                                         "suffix or --format parquet)")
             nl = np.flatnonzero(a == 10)
             too_long = _first_long_line(nl, cur, a.size, limits.max_line_bytes)
             if too_long is not None:
