@@ -268,15 +268,18 @@ def _const(v: str):
 
 @app.command("import")
 def import_cmd(
-    table: str = typer.Argument(..., help="Canonical table (bars, funding, open_interest, liquidations, positioning, etf_flows, sentiment, ...)."),
-    file: Path = typer.Argument(..., help="CSV or Parquet export."),
+    table: Optional[str] = typer.Argument(None, help="Canonical table (bars, funding, open_interest, liquidations, positioning, etf_flows, sentiment, ...)."),
+    file: Optional[Path] = typer.Argument(None, help="CSV (or .csv.gz) or Parquet export."),
     mapping: Optional[Path] = typer.Option(None, "--mapping", "-m", help="YAML mapping file."),
-    preset: Optional[str] = typer.Option(None, "--preset", help="Named mapping: coinglass_liquidations_4h, coinglass_oi_4h, coinglass_funding_4h, binance_perp_1h, binance_spot_1h, binance_funding_8h, farside_etf_flows, fear_greed_csv."),
+    preset: Optional[str] = typer.Option(None, "--preset", help="Named mapping (see research.sources.importer.PRESETS), e.g. coinglass_liquidations_4h, coinalyze_liquidations_1d, binance_spot_1d."),
+    pack: Optional[str] = typer.Option(None, "--pack", help="Import a whole real pack in one command: standard (Oct 2025 - Apr 2026) or long (2018/2020 - 2026 daily, 8h, 4h, 1h; BTC, ETH, SOL). No TABLE/FILE."),
+    real_dir: Optional[Path] = typer.Option(None, "--real-dir", help="The real pack directory for --pack [$TREADMILL_SHARED/data/real or ../shared/data/real]."),
     time_col: Optional[str] = typer.Option(None, "--time-col", help="Time column (flags mode)."),
     time_format: Optional[str] = typer.Option(None, "--time-format", help="strptime format, iso, epoch, epoch_s, epoch_ms, ..."),
     tz: Optional[str] = typer.Option(None, "--tz", help="Time zone of naive times (UTC, Europe/London, +03:00)."),
     label: str = typer.Option("start", "--label", help="The time marks the bucket start, end, or an instant."),
     bucket: Optional[str] = typer.Option(None, "--bucket", help="Bucket interval of the export if not the 'interval' constant."),
+    dayfirst: Optional[bool] = typer.Option(None, "--dayfirst/--monthfirst", help="How to read 01/02/2025 (refused unless given)."),
     value: Optional[list[str]] = typer.Option(None, "--value", "-v", help="TARGET=COLUMN[:UNIT], e.g. rate=close:percent (repeatable)."),
     const: Optional[list[str]] = typer.Option(None, "--const", "-c", help="KEY=VALUE constant, e.g. venue=binance (repeatable)."),
     drop_last: int = typer.Option(0, "--drop-last", help="Drop the last N rows (an open bar)."),
@@ -284,26 +287,63 @@ def import_cmd(
     fmt: str = typer.Option("auto", "--format", help="auto, csv, parquet or farside."),
     start: Optional[str] = typer.Option(None, "--start", help="Keep rows from this date."),
     end: Optional[str] = typer.Option(None, "--end", help="Keep rows up to this date (inclusive)."),
+    max_file_mb: Optional[float] = typer.Option(None, "--max-file-mb", help="Cap on the file size [512]."),
+    max_line_kb: Optional[float] = typer.Option(None, "--max-line-kb", help="Cap on a CSV line's length [1024]."),
+    max_rows: Optional[int] = typer.Option(None, "--max-rows", help="Cap on data rows [20000000]."),
+    max_funding_8h: Optional[float] = typer.Option(None, "--max-funding-8h", help="Plausible |funding| per 8 h, decimal [0.005], scaled per interval."),
+    min_date: Optional[str] = typer.Option(None, "--min-date", help="Earliest plausible date [2009-01-03]."),
+    max_date: Optional[str] = typer.Option(None, "--max-date", help="Latest plausible date [tomorrow]."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Parse and validate only; write nothing."),
     data_dir: Optional[Path] = DataDir,
 ) -> None:
-    """Import a dashboard export (CoinGlass, Coinalyze, Farside, ...) with a mapping; all or nothing."""
-    from research.sources import binance, importer
+    """Import a dashboard export (CoinGlass, Coinalyze, Farside, ...) with a mapping, or a whole pack; all or nothing.
 
-    flags_given = bool(time_col or value or const)
-    if sum(bool(x) for x in (mapping, preset, flags_given)) != 1:
-        raise typer.BadParameter("give exactly one of --mapping FILE, --preset NAME, or flags (--time-col, --value, --const)")
-    if mapping:
-        m = mapping
-    elif preset:
-        m = preset
-    else:
-        m = {"table": table, "time": {"column": time_col, "format": time_format, "timezone": tz, "label": label, "bucket": bucket},
-             "values": dict(_kv(value, "--value")), "constants": {k: _const(v) for k, v in _kv(const, "--const").items()},
-             "drop_last_rows": drop_last, "skip_values": skip_value or [], "format": fmt}
-    s = binance.parse_date(start, "--start") if start else None
-    e = binance.parse_date(end, "--end") if end else None
-    res = _source_call(importer.import_file, table, file, m, data_dir, start=s, end=e, dry_run=dry_run)
+    Exit code 0 = imported, 2 = bad input (a one-line error naming file, column and line; nothing stored).
+    """
+    import os
+
+    from research import paths
+    from research.errors import ResearchError
+    from research.parsing import parse_date
+    from research.sources import importer
+
+    try:
+        s = parse_date(start, "--start") if start else None
+        e = parse_date(end, "--end") if end else None
+        if pack:
+            if table or file or mapping or preset:
+                raise typer.BadParameter("--pack imports a whole pack: give no TABLE, FILE, --mapping or --preset")
+            shared = Path(os.environ.get("TREADMILL_SHARED") or paths.PROJECT_ROOT.parent / "shared")
+            results = importer.import_pack(pack, real_dir or shared / "data" / "real", data_dir, start=s, end=e,
+                                           dry_run=dry_run)
+            for name, res in results.items():
+                typer.echo(f"{name}: {res.rows_in} rows valid" + (" (dry run)" if dry_run else f"; {res}"))
+            return
+        if not table or not file:
+            raise typer.BadParameter("give TABLE and FILE (or --pack standard|long)")
+        flags_given = bool(time_col or value or const)
+        if sum(bool(x) for x in (mapping, preset, flags_given)) != 1:
+            raise typer.BadParameter("give exactly one of --mapping FILE, --preset NAME, or flags (--time-col, --value, --const)")
+        if mapping:
+            m = mapping
+        elif preset:
+            m = preset
+        else:
+            m = {"table": table, "time": {"column": time_col, "format": time_format, "timezone": tz, "label": label,
+                                          "bucket": bucket, "dayfirst": dayfirst},
+                 "values": dict(_kv(value, "--value")), "constants": {k: _const(v) for k, v in _kv(const, "--const").items()},
+                 "drop_last_rows": drop_last, "skip_values": skip_value or [], "format": fmt}
+        caps = {k: v for k, v in (("max_file_bytes", max_file_mb and int(max_file_mb * 2**20)),
+                                  ("max_line_bytes", max_line_kb and int(max_line_kb * 2**10)),
+                                  ("max_rows", max_rows)) if v}
+        bounds = {"funding_max_8h": max_funding_8h, "min_date": min_date, "max_date": max_date}
+        limits = importer.Limits(**caps)
+        res = importer.import_file(table, file, m, data_dir, start=s, end=e, dry_run=dry_run, limits=limits,
+                                   bounds={k: v for k, v in bounds.items() if v is not None} or None)
+    except ResearchError as exc:
+        _bad_input(exc)
+    except OSError as exc:  # e.g. an unreadable data directory
+        _bad_input(f"{exc.filename or ''}: {exc.strerror or exc}")
     typer.echo(f"{file.name}: {res.rows_in} rows valid" + (" (dry run, nothing written)" if dry_run else f"; {res}"))
 
 

@@ -39,3 +39,11 @@ class EventStudyError(ResearchError, ValueError):
 
 class NotebookError(ResearchError):
     """A notebook run failed or its parameters do not match its parameters cell."""
+
+
+class InputLimitError(ImportMappingError):
+    """An input file exceeds a cap (size, line length, rows, decompressed size); the message names the override."""
+
+
+class ImplausibleValueError(ImportMappingError):
+    """An imported value is outside a named plausibility bound (funding per interval, dates, signs)."""
