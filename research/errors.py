@@ -39,3 +39,7 @@ class EventStudyError(ResearchError, ValueError):
 
 class NotebookError(ResearchError):
     """A notebook run failed or its parameters do not match its parameters cell."""
+
+
+class EventDetectionError(ResearchError, ValueError):
+    """A detector got a panel without the columns it needs or an invalid parameter."""
