@@ -116,7 +116,7 @@ def detect_selloffs(
     px = (sorted_panel(panel).select("ts", pl.col(price_col).cast(pl.Float64).alias("p"))
           .filter(pl.col("p").is_not_null() & pl.col("p").is_finite() & (pl.col("p") > 0)))
     if px.height < 2:
-        return finish(_empty(), "selloff", sym, SELLOFF_COLUMNS)
+        return finish(_empty(keep), "selloff", sym, SELLOFF_COLUMNS)
     trigger = None
     if within_hours is not None:
         hi = px.select(pl.col("p").rolling_max_by("ts", window_size=f"{int(round(within_hours * 3600))}s",
@@ -126,7 +126,7 @@ def detect_selloffs(
     ok = legs["detect_i"] >= 0
     legs = {k: v[ok] for k, v in legs.items()}
     if legs["cross_i"].size == 0:
-        return finish(_empty(), "selloff", sym, SELLOFF_COLUMNS)
+        return finish(_empty(keep), "selloff", sym, SELLOFF_COLUMNS)
     ev = _leg_frame(px, legs)
     ev = ev.with_columns(
         (100.0 * (1.0 - pl.col("trough_price") / pl.col("peak_price"))).alias("drawdown_pct"),
@@ -168,10 +168,12 @@ def _leg_frame(px: pl.DataFrame, legs: dict[str, np.ndarray]) -> pl.DataFrame:
     return pl.DataFrame(cols).with_columns(pl.col("trough_detected_ts").is_not_null().alias("complete"))
 
 
-def _empty() -> pl.DataFrame:
+def _empty(keep: str) -> pl.DataFrame:
     ts = UTC_TS
     types = {"detected_ts": ts, "peak_ts": ts, "cross_ts": ts, "trough_ts": ts, "trough_detected_ts": ts,
              "complete": pl.Boolean, "recovery_ts": ts, "cluster_id": pl.Int64, "cluster_size": pl.Int64,
              "keep": pl.String, "lookahead": pl.Boolean}
     schema = {"ts": ts, **{c: types.get(c, pl.Float64) for c in SELLOFF_COLUMNS}}
+    if keep == "largest_lookahead":
+        schema["choice_known_ts"] = ts
     return pl.DataFrame(schema=schema)
