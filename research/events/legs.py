@@ -14,6 +14,9 @@ What is known when (bar indices, each known at its bar's close):
 * ``trough_i`` and ``confirm_i``: known at ``confirm_i``; a leg the series ends in before its
   rebound has ``confirm_i = -1`` and a provisional trough (the lowest value so far).
 
+:func:`triggered_legs` is the variant whose legs start at a per-bar causal condition (used by the
+OI-collapse detector); the same rebound ends them.
+
 Only the legs are looped over in Python (each step is a numpy scan), never bars one by one.
 """
 from __future__ import annotations
@@ -91,8 +94,9 @@ def triggered_legs(values: np.ndarray, trigger: np.ndarray, rebound_pct: float) 
 
     A leg starts at the first bar of a run of ``trigger`` bars (the condition turns on) at or
     after the previous leg's confirmation; a run that began before the confirmation belongs to
-    the previous leg (a collapse that keeps going is one event). The trough is the lowest value from the start before the first value
-    ``rebound_pct`` % above the running low (``confirm_i``, -1 if the series ends first).
+    the previous leg (a collapse that keeps going is one event). The trough is the lowest value
+    from the start before the first value ``rebound_pct`` % above the running low (``confirm_i``,
+    -1 if the series ends first).
 
     Parameters
     ----------

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from research.events._common import (UTC_TS, finish, hours_between, label_clusters, pct_change, positive,
-                                     require, sorted_panel, sum_between, symbol_of)
+from research.events._common import (UTC_TS, finish, label_clusters, pct_change, positive, require, sorted_panel,
+                                     sum_between, symbol_of)
 from research.events.legs import triggered_legs
 from research.oi import oi_coins
 

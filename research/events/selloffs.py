@@ -98,7 +98,10 @@ def detect_selloffs(
     Notes
     -----
     Rows with a null or non-positive price are ignored. Ties: the latest of equal highs is the
-    peak, the earliest of equal lows the trough. ``within_hours`` is clock time on ``ts``.
+    peak, the earliest of equal lows the trough. ``within_hours`` is clock time on ``ts``; with it
+    the trough may come before ``detected_ts`` (it is still known only at ``trough_detected_ts``).
+    A close below a confirmed trough that follows a rebound of ``rebound_pct`` % is not part of the
+    leg: it is a new leg if it falls ``drawdown_pct`` % from the new running peak, else no event.
     """
     name = "detect_selloffs"
     require(panel, ["ts", price_col], name)
@@ -133,7 +136,8 @@ def detect_selloffs(
         (100.0 * (1.0 - pl.col("detected_price") / pl.col("peak_price"))).alias("drawdown_at_detect_pct"),
         hours_between("peak_ts", "detected_ts").alias("hours_to_detect"),
         hours_between("peak_ts", "trough_ts").alias("hours_to_trough"),
-        (pl.col("trough_price") + recovery_frac * (pl.col("peak_price") - pl.col("trough_price"))).alias("recovery_level"),
+        (pl.col("trough_price") + recovery_frac * (pl.col("peak_price") - pl.col("trough_price")))
+        .alias("recovery_level"),
         pl.max_horizontal("trough_ts", "detected_ts").alias("_rafter"),
         (pl.col("trough_ts") + pl.duration(seconds=int(round(recovery_max_hours * 3600))) if recovery_max_hours
          else pl.lit(None, dtype=UTC_TS)).alias("_rhi"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def sim(sim_lake):
     """(panel, truth) of the simulated market."""
     from research import db, simulate
@@ -12,7 +12,7 @@ def sim(sim_lake):
     return db.query("hourly_panel", sim_lake, symbol="BTCUSDT"), simulate.read_truth(sim_lake)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def real_panel(real_lake):
     """The real pack's hourly BTCUSDT panel, Oct 2025 - Mar 2026 (CoinGlass aggregate USD OI)."""
     from research import db

@@ -45,3 +45,14 @@ def test_require_names_the_column_and_type():
         events.detect_selloffs({"ts": []})
     with pytest.raises(EventDetectionError, match="Datetime"):
         events.detect_selloffs(pl.DataFrame({"ts": [1, 2], "perp_close": [1.0, 2.0]}))
+
+
+@pytest.mark.slow
+def test_real_forward_measures_start_at_or_after_detection(real_panel):
+    s = events.detect_selloffs(real_panel)
+    assert (s["trough_ts"] >= s["detected_ts"]).all() and (s["trough_detected_ts"] > s["detected_ts"]).all()
+    assert s.filter(pl.col("recovery_ts").is_not_null()).select((pl.col("recovery_ts") > pl.col("detected_ts")).all()).item()
+    o = events.detect_oi_collapses(real_panel)
+    assert o.height and (o["trough_ts"] >= o["detected_ts"]).all() and (o["peak_ts"] <= o["detected_ts"]).all()
+    for ev in (s, o, events.detect_liquidation_prints(real_panel), events.detect_funding_resets(real_panel, elevated_k=1.5)):
+        assert (ev["ts"] == ev["detected_ts"]).all() and not ev["lookahead"].any()
