@@ -17,7 +17,8 @@ What is known when (bar indices, each known at its bar's close):
 :func:`triggered_legs` is the variant whose legs start at a per-bar causal condition (used by the
 OI-collapse detector); the same rebound ends them.
 
-Only the legs are looped over in Python (each step is a numpy scan), never bars one by one.
+Only the legs are looped over in Python (each step is a numpy scan over a window that grows until
+it holds the leg's end, so a leg costs about its own length), never bars one by one.
 """
 from __future__ import annotations
 
@@ -58,24 +59,14 @@ def zigzag_legs(values: np.ndarray, drop_pct: float, rebound_pct: float,
     out: dict[str, list[int]] = {k: [] for k in ("peak_i", "cross_i", "detect_i", "trough_i", "confirm_i")}
     start = 0
     while start < n:
-        seg = p[start:]
-        cm = np.maximum.accumulate(seg)
-        hit = np.flatnonzero(seg <= cm * drop)
-        if hit.size == 0:
+        c, cm_c = _first_crossing(p, start, drop)
+        if c < 0:
             break
-        c = int(hit[0])
-        peak = start + int(np.flatnonzero(seg[:c + 1] == cm[c])[-1])  # the latest of equal highs
-        cross = start + c
-        down = p[cross:]
-        rm = np.minimum.accumulate(down)
-        up = np.flatnonzero(down >= rm * reb)
-        if up.size:
-            confirm = cross + int(up[0])
-            trough = cross + int(np.argmin(down[:up[0]]))
-        else:
-            confirm = -1
-            trough = cross + int(np.argmin(down))
+        peak = start + int(np.flatnonzero(p[start:c + 1] == cm_c)[-1])  # the latest of equal highs
+        cross = c
+        confirm = _first_rebound(p, cross, reb)
         end = confirm if confirm >= 0 else n
+        trough = cross + int(np.argmin(p[cross:end]))                   # the earliest of equal lows
         if trig_idx is None:
             detect = cross
         else:
@@ -87,6 +78,38 @@ def zigzag_legs(values: np.ndarray, drop_pct: float, rebound_pct: float,
             break
         start = confirm
     return {k: np.asarray(v, dtype=np.int64) for k, v in out.items()}
+
+
+def _windows(lo: int, n: int):
+    """Growing scan windows [lo, hi): each leg costs about its own length, not the series'."""
+    w = 256
+    while True:
+        hi = min(n, lo + w)
+        yield hi
+        if hi == n:
+            return
+        w *= 2
+
+
+def _first_crossing(p: np.ndarray, start: int, drop: float) -> tuple[int, float]:
+    """First i >= start with p[i] <= max(p[start:i+1]) * drop, and that running max (-1 if none)."""
+    for hi in _windows(start, p.size):
+        seg = p[start:hi]
+        cm = np.maximum.accumulate(seg)   # a prefix of the running max is the running max of the prefix
+        hit = np.flatnonzero(seg <= cm * drop)
+        if hit.size:
+            return start + int(hit[0]), float(cm[hit[0]])
+    return -1, float("nan")
+
+
+def _first_rebound(p: np.ndarray, lo: int, reb: float) -> int:
+    """First i > lo with p[i] >= min(p[lo:i+1]) * reb (-1 if none)."""
+    for hi in _windows(lo, p.size):
+        seg = p[lo:hi]
+        up = np.flatnonzero(seg >= np.minimum.accumulate(seg) * reb)
+        if up.size:
+            return lo + int(up[0])
+    return -1
 
 
 def triggered_legs(values: np.ndarray, trigger: np.ndarray, rebound_pct: float) -> dict[str, np.ndarray]:
@@ -123,10 +146,8 @@ def triggered_legs(values: np.ndarray, trigger: np.ndarray, rebound_pct: float) 
         if k >= starts.size:
             break
         d = int(starts[k])
-        down = p[d:]
-        up = np.flatnonzero(down >= np.minimum.accumulate(down) * reb)
-        confirm = d + int(up[0]) if up.size else -1
-        trough = d + int(np.argmin(down[:up[0]] if up.size else down))
+        confirm = _first_rebound(p, d, reb)
+        trough = d + int(np.argmin(p[d:confirm if confirm >= 0 else p.size]))
         for key, v in zip(out, (d, trough, confirm)):
             out[key].append(v)
         if confirm < 0:

@@ -69,3 +69,41 @@ def test_zigzag_truncation_changes_nothing_known(p, drop, reb, frac):
     conf = known & (full["confirm_i"] >= 0) & (full["confirm_i"] <= t)
     for key in ("trough_i", "confirm_i"):
         assert full[key][conf].tolist() == cut[key][conf[:cut[key].size]].tolist()
+
+
+def _reference(p, drop, reb):
+    """The zigzag as a plain bar-by-bar state machine (slow, obviously right)."""
+    legs, i, n = [], 0, len(p)
+    peak_v, peak_i, mode = -np.inf, 0, "up"
+    while i < n:
+        if mode == "up":
+            if p[i] >= peak_v:
+                peak_v, peak_i = p[i], i
+            if p[i] <= peak_v * (1 - drop / 100):
+                cross, low_v, low_i, mode = i, p[i], i, "down"
+        else:
+            if p[i] < low_v:
+                low_v, low_i = p[i], i
+            elif p[i] >= low_v * (1 + reb / 100):
+                legs.append((peak_i, cross, low_i, i))
+                peak_v, peak_i, mode = p[i], i, "up"
+        i += 1
+    if mode == "down":
+        legs.append((peak_i, cross, low_i, -1))
+    return legs
+
+
+@settings(max_examples=200, deadline=None)
+@given(p=walks, drop=st.floats(1, 10), reb=st.floats(0.5, 8))
+def test_zigzag_matches_the_bar_by_bar_state_machine(p, drop, reb):
+    legs = zigzag_legs(p, drop, reb)
+    got = list(zip(*(legs[k].tolist() for k in ("peak_i", "cross_i", "trough_i", "confirm_i"))))
+    assert got == _reference(p, drop, reb)
+
+
+def test_zigzag_long_series_matches_reference():
+    rng = np.random.default_rng(5)
+    p = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, 20_000)))
+    legs = zigzag_legs(p, 5, 3)
+    got = list(zip(*(legs[k].tolist() for k in ("peak_i", "cross_i", "trough_i", "confirm_i"))))
+    assert len(got) > 50 and got == _reference(p, 5, 3)
