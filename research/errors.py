@@ -47,3 +47,7 @@ class InputLimitError(ImportMappingError):
 
 class ImplausibleValueError(ImportMappingError):
     """An imported value is outside a named plausibility bound (funding per interval, dates, signs)."""
+
+
+class EventDetectionError(ResearchError, ValueError):
+    """A detector got a panel without the columns it needs or an invalid parameter."""
