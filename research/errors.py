@@ -39,3 +39,11 @@ class EventStudyError(ResearchError, ValueError):
 
 class NotebookError(ResearchError):
     """A notebook run failed or its parameters do not match its parameters cell."""
+
+
+class LakeCorruptError(LakeError):
+    """A table's log lists a file that is missing, unreadable or changed; ``research repair`` rebuilds it."""
+
+
+class LakeLockTimeout(LakeError):
+    """A lake table stayed locked by another process for longer than the lock timeout."""

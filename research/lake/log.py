@@ -1,0 +1,163 @@
+"""The table log: which files make up a table, and the lock that serialises its writers.
+
+Each table directory holds one ``_log.json``. It lists every committed data file (path relative to
+the table directory, rows, bytes, sha256, partition values, time range, the version that added it)
+and the table's version number. A commit writes a whole new log to a temp file, ``fsync``s it and
+renames it over the old one (:func:`research.fileio.write_json`), so readers see the old file list or
+the new one, never a mix. Data files are written (and ``fsync``ed) under fresh names before that
+rename; a file that no log lists is never read, whatever killed its writer.
+
+Writers of a table hold an exclusive ``flock`` on ``<table>/.lock`` and record in it who they are
+(pid, host, since, what); a writer that waits for it says who holds it after
+:data:`REPORT_AFTER` seconds, and gives up after the lock timeout (``RESEARCH_LAKE_LOCK_TIMEOUT``
+seconds, default 600) with an error naming the holder.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import json
+import logging
+import os
+import socket
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from research.errors import LakeCorruptError, LakeLockTimeout
+from research.fileio import write_json
+
+LOG_FILE = "_log.json"
+LOCK_FILE = ".lock"
+FORMAT = "treadmill-lake/1"
+REPORT_AFTER = 3.0
+LOCK_TIMEOUT_ENV = "RESEARCH_LAKE_LOCK_TIMEOUT"
+DEFAULT_LOCK_TIMEOUT = 600.0
+
+_log = logging.getLogger("research.lake")
+
+
+def now_iso() -> str:
+    """Current UTC time as ISO text (seconds)."""
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One committed data file of a table."""
+
+    path: str  # relative to the table directory, POSIX separators
+    rows: int
+    bytes: int
+    sha256: str
+    partition: dict  # partition column -> value as text, including "year"
+    min: str | None  # time range of the rows (ISO text), for pruning and overlap checks
+    max: str | None
+    version: int
+    mtime_ns: int = 0
+    origin: str | None = None
+
+    def overlaps(self, lo: str, hi: str) -> bool:
+        """True when the file's time range may share a timestamp with ``[lo, hi]``."""
+        return self.min is None or self.max is None or not (hi < self.min or lo > self.max)
+
+
+@dataclass
+class TableLog:
+    """The committed state of one table: its version and its files."""
+
+    table: str
+    version: int = 0
+    files: list[FileEntry] = field(default_factory=list)
+    committed_at: str | None = None
+
+    def to_json(self) -> dict:
+        return {"format": FORMAT, "table": self.table, "version": self.version,
+                "committed_at": self.committed_at, "files": [asdict(f) for f in self.files]}
+
+
+def log_path(table_dir: Path) -> Path:
+    return table_dir / LOG_FILE
+
+
+def load_log(table_dir: Path, table: str) -> TableLog:
+    """The committed log of a table (version 0 and no files when it has never been written)."""
+    p = log_path(table_dir)
+    try:
+        raw = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return TableLog(table)
+    try:
+        obj = json.loads(raw)
+        if obj.get("format") != FORMAT or obj.get("table") != table:
+            raise ValueError(f"format {obj.get('format')!r}, table {obj.get('table')!r}")
+        files = [FileEntry(**f) for f in obj["files"]]
+        return TableLog(table, int(obj["version"]), files, obj.get("committed_at"))
+    except (ValueError, KeyError, TypeError) as e:
+        raise LakeCorruptError(f"table log {p} is unreadable ({e}); run `research repair`") from None
+
+
+def commit_log(table_dir: Path, log: TableLog, files: list[FileEntry]) -> TableLog:
+    """Write ``files`` as the next version of the table (one atomic rename); return the new log."""
+    new = TableLog(log.table, log.version + 1, sorted(files, key=lambda f: f.path), now_iso())
+    write_json(log_path(table_dir), new.to_json(), indent=None)
+    return new
+
+
+def lock_timeout() -> float:
+    """Seconds a writer waits for a table lock (``RESEARCH_LAKE_LOCK_TIMEOUT``, default 600)."""
+    try:
+        return float(os.environ.get(LOCK_TIMEOUT_ENV, DEFAULT_LOCK_TIMEOUT))
+    except ValueError:
+        return DEFAULT_LOCK_TIMEOUT
+
+
+def holder(lock: Path) -> str:
+    """Who holds (or last held) a lock, from what the holder wrote into it."""
+    try:
+        info = json.loads(lock.read_text(encoding="utf-8") or "{}")
+    except (OSError, ValueError):
+        info = {}
+    if not info:
+        return "another process (it has not said who it is yet)"
+    return (f"pid {info.get('pid')} on host {info.get('host')} since {info.get('since')}"
+            f" ({info.get('what') or 'a write'})")
+
+
+@contextlib.contextmanager
+def table_lock(table_dir: Path, what: str = "", timeout: float | None = None) -> Iterator[None]:
+    """Hold the table's writer lock; report the holder after a few seconds; give up after ``timeout``."""
+    table_dir.mkdir(parents=True, exist_ok=True)
+    lock = table_dir / LOCK_FILE
+    limit = lock_timeout() if timeout is None else timeout
+    with open(lock, "a+", encoding="utf-8") as fh:
+        start, pause, reported = time.monotonic(), 0.001, False
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                waited = time.monotonic() - start
+                if waited >= limit:
+                    raise LakeLockTimeout(
+                        f"{lock}: still locked after {waited:.0f} s by {holder(lock)}; wait for it to finish, "
+                        f"stop it, or raise {LOCK_TIMEOUT_ENV}") from None
+                if waited >= REPORT_AFTER and not reported:
+                    _log.warning("waiting for the lake lock %s, held by %s", lock, holder(lock))
+                    reported = True
+                time.sleep(pause)
+                pause = min(pause * 2, 0.05)
+        try:
+            fh.seek(0)
+            fh.truncate()
+            fh.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": now_iso(), "what": what}))
+            fh.flush()
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                fh.seek(0)
+                fh.truncate()
+                fh.flush()
+            fcntl.flock(fh, fcntl.LOCK_UN)
