@@ -52,8 +52,10 @@ def info(data_dir: Optional[Path] = DataDir) -> None:
 
     from research import coverage, paths
 
-    cov = coverage.coverage(data_dir)
     console = Console(width=None if Console().is_terminal else 160)
+    for line in coverage.unlisted(data_dir):
+        console.print(f"not in its table log (never read; `research repair` removes it): {line}")
+    cov = coverage.coverage(data_dir)
     if cov.is_empty():
         console.print(f"The lake at {paths.lake_dir(data_dir)} is empty. "
                       "Run `research sample` for the simulated market or `research fetch binance` for real data.")
@@ -378,3 +380,33 @@ def report_cmd(
     typer.echo(rep.summary())
     if rep.failed:
         raise typer.Exit(1)
+
+
+# --------------------------------------------------------------------------- verify / repair (the lake)
+@app.command("verify")
+def verify_cmd(
+    data_dir: Optional[Path] = DataDir,
+    raw: bool = typer.Option(True, "--raw/--no-raw", help="Also check raw/ against manifest.jsonl."),
+) -> None:
+    """Check every lake file against its table log and every raw file against the manifest.
+
+    Names each bad file. Exit code 0 = all good, 1 = problems found (run `research repair`).
+    """
+    from research.lake.verify import verify
+
+    report = verify(data_dir, raw=raw)
+    typer.echo(report.summary(), err=not report.ok)
+    raise typer.Exit(0 if report.ok else 1)
+
+
+@app.command("repair")
+def repair_cmd(data_dir: Optional[Path] = DataDir) -> None:
+    """Rebuild damaged lake files from raw/, remove files no table log lists, then verify again.
+
+    Exit code 0 = the lake verifies clean, 1 = something could not be repaired (named).
+    """
+    from research.lake.repair import repair
+
+    report = repair(data_dir)
+    typer.echo(report.summary(), err=not report.ok)
+    raise typer.Exit(0 if report.ok else 1)

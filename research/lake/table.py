@@ -387,3 +387,49 @@ def versions(data_dir=None) -> dict[str, int]:
 def is_empty(data_dir=None) -> bool:
     """True when no table holds a row (the main job then falls back to the simulated market)."""
     return not any(committed_log(t, data_dir).files for t in TABLES.values())
+
+
+def _entry_for(t: Table, tdir: Path, p: Path, values: dict[str, str], version: int, origin: str) -> FileEntry:
+    df = pl.read_parquet(p, schema=t.polars_schema)
+    lo, hi = _time_range(t, df) if df.height else (None, None)
+    st = p.stat()
+    return FileEntry(p.relative_to(tdir).as_posix(), df.height, st.st_size, sha256_file(p), values, lo, hi,
+                     version, st.st_mtime_ns, origin)
+
+
+def adopt_legacy(table: str, legacy: list[Path], data_dir=None) -> TableLog:
+    """List an older layout's ``part.parquet`` files in a new log (renamed to this layout, not rewritten)."""
+    t = get_table(table)
+    tdir = table_dir(t, data_dir)
+    with table_lock(tdir, "repair: adopt legacy files"):
+        log = load_log(tdir, t.name)
+        entries = []
+        for p in legacy:
+            values = dict(d.split("=", 1) for d in p.relative_to(tdir).parts[:-1])
+            new = p.with_name(f"part-{log.version + 1:06d}-{uuid.uuid4().hex[:12]}.parquet")
+            os.replace(p, new)  # unlisted either way until the commit below
+            entries.append(_entry_for(t, tdir, new, values, log.version + 1, f"adopted {p.name}"))
+        fsync_dir(tdir)
+        return commit_log(tdir, log, log.files + entries)
+
+
+def dedupe_partition(table: str, values: dict[str, str], data_dir=None) -> TableLog:
+    """Rewrite one partition as one file with each key once (the row of the newest file wins), in one commit."""
+    t = get_table(table)
+    tdir = table_dir(t, data_dir)
+    with table_lock(tdir, "repair: duplicate keys"):
+        log = load_log(tdir, t.name)
+        entries = sorted((e for e in log.files if e.partition == values), key=lambda e: e.version)
+        df = pl.concat([pl.read_parquet(check_entry(tdir, e), schema=t.polars_schema) for e in entries])
+        df = df.unique(subset=list(t.key), keep="last", maintain_order=True).sort(list(t.key))
+        stage = _Staging(t, tdir, log.version + 1, "repair: duplicate keys")
+        try:
+            stage.add(values, df)
+            new = stage.flush()
+            gone = {e.path for e in entries}
+            log = commit_log(tdir, log, [e for e in log.files if e.path not in gone] + new)
+        except BaseException:
+            stage.discard()
+            raise
+    _unlink(tdir, gone)
+    return log
