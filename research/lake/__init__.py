@@ -21,8 +21,9 @@ columns, then ``year``) are for pruning and people, so DuckDB reads the files wi
    one, exactly.
 
 Writers of a table are serialised by a lock that reports its holder (pid, host, since) to a waiter
-after a few seconds and times out. A partition with more than ``COMPACT_AT`` files is compacted
-into one by the write that crossed the threshold; :func:`compact` does it on demand.
+after a few seconds and times out. When a partition holds more than ``COMPACT_AT`` files, the write
+that crossed the threshold merges all but its largest file into one (so the cost stays about the
+appended days, not the year); :func:`compact` merges each partition into one file on demand.
 """
 from __future__ import annotations
 

@@ -197,11 +197,15 @@ class _Staging:
 
     def flush(self) -> list[FileEntry]:
         """fsync every new file (in parallel: one journal commit instead of one per file) and its folder."""
-        with ThreadPoolExecutor(max_workers=8) as ex:
-            list(ex.map(os.fsync, self._fds))
+        dirs = {(self.tdir / e.path).parent for e in self.entries}
+        jobs = [lambda fd=fd: os.fsync(fd) for fd in self._fds] + [lambda d=d: fsync_dir(d) for d in dirs]
+        if len(jobs) <= 4:  # a thread pool costs more than it saves for a small append
+            for job in jobs:
+                job()
+        else:
+            with ThreadPoolExecutor(max_workers=8) as ex:  # concurrent fsyncs share journal commits
+                list(ex.map(lambda f: f(), jobs))
         self.close()
-        for d in {(self.tdir / e.path).parent for e in self.entries}:
-            fsync_dir(d)
         out = []
         for e in self.entries:  # the commit records mtime so readers can skip re-hashing untouched files
             st = (self.tdir / e.path).stat()
@@ -297,7 +301,7 @@ def write(table: str, df: pl.DataFrame, data_dir=None, *, origin: str | None = N
             raise LakeError(f"writing table {t.name!r} failed, the lake is unchanged: {exc}") from exc
         _phase("after_commit")
         _unlink(tdir, replaced)
-        log = _compact_partitions(t, tdir, log, touched, COMPACT_AT)
+        log = _compact_partitions(t, tdir, log, touched, COMPACT_AT, tiered=True)
     total = sum(e.rows for e in log.files if e.partition in touched)
     return WriteResult(t.name, clean.height, added, total, len(touched), log.version, len(new_entries))
 
@@ -307,13 +311,19 @@ def _unlink(tdir: Path, rel_paths: Iterable[str]) -> None:
         (tdir / rel).unlink(missing_ok=True)
 
 
-def _compact_partitions(t: Table, tdir: Path, log: TableLog, partitions: list[dict], more_than: int) -> TableLog:
-    """Rewrite each given partition holding more than ``more_than`` files as one file (caller holds the lock)."""
+def _compact_partitions(t: Table, tdir: Path, log: TableLog, partitions: list[dict], more_than: int,
+                        tiered: bool = False) -> TableLog:
+    """Rewrite each given partition holding more than ``more_than`` files as one file (caller holds the lock).
+
+    ``tiered`` merges all but the partition's largest file (the automatic compaction after a write).
+    """
     groups = {}
     for e in log.files:
         if e.partition in partitions:
             groups.setdefault(tuple(sorted(e.partition.items())), []).append(e)
     groups = {k: v for k, v in groups.items() if len(v) > more_than}
+    if tiered:  # leave the partition's biggest file alone: merging the small ones keeps an append O(day)
+        groups = {k: sorted(v, key=lambda e: e.rows)[:-1] for k, v in groups.items()}
     if not groups:
         return log
     stage = _Staging(t, tdir, log.version + 1, "compaction")
@@ -330,8 +340,12 @@ def _compact_partitions(t: Table, tdir: Path, log: TableLog, partitions: list[di
     return log
 
 
-def compact(table: str | None = None, data_dir=None, *, more_than: int = 1) -> dict[str, int]:
-    """Rewrite every partition with more than ``more_than`` files as one file; return table -> version."""
+def compact(table: str | None = None, data_dir=None, *, more_than: int = 1, keep_largest: bool = False) -> dict[str, int]:
+    """Rewrite every partition with more than ``more_than`` files as one file; return table -> version.
+
+    ``keep_largest`` merges only the smaller files of each partition (what a write does on its own
+    once a partition holds more than :data:`COMPACT_AT` files).
+    """
     out = {}
     for name in [get_table(table).name] if table else list(TABLES):
         t = get_table(name)
@@ -341,7 +355,7 @@ def compact(table: str | None = None, data_dir=None, *, more_than: int = 1) -> d
         with table_lock(tdir, "compact"):
             log = committed_log(t, data_dir)
             parts = [dict(p) for p in {tuple(sorted(e.partition.items())) for e in log.files}]
-            out[name] = _compact_partitions(t, tdir, log, parts, more_than).version
+            out[name] = _compact_partitions(t, tdir, log, parts, more_than, tiered=keep_largest).version
     return out
 
 

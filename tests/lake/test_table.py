@@ -139,17 +139,18 @@ def test_reappending_a_day_adds_nothing_and_a_changed_day_rewrites_only_its_file
     assert len(kept) == 1  # the 30-day file is untouched; only the day's file was rewritten
 
 
-def test_many_appends_are_compacted_into_one_file_with_the_same_rows(tmp_path):
-    days = [dt.date(2024, 1, 1) + dt.timedelta(days=i) for i in range(lake.COMPACT_AT + 1)]
+def test_many_appends_are_compacted_without_rewriting_the_biggest_file(tmp_path):
+    lake.write("bars", bars(start=dt.datetime(2024, 1, 1), hours=24 * 60), tmp_path)
+    big = lake.table_files("bars", tmp_path)
+    days = [dt.date(2024, 6, 1) + dt.timedelta(days=i) for i in range(lake.COMPACT_AT)]
     for d in days:
         lake.write("bars", day(d), tmp_path)
-    assert len(lake.table_files("bars", tmp_path)) == 1
+    files = lake.table_files("bars", tmp_path)
+    assert len(files) == 2 and big[0] in files  # the days were merged; the 60-day file was left alone
     df = lake.read("bars", tmp_path)
-    assert df.height == 24 * len(days) and df["ts"].is_sorted()
-    lake.write("bars", day(dt.date(2024, 6, 1)), tmp_path)
-    assert len(lake.table_files("bars", tmp_path)) == 2
+    assert df.height == 24 * (60 + len(days)) and df["ts"].is_sorted() and df["ts"].is_unique().all()
     assert lake.compact("bars", tmp_path) == {"bars": lake.versions(tmp_path)["bars"]}
-    assert len(lake.table_files("bars", tmp_path)) == 1 and lake.read("bars", tmp_path).height == 24 * (len(days) + 1)
+    assert len(lake.table_files("bars", tmp_path)) == 1 and lake.read("bars", tmp_path).equals(df)
 
 
 def test_table_files_prune_by_partition_values_and_years(tmp_path):
