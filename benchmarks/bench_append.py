@@ -5,11 +5,13 @@ while dedupe on the key still holds. The lake holds ``--symbols`` symbols of 5-m
 from 1 January to 30 November (one yearly partition per symbol, ~96k rows each); each round
 appends the next December day (288 rows per symbol) through every arm, interleaved:
 
-* ``alone``   - the day written as its own file the project's one way, ``research.fileio.atomic_path``
-  (zstd ``write_parquet`` to a temp file, fsync, rename, fsync of the folder); no validation;
-* ``plain``   - ``DataFrame.write_parquet`` of the day with no fsync at all (a floor, not durable);
+* ``alone``   - the day written as its own files, one per symbol (the lake's partition), the project's
+  one way, ``research.fileio.atomic_path`` (zstd ``write_parquet`` to a temp file, fsync, rename,
+  fsync of the folder); no validation;
+* ``plain``   - the same files with ``DataFrame.write_parquet`` and no fsync at all (a floor, not durable);
 * ``lake``    - ``research.lake.write`` (validate, dedupe against stored keys, fsync, commit the log);
 * ``empty``   - the same lake write of the day into an empty lake (what the stored year costs: lake/empty);
+* ``validate``- ``research.schema.validate`` of the day alone (part of every lake write; not the lake's);
 * ``again``   - the same day written again through the lake (dedupe finds nothing new: no file);
 * ``rewrite`` - what the lake did before the table log: read the year, merge the day, write the year;
 * ``delta``   - ``deltalake.write_deltalake(mode="append")`` of the day (no dedupe at all) and
@@ -43,6 +45,7 @@ import polars as pl  # noqa: E402
 
 from research import lake  # noqa: E402
 from research.fileio import atomic_path  # noqa: E402
+from research.schema import validate  # noqa: E402
 
 try:
     import deltalake  # noqa: E402
@@ -79,9 +82,14 @@ def ratio_line(name: str, arm: list[float], base: list[float]) -> str:
     return f"  {name:<12} / alone: min {min(r):6.1f}x  median {statistics.median(r):6.1f}x"
 
 
-def write_alone(dest: Path, day: pl.DataFrame) -> None:
-    with atomic_path(dest) as tmp:
-        day.write_parquet(tmp, compression="zstd", statistics=True)
+def write_alone(dest: Path, day: pl.DataFrame, durable: bool = True) -> None:
+    for (sym,), part in day.group_by(["symbol"]):
+        if durable:
+            with atomic_path(dest / f"{sym}.parquet") as tmp:
+                part.write_parquet(tmp, compression="zstd", statistics=True)
+        else:
+            (dest / sym).mkdir(parents=True, exist_ok=True)
+            part.write_parquet(dest / sym / "day.parquet", compression="zstd", statistics=True)
 
 
 def rewrite_year(d: Path, day: pl.DataFrame) -> None:
@@ -109,7 +117,8 @@ def append_section(tmp: Path, symbols: int, rounds: int) -> None:
     old.mkdir()
     for (sym,), part in year.group_by(["symbol"]):
         part.sort(KEY).write_parquet(old / f"{sym}.parquet", compression="zstd", statistics=True)
-    arms: dict[str, list[float]] = {"alone": [], "plain": [], "lake": [], "empty": [], "again": [], "rewrite": []}
+    arms: dict[str, list[float]] = {"alone": [], "plain": [], "lake": [], "empty": [], "validate": [], "again": [],
+                                    "rewrite": []}
     dpath = str(tmp / "delta")
     if deltalake is not None:
         arms.update({"delta": [], "delta-merge": []})
@@ -120,10 +129,10 @@ def append_section(tmp: Path, symbols: int, rounds: int) -> None:
         day = bars(symbols, dt.datetime(2024, 12, 1) + dt.timedelta(days=r), dt.datetime(2024, 12, 2)
                    + dt.timedelta(days=r), "5m", seed=100 + r)
         dday = day.with_columns(year=pl.col("ts").dt.year())
-        arms["alone"].append(timed(lambda: write_alone(tmp / f"day{r}.parquet", day)))
-        arms["plain"].append(timed(lambda: day.write_parquet(tmp / f"plain{r}.parquet", compression="zstd",
-                                                             statistics=True)))
+        arms["alone"].append(timed(lambda: write_alone(tmp / f"day{r}", day)))
+        arms["plain"].append(timed(lambda: write_alone(tmp / f"plain{r}", day, durable=False)))
         arms["empty"].append(timed(lambda: lake.write("bars", day, tmp / f"empty{r}")))
+        arms["validate"].append(timed(lambda: validate("bars", day)))
         res = {}
         arms["lake"].append(timed(lambda: res.setdefault("w", lake.write("bars", day, d))))
         added += res["w"].rows_added
@@ -156,6 +165,9 @@ def append_section(tmp: Path, symbols: int, rounds: int) -> None:
     r = [a / b for a, b in zip(arms["lake"], base)]
     rp = [a / b for a, b in zip(arms["lake"], arms["plain"])]
     re_ = [a / b for a, b in zip(arms["lake"], arms["empty"])]
+    med = {k: statistics.median([x for x in v if x == x]) for k, v in arms.items()}
+    print(f"  (median lake - median validate) / median alone: {(med['lake'] - med['validate']) / med['alone']:.1f}x "
+          "(the table machinery itself)")
     print(f"  lake / plain (no fsync): min {min(rp):6.1f}x  median {statistics.median(rp):6.1f}x;  "
           f"lake / empty lake: min {min(re_):6.2f}x  median {statistics.median(re_):6.2f}x")
     print(f"  lake files before compaction: {files}; merging all but the year's file took {compact_s * 1e3:.0f} ms, "
@@ -168,7 +180,7 @@ def ingest_section(tmp: Path, symbols: int, rounds: int) -> None:
     full = bars(symbols, dt.datetime(2021, 1, 1), dt.datetime(2024, 1, 1), "1h")
     edges = pl.datetime_range(dt.datetime(2021, 1, 1), dt.datetime(2024, 1, 1), "6mo", time_zone="UTC", eager=True)
     batches = [full.filter((pl.col("ts") >= a) & (pl.col("ts") < b)) for a, b in zip(edges[:-1], edges[1:])]
-    arms: dict[str, list[float]] = {"plain": [], "lake": []}
+    arms: dict[str, list[float]] = {"plain": [], "lake": [], "validate": []}
     if deltalake is not None:
         arms["delta"] = []
 
@@ -182,6 +194,7 @@ def ingest_section(tmp: Path, symbols: int, rounds: int) -> None:
     for r in range(rounds):
         arms["plain"].append(timed(lambda: plain(tmp / f"plain{r}")))
         arms["lake"].append(timed(lambda: [lake.write("bars", b, tmp / f"ing{r}") for b in batches]))
+        arms["validate"].append(timed(lambda: [validate("bars", b) for b in batches]))
         if deltalake is not None:
             arms["delta"].append(timed(lambda: [deltalake.write_deltalake(
                 str(tmp / f"dl{r}"), b.with_columns(year=pl.col("ts").dt.year()).to_arrow(), mode="append",
@@ -195,6 +208,8 @@ def ingest_section(tmp: Path, symbols: int, rounds: int) -> None:
         if name in arms:
             r = [a / b for a, b in zip(arms[name], arms["plain"])]
             print(f"  {name:<12} / plain: min {min(r):6.2f}x  median {statistics.median(r):6.2f}x")
+    med = {k: statistics.median(v) for k, v in arms.items()}
+    print(f"  (median lake - median validate) / median plain: {(med['lake'] - med['validate']) / med['plain']:.2f}x")
 
 
 def main() -> None:

@@ -4,8 +4,8 @@ Each table directory holds one ``_log.json``. It lists every committed data file
 the table directory, rows, bytes, sha256, partition values, time range, the version that added it)
 and the table's version number. A commit writes a whole new log to a temp file, ``fsync``s it and
 renames it over the old one (:func:`research.fileio.write_json`), so readers see the old file list or
-the new one, never a mix. Data files are written (and ``fsync``ed) under fresh names before that
-rename; a file that no log lists is never read, whatever killed its writer.
+the new one, never a mix. Data files are written under fresh names and ``fsync``ed (together
+with the new log's temp file) before that rename; a file that no log lists is never read, whatever killed its writer.
 
 Writers of a table hold an exclusive ``flock`` on ``<table>/.lock`` and record in it who they are
 (pid, host, since, what); a writer that waits for it says who holds it after
@@ -22,12 +22,13 @@ import logging
 import os
 import socket
 import time
-from dataclasses import asdict, dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from research.errors import LakeCorruptError, LakeLockTimeout
-from research.fileio import write_json
+from research.fileio import atomic_path, fsync_dir
 
 LOG_FILE = "_log.json"
 LOCK_FILE = ".lock"
@@ -75,7 +76,7 @@ class TableLog:
 
     def to_json(self) -> dict:
         return {"format": FORMAT, "table": self.table, "version": self.version,
-                "committed_at": self.committed_at, "files": [asdict(f) for f in self.files]}
+                "committed_at": self.committed_at, "files": [dict(f.__dict__) for f in self.files]}
 
 
 def log_path(table_dir: Path) -> Path:
@@ -99,11 +100,35 @@ def load_log(table_dir: Path, table: str) -> TableLog:
         raise LakeCorruptError(f"table log {p} is unreadable ({e}); run `research repair`") from None
 
 
-def commit_log(table_dir: Path, log: TableLog, files: list[FileEntry]) -> TableLog:
-    """Write ``files`` as the next version of the table (one atomic rename); return the new log."""
+def commit_log(table_dir: Path, log: TableLog, files: list[FileEntry], *,
+               flush: list[Callable[[], None]] = ()) -> TableLog:
+    """Write ``files`` as the next version of the table (one atomic rename); return the new log.
+
+    The new log goes to a temp file, which is fsynced together with ``flush`` (the fsyncs of the
+    data files it lists, run concurrently so they share journal commits) before the rename; the
+    folder is fsynced after it.
+    """
     new = TableLog(log.table, log.version + 1, sorted(files, key=lambda f: f.path), now_iso())
-    write_json(log_path(table_dir), new.to_json(), indent=None)
+    text = json.dumps(new.to_json(), allow_nan=False)
+    dest = log_path(table_dir)
+    with atomic_path(dest, fsync=False) as tmp:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text + "\n")
+            fh.flush()
+            run_all([*flush, lambda: os.fsync(fh.fileno())])
+    fsync_dir(table_dir)
     return new
+
+
+def run_all(jobs: list[Callable[[], None]]) -> None:
+    """Run blocking flushes, concurrently when there are several (concurrent fsyncs share journal commits)."""
+    if len(jobs) <= 2:
+        for job in jobs:
+            job()
+        return
+    with ThreadPoolExecutor(max_workers=min(8, len(jobs))) as ex:
+        for f in [ex.submit(job) for job in jobs]:
+            f.result()
 
 
 def lock_timeout() -> float:

@@ -6,7 +6,6 @@ import hashlib
 import io
 import os
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -195,22 +194,22 @@ class _Staging:
         _phase(f"staged:{len(self.entries)}")
         return e
 
-    def flush(self) -> list[FileEntry]:
-        """fsync every new file (in parallel: one journal commit instead of one per file) and its folder."""
+    def flush_jobs(self) -> list:
+        """The fsyncs that must finish before a log listing these files is renamed into place."""
         dirs = {(self.tdir / e.path).parent for e in self.entries}
-        jobs = [lambda fd=fd: os.fsync(fd) for fd in self._fds] + [lambda d=d: fsync_dir(d) for d in dirs]
-        if len(jobs) <= 4:  # a thread pool costs more than it saves for a small append
-            for job in jobs:
-                job()
-        else:
-            with ThreadPoolExecutor(max_workers=8) as ex:  # concurrent fsyncs share journal commits
-                list(ex.map(lambda f: f(), jobs))
-        self.close()
-        out = []
-        for e in self.entries:  # the commit records mtime so readers can skip re-hashing untouched files
-            st = (self.tdir / e.path).stat()
-            out.append(FileEntry(**{**e.__dict__, "mtime_ns": st.st_mtime_ns}))
-        return out
+        return [lambda fd=fd: os.fsync(fd) for fd in self._fds] + [lambda d=d: fsync_dir(d) for d in dirs]
+
+    def written(self) -> list[FileEntry]:
+        """The entries with their files' mtimes, so readers can skip re-hashing untouched files."""
+        return [FileEntry(**{**e.__dict__, "mtime_ns": (self.tdir / e.path).stat().st_mtime_ns})
+                for e in self.entries]
+
+    def commit(self, log: TableLog, keep: list[FileEntry]) -> TableLog:
+        """Commit ``keep`` plus the staged files as the next version (data and log flushed first)."""
+        try:
+            return commit_log(self.tdir, log, keep + self.written(), flush=self.flush_jobs())
+        finally:
+            self.close()
 
     def close(self) -> None:
         for fd in self._fds:
@@ -290,10 +289,10 @@ def write(table: str, df: pl.DataFrame, data_dir=None, *, origin: str | None = N
                 elif not fresh.is_empty():
                     stage.add(values, fresh)
                     added += fresh.height
-            new_entries = stage.flush()
+            new_files = len(stage.entries)
             _phase("before_commit")
-            files = [e for e in log.files if e.path not in replaced] + new_entries
-            log = commit_log(tdir, log, files) if new_entries else log
+            if new_files:
+                log = stage.commit(log, [e for e in log.files if e.path not in replaced])
         except BaseException as exc:
             stage.discard()
             if isinstance(exc, (KeyboardInterrupt, SystemExit, LakeError)):
@@ -303,7 +302,7 @@ def write(table: str, df: pl.DataFrame, data_dir=None, *, origin: str | None = N
         _unlink(tdir, replaced)
         log = _compact_partitions(t, tdir, log, touched, COMPACT_AT, tiered=True)
     total = sum(e.rows for e in log.files if e.partition in touched)
-    return WriteResult(t.name, clean.height, added, total, len(touched), log.version, len(new_entries))
+    return WriteResult(t.name, clean.height, added, total, len(touched), log.version, new_files)
 
 
 def _unlink(tdir: Path, rel_paths: Iterable[str]) -> None:
@@ -330,9 +329,8 @@ def _compact_partitions(t: Table, tdir: Path, log: TableLog, partitions: list[di
     try:
         for k, entries in groups.items():
             stage.add(dict(k), _read_entries(t, tdir, entries).sort(list(t.key)))
-        new_entries = stage.flush()
         gone = {e.path for es in groups.values() for e in es}
-        log = commit_log(tdir, log, [e for e in log.files if e.path not in gone] + new_entries)
+        log = stage.commit(log, [e for e in log.files if e.path not in gone])
     except BaseException:
         stage.discard()
         raise
@@ -439,9 +437,8 @@ def dedupe_partition(table: str, values: dict[str, str], data_dir=None) -> Table
         stage = _Staging(t, tdir, log.version + 1, "repair: duplicate keys")
         try:
             stage.add(values, df)
-            new = stage.flush()
             gone = {e.path for e in entries}
-            log = commit_log(tdir, log, [e for e in log.files if e.path not in gone] + new)
+            log = stage.commit(log, [e for e in log.files if e.path not in gone])
         except BaseException:
             stage.discard()
             raise

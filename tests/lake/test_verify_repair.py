@@ -97,7 +97,7 @@ def test_keys_stored_twice_are_named_and_collapsed_newest_first(tmp_path):
     dup = tbl.validate(tbl.get_table("bars"), bars(hours=3, close=111.0))
     stage = tbl._Staging(tbl.get_table("bars"), tdir, log.version + 1, "test")
     stage.add(e.partition, dup)
-    tbl.commit_log(tdir, log, log.files + stage.flush())
+    stage.commit(log, log.files)
     probs = verify(tmp_path).problems
     assert [p.kind for p in probs] == ["duplicate-keys"] and "3 key(s)" in probs[0].detail
     assert repair(tmp_path).ok
