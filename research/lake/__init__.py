@@ -28,8 +28,9 @@ appended days, not the year); :func:`compact` merges each partition into one fil
 from __future__ import annotations
 
 from research.lake.log import FileEntry, TableLog, load_log
+from research.lake.maintain import adopt_legacy, compact, dedupe_partition, drop_files
 from research.lake.table import (
-    COMPACT_AT, WriteResult, check_entry, compact, delete, is_empty, partition_dir, read, table_dir, table_files,
+    COMPACT_AT, WriteResult, check_entry, delete, is_empty, partition_dir, read, table_dir, table_files,
     versions, write,
 )
 

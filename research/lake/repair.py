@@ -23,7 +23,7 @@ import polars as pl
 
 from research import paths
 from research.errors import ResearchError
-from research.lake import table as tbl
+from research.lake import maintain, table as tbl
 from research.lake.log import table_lock
 from research.lake.verify import DAMAGED, Problem, VerifyReport, unlisted_files, verify
 from research.schema import TABLES
@@ -173,7 +173,7 @@ def repair(data_dir=None) -> RepairReport:
     for p in before.of_kind("legacy"):
         legacy.setdefault(p.table, []).append(p.path)
     for name, files in legacy.items():
-        tbl.adopt_legacy(name, files, data_dir)
+        maintain.adopt_legacy(name, files, data_dir)
         rep.adopted += files
     _remove_unlisted(data_dir, rep)
     damaged: dict[str, list[Problem]] = {}
@@ -188,7 +188,7 @@ def repair(data_dir=None) -> RepairReport:
         rels = {p.path.relative_to(tdir).as_posix() for p in problems}
         parts = [e.partition for e in log.files if e.path in rels]
         parts = [dict(x) for x in {tuple(sorted(v.items())) for v in parts}]
-        tbl.drop_files(name, rels, data_dir)
+        maintain.drop_files(name, rels, data_dir)
         rep.dropped += [p.path for p in problems]
         _rebuild(name, parts, data_dir, tasks, rep)
     for p in before.of_kind("duplicate-keys"):
@@ -196,7 +196,7 @@ def repair(data_dir=None) -> RepairReport:
         rel = p.path.relative_to(tdir).as_posix()
         entry = next((e for e in tbl.load_log(tdir, p.table).files if e.path == rel), None)
         if entry is not None:
-            tbl.dedupe_partition(p.table, entry.partition, data_dir)
+            maintain.dedupe_partition(p.table, entry.partition, data_dir)
             rep.rebuilt.append(f"{p.table} {rel}: duplicate keys collapsed (newest file wins)")
     rep.after = verify(data_dir, raw=False)
     return rep
