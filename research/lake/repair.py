@@ -26,7 +26,7 @@ from research.errors import ResearchError
 from research.lake import maintain, table as tbl
 from research.lake.log import table_lock
 from research.lake.verify import DAMAGED, Problem, VerifyReport, unlisted_files, verify
-from research.schema import TABLES
+from research.schema import SYNTHETIC_SOURCE, TABLES
 
 _RAW_BINANCE = re.compile(
     r"^raw/binance/data/(?P<root>futures/um|spot)/(?P<freq>daily|monthly)/(?P<dataset>[^/]+)/"
@@ -101,6 +101,9 @@ def _rebuild(table: str, partitions: list[dict], data_dir, tasks, rep: RepairRep
     t = TABLES[table]
     for values in partitions:
         label = f"{table} " + "/".join(f"{k}={v}" for k, v in values.items())
+        if values.get("source") == SYNTHETIC_SOURCE:
+            rep.unrepaired.append(f"{label}: simulated rows; run `research sample` to write them again")
+            continue
         if values.get("source") not in (binance.SOURCE, getattr(binance, "AGG_SOURCE", None)):
             rep.unrepaired.append(f"{label}: its rows came from source {values.get('source')!r}, which keeps no raw "
                                   "copy repair can re-parse; fetch or import it again")

@@ -4,7 +4,8 @@ Checks, per table: the log is readable; each listed file is present, has the rec
 sha256, is readable Parquet with the table's columns and the recorded row count; keys are unique
 across the table's files. Files under ``lake/`` that no log lists are reported as stray (a copy, a
 file of another table), orphan (a killed writer's unlisted ``part-*.parquet`` or temp file) or
-legacy (an older layout's ``part.parquet`` with no log). Raw files: each ``ok`` download record of
+legacy (an older layout's ``part.parquet`` with no log); entries at the top of ``lake/`` whose names
+start with ``_`` or ``.`` are sidecars, not tables (e.g. the simulated market's ``_truth``). Raw files: each ``ok`` download record of
 ``manifest.jsonl`` must point at a present file with the recorded sha256, and every file under
 ``raw/`` must have a record. Nothing is changed; :mod:`research.lake.repair` fixes what it can.
 """
@@ -83,9 +84,10 @@ def unlisted_files(data_dir=None, table: str | None = None) -> list[Problem]:
         return []
     out: list[Problem] = []
     for entry in sorted(lake.iterdir()):
+        if entry.name.startswith(("_", ".")) and entry.name not in TABLES:
+            continue  # sidecars beside the tables (the simulated market's lake/_truth, the older .lock)
         if table is None and entry.is_file():
-            if entry.name != LOCK_FILE:  # the older layout's lake-wide lock is harmless
-                out.append(Problem("stray", entry, None, "file at the top of the lake, outside every table"))
+            out.append(Problem("stray", entry, None, "file at the top of the lake, outside every table"))
             continue
         if table is None and entry.name not in TABLES:
             out.append(Problem("stray", entry, None, "folder that is not a lake table"))

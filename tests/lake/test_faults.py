@@ -49,6 +49,8 @@ def test_stray_copies_and_other_tables_files_are_never_read_and_repair_removes_t
     shutil.copy(f, f.parent / "part-000009-0123456789ab.parquet")  # looks like a part, no log lists it
     shutil.copy(f, d / "lake" / "bars" / "funding.parquet")  # another table's file dropped under bars/
     (f.parent / ".part-000009.parquet.123.tmp").write_bytes(b"half")
+    (d / "lake" / "_truth").mkdir()
+    (d / "lake" / "_truth" / "synthetic_truth.parquet").write_bytes(b"kept")  # a sidecar, not a table
     assert lake.read("bars", d).equals(clean)
     assert len(lake.table_files("bars", d)) == 4
     names = {p.path.name: p.kind for p in verify(d).problems}
@@ -56,6 +58,7 @@ def test_stray_copies_and_other_tables_files_are_never_read_and_repair_removes_t
                      "funding.parquet": "stray", ".part-000009.parquet.123.tmp": "orphan"}
     rep = _repaired(d, clean)
     assert len(rep.removed) == 4 and not (f.parent / "backup").exists()
+    assert (d / "lake" / "_truth" / "synthetic_truth.parquet").read_bytes() == b"kept"
 
 
 @pytest.mark.parametrize("keep_mtime", [False, True])
