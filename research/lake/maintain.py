@@ -23,8 +23,10 @@ def compact(table: str | None = None, data_dir=None, *, more_than: int = 1, keep
     """Rewrite every partition with more than ``more_than`` files as one file; return table -> version.
 
     ``keep_largest`` merges only the smaller files of each partition (what a write does on its own
-    once a partition holds more than :data:`COMPACT_AT` files).
+    once a partition holds more than :data:`COMPACT_AT` files). Orphans of killed writers (unlisted
+    ``part-*.parquet`` and temp files) are removed too, under the same lock.
     """
+    from research.lake.verify import unlisted_files  # verify imports this package's table module
     out = {}
     for name in [get_table(table).name] if table else list(TABLES):
         t = get_table(name)
@@ -35,6 +37,9 @@ def compact(table: str | None = None, data_dir=None, *, more_than: int = 1, keep
             log = committed_log(t, data_dir)
             parts = [dict(p) for p in {tuple(sorted(e.partition.items())) for e in log.files}]
             out[name] = _compact_partitions(t, tdir, log, parts, more_than, tiered=keep_largest).version
+            for p in unlisted_files(data_dir, table=name):
+                if p.kind == "orphan":
+                    p.path.unlink(missing_ok=True)
     return out
 
 

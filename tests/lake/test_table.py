@@ -149,8 +149,11 @@ def test_many_appends_are_compacted_without_rewriting_the_biggest_file(tmp_path)
     assert len(files) == 2 and big[0] in files  # the days were merged; the 60-day file was left alone
     df = lake.read("bars", tmp_path)
     assert df.height == 24 * (60 + len(days)) and df["ts"].is_sorted() and df["ts"].is_unique().all()
+    orphan = files[0].parent / ".part-000099-0123456789ab.parquet.1.tmp"  # a killed writer's leftover
+    orphan.write_bytes(b"x")
     assert lake.compact("bars", tmp_path) == {"bars": lake.versions(tmp_path)["bars"]}
     assert len(lake.table_files("bars", tmp_path)) == 1 and lake.read("bars", tmp_path).equals(df)
+    assert not orphan.exists()
 
 
 def test_table_files_prune_by_partition_values_and_years(tmp_path):
