@@ -25,7 +25,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from research.errors import LakeCorruptError, LakeLockTimeout
 from research.fileio import atomic_path, fsync_dir
@@ -36,6 +36,7 @@ FORMAT = "treadmill-lake/1"
 REPORT_AFTER = 3.0
 LOCK_TIMEOUT_ENV = "RESEARCH_LAKE_LOCK_TIMEOUT"
 DEFAULT_LOCK_TIMEOUT = 600.0
+RETAIN_SECONDS = 3600.0  # how long a replaced file outlives the commit that replaced it
 
 _log = logging.getLogger("research.lake")
 
@@ -73,10 +74,12 @@ class TableLog:
     version: int = 0
     files: list[FileEntry] = field(default_factory=list)
     committed_at: str | None = None
+    retired: list[dict] = field(default_factory=list)  # {"path", "at"}: replaced files kept for open readers
 
     def to_json(self) -> dict:
         return {"format": FORMAT, "table": self.table, "version": self.version,
-                "committed_at": self.committed_at, "files": [dict(f.__dict__) for f in self.files]}
+                "committed_at": self.committed_at, "files": [dict(f.__dict__) for f in self.files],
+                "retired": self.retired}
 
 
 def log_path(table_dir: Path) -> Path:
@@ -95,20 +98,26 @@ def load_log(table_dir: Path, table: str) -> TableLog:
         if obj.get("format") != FORMAT or obj.get("table") != table:
             raise ValueError(f"format {obj.get('format')!r}, table {obj.get('table')!r}")
         files = [FileEntry(**f) for f in obj["files"]]
-        return TableLog(table, int(obj["version"]), files, obj.get("committed_at"))
+        return TableLog(table, int(obj["version"]), files, obj.get("committed_at"), list(obj.get("retired", [])))
     except (ValueError, KeyError, TypeError) as e:
         raise LakeCorruptError(f"table log {p} is unreadable ({e}); run `research repair`") from None
 
 
 def commit_log(table_dir: Path, log: TableLog, files: list[FileEntry], *,
-               flush: list[Callable[[], None]] = ()) -> TableLog:
+               flush: list[Callable[[], None]] = (), retire: Iterable[str] = ()) -> TableLog:
     """Write ``files`` as the next version of the table (one atomic rename); return the new log.
 
     The new log goes to a temp file, which is fsynced together with ``flush`` (the fsyncs of the
     data files it lists, run concurrently so they share journal commits) before the rename; the
-    folder is fsynced after it.
+    folder is fsynced after it. Files in ``retire`` (replaced by this version) stay on disk for
+    :data:`RETAIN_SECONDS`, so a reader holding the previous file list can finish; older retired
+    files are deleted after the rename.
     """
-    new = TableLog(log.table, log.version + 1, sorted(files, key=lambda f: f.path), now_iso())
+    now = time.time()
+    keep = [r for r in log.retired if now - r["at"] < RETAIN_SECONDS]
+    purge = [r["path"] for r in log.retired if now - r["at"] >= RETAIN_SECONDS]
+    new = TableLog(log.table, log.version + 1, sorted(files, key=lambda f: f.path), now_iso(),
+                   keep + [{"path": p, "at": now} for p in sorted(retire)])
     text = json.dumps(new.to_json(), allow_nan=False)
     dest = log_path(table_dir)
     with atomic_path(dest, fsync=False) as tmp:
@@ -117,6 +126,8 @@ def commit_log(table_dir: Path, log: TableLog, files: list[FileEntry], *,
             fh.flush()
             run_all([*flush, lambda: os.fsync(fh.fileno())])
     fsync_dir(table_dir)
+    for rel in purge:
+        (table_dir / rel).unlink(missing_ok=True)
     return new
 
 

@@ -92,9 +92,8 @@ def dedupe_partition(table: str, values: dict[str, str], data_dir=None) -> Table
         try:
             stage.add(values, df)
             gone = {e.path for e in entries}
-            log = stage.commit(log, [e for e in log.files if e.path not in gone])
+            log = stage.commit(log, [e for e in log.files if e.path not in gone], retire=gone)
         except BaseException:
             stage.discard()
             raise
-    _unlink(tdir, gone)
     return log

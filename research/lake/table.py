@@ -204,10 +204,10 @@ class _Staging:
         return [FileEntry(**{**e.__dict__, "mtime_ns": (self.tdir / e.path).stat().st_mtime_ns})
                 for e in self.entries]
 
-    def commit(self, log: TableLog, keep: list[FileEntry]) -> TableLog:
+    def commit(self, log: TableLog, keep: list[FileEntry], retire: Iterable[str] = ()) -> TableLog:
         """Commit ``keep`` plus the staged files as the next version (data and log flushed first)."""
         try:
-            return commit_log(self.tdir, log, keep + self.written(), flush=self.flush_jobs())
+            return commit_log(self.tdir, log, keep + self.written(), flush=self.flush_jobs(), retire=retire)
         finally:
             self.close()
 
@@ -292,14 +292,13 @@ def write(table: str, df: pl.DataFrame, data_dir=None, *, origin: str | None = N
             new_files = len(stage.entries)
             _phase("before_commit")
             if new_files:
-                log = stage.commit(log, [e for e in log.files if e.path not in replaced])
+                log = stage.commit(log, [e for e in log.files if e.path not in replaced], retire=replaced)
         except BaseException as exc:
             stage.discard()
             if isinstance(exc, (KeyboardInterrupt, SystemExit, LakeError)):
                 raise
             raise LakeError(f"writing table {t.name!r} failed, the lake is unchanged: {exc}") from exc
         _phase("after_commit")
-        _unlink(tdir, replaced)
         log = _compact_partitions(t, tdir, log, touched, COMPACT_AT, tiered=True)
     total = sum(e.rows for e in log.files if e.partition in touched)
     return WriteResult(t.name, clean.height, added, total, len(touched), log.version, new_files)
@@ -330,11 +329,10 @@ def _compact_partitions(t: Table, tdir: Path, log: TableLog, partitions: list[di
         for k, entries in groups.items():
             stage.add(dict(k), _read_entries(t, tdir, entries).sort(list(t.key)))
         gone = {e.path for es in groups.values() for e in es}
-        log = stage.commit(log, [e for e in log.files if e.path not in gone])
+        log = stage.commit(log, [e for e in log.files if e.path not in gone], retire=gone)
     except BaseException:
         stage.discard()
         raise
-    _unlink(tdir, gone)
     return log
 
 
@@ -355,8 +353,7 @@ def delete(table: str, data_dir=None, **equals: str) -> int:
         log = committed_log(t, data_dir)
         gone = {e.path for e in _match(t, log.files, equals)}
         if gone:
-            commit_log(tdir, log, [e for e in log.files if e.path not in gone])
-    _unlink(tdir, gone)
+            commit_log(tdir, log, [e for e in log.files if e.path not in gone], retire=gone)
     return len(gone)
 
 

@@ -96,7 +96,8 @@ def unlisted_files(data_dir=None, table: str | None = None) -> list[Problem]:
             continue
         t = TABLES[entry.name]
         try:
-            listed = {e.path for e in load_log(entry, t.name).files}
+            log = load_log(entry, t.name)
+            listed = {e.path for e in log.files} | {r["path"] for r in log.retired}
             has_log = (entry / LOG_FILE).exists()
         except LakeError:
             continue  # the unreadable log itself is reported by verify

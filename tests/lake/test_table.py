@@ -216,3 +216,23 @@ def test_a_waiting_writer_names_the_lock_holder_and_times_out(tmp_path, monkeypa
         release.set()
         th.join()
     assert lake.write("bars", bars(close=3.0), tmp_path).version == 2
+
+
+def test_a_replaced_file_outlives_its_commit_for_readers_of_the_old_list(tmp_path, monkeypatch):
+    import duckdb
+
+    from research.lake import log as lakelog
+    from research.lake.verify import verify
+
+    lake.write("bars", bars(), tmp_path)
+    old = [str(p) for p in lake.table_files("bars", tmp_path)]
+    con = duckdb.connect()
+    con.read_parquet(old, hive_partitioning=False).create_view("v")  # a view built on version 1
+    lake.write("bars", bars(close=5.0), tmp_path)  # rewrites both files
+    assert set(old).isdisjoint(map(str, lake.table_files("bars", tmp_path)))
+    assert con.execute("SELECT count(*), max(close) FROM v").fetchall() == [(8, 100.0)]  # still readable
+    assert verify(tmp_path, raw=False).ok  # retired files are not orphans
+    monkeypatch.setattr(lakelog, "RETAIN_SECONDS", 0.0)
+    lake.write("bars", bars(start=dt.datetime(2026, 1, 1)), tmp_path)  # a later commit deletes them
+    assert not any(os.path.exists(p) for p in old)
+    assert lake.read("bars", tmp_path).height == 16 and verify(tmp_path, raw=False).ok
