@@ -51,11 +51,16 @@ def info(data_dir: Optional[Path] = DataDir) -> None:
     from rich.table import Table
 
     from research import coverage, paths
+    from research.errors import LakeError
 
     console = Console(width=None if Console().is_terminal else 160)
     for line in coverage.unlisted(data_dir):
         console.print(f"not in its table log (never read; `research repair` removes it): {line}")
-    cov = coverage.coverage(data_dir)
+    try:
+        cov = coverage.coverage(data_dir)
+    except LakeError as exc:  # a damaged table: name the file, no traceback
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1)
     if cov.is_empty():
         console.print(f"The lake at {paths.lake_dir(data_dir)} is empty. "
                       "Run `research sample` for the simulated market or `research fetch binance` for real data.")
@@ -84,13 +89,16 @@ def query_cmd(
     import polars as pl
 
     from research import db
-    from research.errors import QueryError
+    from research.errors import LakeError, QueryError
 
     try:
         df = db.query(name, data_dir, **_parse_params(param))
     except QueryError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2)
+    except LakeError as exc:  # a damaged table: refuse to answer, name the file
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1)
     if out:
         db.save_frame(df, out)
         typer.echo(f"{df.height} rows x {df.width} columns -> {out}")

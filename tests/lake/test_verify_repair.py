@@ -123,3 +123,14 @@ def test_raw_archive_paths_map_back_to_their_tasks():
     assert (f.dataset, f.period, f.interval) == ("fundingRate", "2024-03-01", None)
     assert binance_task("raw/coinalyze/x.json") is None
     json.dumps(str(t))
+
+
+@pytest.mark.parametrize("cmd", [["info"], ["query", "hourly_panel", "-p", "symbol=BTCUSDT"]])
+def test_cli_refuses_a_damaged_table_in_one_line_naming_the_file(raw_lake, cmd):
+    d, _ = raw_lake
+    f = lake.table_files("bars", d, symbol="BTCUSDT")[0]
+    f.unlink()
+    r = runner.invoke(app, [*cmd, "--data-dir", str(d)])
+    assert r.exit_code == 1
+    assert f"error: {f}: listed in the table log but missing; run `research repair`" in r.output
+    assert "Traceback" not in r.output
