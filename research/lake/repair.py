@@ -8,8 +8,9 @@
    staged files are never taken for orphans;
 3. drops listed files that are missing, damaged or changed, then rebuilds their partitions by
    re-parsing the raw files that cover them (Binance archive zips via
-   :func:`research.sources.binance.parse_file`, checked against the manifest first) and writing
-   the rows back; rows still in good files are kept (writes dedupe on the key);
+   :func:`research.sources.binance.parse_file`; the Fear & Greed and Farside ETF downloads via their
+   parsers, oldest first), skipping raw files that fail the manifest check, and writing the rows
+   back; rows still in good files are kept (writes dedupe on the key);
 4. rewrites partitions whose files store a key twice, keeping the newest file's row;
 5. verifies again and reports what it could not fix (e.g. rows of a source with no raw copy).
 """
@@ -95,7 +96,40 @@ def _covers(task, values: dict[str, str]) -> bool:
     return task.first_day.year <= int(values["year"]) <= task.last_day.year
 
 
-def _rebuild(table: str, partitions: list[dict], data_dir, tasks, rep: RepairReport) -> None:
+def _single_file_sources() -> dict[str, tuple[str, object]]:
+    """Sources that keep each download whole under one raw folder: source -> (folder, parse(path))."""
+    from research.sources import etf, feargreed
+
+    return {feargreed.SOURCE: ("raw/alternative_me", lambda p: feargreed.parse(p.read_bytes(), origin=p.name)),
+            etf.SOURCE: ("raw/farside", etf.read_table)}
+
+
+def _in_partition(t, values: dict[str, str]) -> pl.Expr:
+    cond = pl.col(t.time_col).dt.year() == int(values["year"])
+    for c in t.partition:
+        cond = cond & (pl.col(c).cast(pl.String) == values[c])
+    return cond
+
+
+def _rebuild_single(table: str, values: dict, label: str, data_dir, bad_raw: set[Path], rep: RepairReport) -> None:
+    folder, parse = _single_file_sources()[values["source"]]
+    files = sorted(p for p in (paths.data_dir(data_dir) / folder).rglob("*") if p.is_file() and p not in bad_raw)
+    restored = 0
+    for p in files:  # names carry the download time: oldest first, so the newest values win as they did
+        try:
+            df = parse(p).filter(_in_partition(TABLES[table], values))
+        except ResearchError as e:
+            rep.unrepaired.append(f"{label}: {p} cannot be parsed ({e})")
+            continue
+        if not df.is_empty():
+            restored += tbl.write(table, df, data_dir, origin=f"repair of {label} from {p.name}").rows_added
+    if restored:
+        rep.rebuilt.append(f"{label}: {restored} row(s) restored from {folder}")
+    else:
+        rep.unrepaired.append(f"{label}: no raw file under {folder} holds its rows; fetch them again")
+
+
+def _rebuild(table: str, partitions: list[dict], data_dir, tasks, rep: RepairReport, bad_raw: set[Path]) -> None:
     from research.sources import binance
 
     t = TABLES[table]
@@ -103,6 +137,9 @@ def _rebuild(table: str, partitions: list[dict], data_dir, tasks, rep: RepairRep
         label = f"{table} " + "/".join(f"{k}={v}" for k, v in values.items())
         if values.get("source") == SYNTHETIC_SOURCE:
             rep.unrepaired.append(f"{label}: simulated rows; run `research sample` to write them again")
+            continue
+        if values.get("source") in _single_file_sources():
+            _rebuild_single(table, values, label, data_dir, bad_raw, rep)
             continue
         if values.get("source") not in (binance.SOURCE, getattr(binance, "AGG_SOURCE", None)):
             rep.unrepaired.append(f"{label}: its rows came from source {values.get('source')!r}, which keeps no raw "
@@ -120,10 +157,7 @@ def _rebuild(table: str, partitions: list[dict], data_dir, tasks, rep: RepairRep
             df = parsed.get(table)
             if df is None or df.is_empty():
                 continue
-            cond = pl.col(t.time_col).dt.year() == int(values["year"])
-            for c in t.partition:
-                cond = cond & (pl.col(c).cast(pl.String) == values[c])
-            frames.append(df.filter(cond))
+            frames.append(df.filter(_in_partition(t, values)))
         rows = pl.concat(frames, how="vertical_relaxed") if frames else None
         if rows is None or rows.is_empty():
             rep.unrepaired.append(f"{label}: no raw file under raw/binance holds its rows; fetch them again")
@@ -193,7 +227,7 @@ def repair(data_dir=None) -> RepairReport:
         parts = [dict(x) for x in {tuple(sorted(v.items())) for v in parts}]
         maintain.drop_files(name, rels, data_dir)
         rep.dropped += [p.path for p in problems]
-        _rebuild(name, parts, data_dir, tasks, rep)
+        _rebuild(name, parts, data_dir, tasks, rep, bad_raw)
     for p in before.of_kind("duplicate-keys"):
         tdir = tbl.table_dir(p.table, data_dir)
         rel = p.path.relative_to(tdir).as_posix()

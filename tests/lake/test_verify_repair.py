@@ -134,3 +134,27 @@ def test_cli_refuses_a_damaged_table_in_one_line_naming_the_file(raw_lake, cmd):
     assert r.exit_code == 1
     assert f"error: {f}: listed in the table log but missing; run `research repair`" in r.output
     assert "Traceback" not in r.output
+
+
+def test_a_damaged_sentiment_file_is_rebuilt_from_its_raw_downloads(tmp_path):
+    import datetime as dt
+
+    from research.sources import feargreed
+
+    def payload(values):
+        return json.dumps({"name": "Fear and Greed Index", "metadata": {"error": None}, "data": [
+            {"value": str(v), "value_classification": "Fear", "timestamp":
+             str(int(dt.datetime(2025, 10, day, tzinfo=dt.timezone.utc).timestamp()))} for day, v in values]})
+
+    raw = tmp_path / "raw" / "alternative_me" / "fng"
+    raw.mkdir(parents=True)
+    for name, values in (("fng-limit0-20251011T000000Z.json", [(10, 64), (11, 27)]),
+                         ("fng-limit0-20251013T000000Z.json", [(11, 30), (12, 41)])):  # a revised value
+        (raw / name).write_text(payload(values))
+        lake.write("sentiment", feargreed.parse((raw / name).read_bytes(), origin=name), tmp_path)
+    clean = lake.read("sentiment", tmp_path)
+    assert clean["value"].to_list() == [64, 30, 41]
+    lake.table_files("sentiment", tmp_path)[0].unlink()
+    rep = repair(tmp_path)
+    assert "restored" in rep.summary()
+    assert lake.read("sentiment", tmp_path).equals(clean)
