@@ -12,7 +12,9 @@
    parsers, oldest first), skipping raw files that fail the manifest check, and writing the rows
    back; rows still in good files are kept (writes dedupe on the key);
 4. rewrites partitions whose files store a key twice, keeping the newest file's row;
-5. verifies again and reports what it could not fix (e.g. rows of a source with no raw copy).
+5. records the current mtimes of files whose content is unchanged (a copied lake), so readers
+   need not re-hash them;
+6. verifies again and reports what it could not fix (e.g. rows of a source with no raw copy).
 """
 from __future__ import annotations
 
@@ -235,5 +237,8 @@ def repair(data_dir=None) -> RepairReport:
         if entry is not None:
             maintain.dedupe_partition(p.table, entry.partition, data_dir)
             rep.rebuilt.append(f"{p.table} {rel}: duplicate keys collapsed (newest file wins)")
+    for name in TABLES:
+        if (tbl.table_dir(name, data_dir) / "_log.json").exists():
+            maintain.refresh_mtimes(name, data_dir)
     rep.after = verify(data_dir, raw=False)
     return rep

@@ -236,3 +236,19 @@ def test_a_replaced_file_outlives_its_commit_for_readers_of_the_old_list(tmp_pat
     lake.write("bars", bars(start=dt.datetime(2026, 1, 1)), tmp_path)  # a later commit deletes them
     assert not any(os.path.exists(p) for p in old)
     assert lake.read("bars", tmp_path).height == 16 and verify(tmp_path, raw=False).ok
+
+
+def test_a_copied_lake_is_read_after_one_hash_check_and_repair_records_the_new_mtimes(tmp_path):
+    import shutil
+
+    from research.lake import table as tbl
+    from research.lake.repair import repair
+
+    lake.write("bars", bars(), tmp_path / "a")
+    shutil.copytree(tmp_path / "a", tmp_path / "b", copy_function=shutil.copyfile)  # new mtimes, same bytes
+    tbl._hash_ok.clear()
+    assert lake.read("bars", tmp_path / "b").equals(lake.read("bars", tmp_path / "a"))
+    assert len(tbl._hash_ok) == 2  # hashed once each, then trusted in this process
+    assert repair(tmp_path / "b").ok
+    log = lake.load_log(lake.table_dir("bars", tmp_path / "b"), "bars")
+    assert all((lake.table_dir("bars", tmp_path / "b") / e.path).stat().st_mtime_ns == e.mtime_ns for e in log.files)
