@@ -54,9 +54,16 @@ def info(data_dir: Optional[Path] = DataDir) -> None:
     from rich.table import Table
 
     from research import coverage, paths
+    from research.errors import LakeError
 
-    cov = coverage.coverage(data_dir)
     console = Console(width=None if Console().is_terminal else 160)
+    for line in coverage.unlisted(data_dir):
+        console.print(f"not in its table log (never read; `research repair` removes it): {line}")
+    try:
+        cov = coverage.coverage(data_dir)
+    except LakeError as exc:  # a damaged table: name the file, no traceback
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1)
     if cov.is_empty():
         console.print(f"The lake at {paths.lake_dir(data_dir)} is empty. "
                       "Run `research sample` for the simulated market or `research fetch binance` for real data.")
@@ -113,7 +120,7 @@ def query_cmd(
     import polars as pl
 
     from research import db
-    from research.errors import QueryError
+    from research.errors import LakeError, QueryError
 
     if out is not None and out.suffix not in (".csv", ".parquet"):
         typer.echo(f"--out {out}: unsupported format {out.suffix or '(none)'!r}; use a .csv or .parquet file name", err=True)
@@ -124,6 +131,9 @@ def query_cmd(
     except QueryError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2)
+    except LakeError as exc:  # a damaged table: refuse to answer, name the file
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1)
     if df.height == 0:
         typer.echo(f"0 rows: {_empty_hint(data_dir, params)}", err=True)
     if out:
@@ -473,3 +483,33 @@ def lab_cmd(
     from research import lab
 
     raise typer.Exit(lab.launch(data_dir=data_dir, port=port, open_browser=open_browser))
+
+
+# --------------------------------------------------------------------------- verify / repair (the lake)
+@app.command("verify")
+def verify_cmd(
+    data_dir: Optional[Path] = DataDir,
+    raw: bool = typer.Option(True, "--raw/--no-raw", help="Also check raw/ against manifest.jsonl."),
+) -> None:
+    """Check every lake file against its table log and every raw file against the manifest.
+
+    Names each bad file. Exit code 0 = all good, 1 = problems found (run `research repair`).
+    """
+    from research.lake.verify import verify
+
+    report = verify(data_dir, raw=raw)
+    typer.echo(report.summary(), err=not report.ok)
+    raise typer.Exit(0 if report.ok else 1)
+
+
+@app.command("repair")
+def repair_cmd(data_dir: Optional[Path] = DataDir) -> None:
+    """Rebuild damaged lake files from raw/, remove files no table log lists, then verify again.
+
+    Exit code 0 = the lake verifies clean, 1 = something could not be repaired (named).
+    """
+    from research.lake.repair import repair
+
+    report = repair(data_dir)
+    typer.echo(report.summary(), err=not report.ok)
+    raise typer.Exit(0 if report.ok else 1)

@@ -111,3 +111,10 @@ def _series_row(table: str, info: dict, s: pl.DataFrame) -> dict:
         largest_gaps="; ".join(f"{r['first']} .. {r['last']} ({r['n']})" for r in runs.head(MAX_GAPS_LISTED).to_dicts()),
     )
     return row
+
+
+def unlisted(data_dir=None) -> list[str]:
+    """One line per file under ``lake/`` that no table log lists (stray, orphan or older layout)."""
+    from research.lake.verify import unlisted_files
+
+    return [f"{p.path} ({p.kind}: {p.detail})" for p in unlisted_files(data_dir)]

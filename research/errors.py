@@ -51,3 +51,11 @@ class ImplausibleValueError(ImportMappingError):
 
 class EventDetectionError(ResearchError, ValueError):
     """A detector got a panel without the columns it needs or an invalid parameter."""
+
+
+class LakeCorruptError(LakeError):
+    """A table's log lists a file that is missing, unreadable or changed; ``research repair`` rebuilds it."""
+
+
+class LakeLockTimeout(LakeError):
+    """A lake table stayed locked by another process for longer than the lock timeout."""
