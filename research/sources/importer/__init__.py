@@ -19,7 +19,7 @@ reading), :mod:`.times`, :mod:`.checks`, :mod:`.convert`, :mod:`.parse`, :mod:`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date
 from pathlib import Path
 
@@ -126,7 +126,7 @@ def _lake_bars(m: Mapping, data_dir) -> pl.DataFrame | None:
 
 
 def _result(res: lake.WriteResult, convs) -> ImportResult:
-    return ImportResult(res.table, res.rows_in, res.rows_added, res.rows_total, res.partitions, tuple(convs))
+    return ImportResult(**{f.name: getattr(res, f.name) for f in fields(lake.WriteResult)}, conversions=tuple(convs))
 
 
 def import_file(table: str | None, path: str | Path, mapping: Mapping | dict | str | Path, data_dir=None, *,
@@ -158,7 +158,7 @@ def import_file(table: str | None, path: str | Path, mapping: Mapping | dict | s
     m = resolve_mapping(mapping, table)
     parsed = parse_export(path, m, start=start, end=end, bars=_lake_bars(m, data_dir), limits=limits, bounds=bounds)
     if dry_run:
-        return ImportResult(m.table, parsed.frame.height, 0, 0, 0, tuple(parsed.conversions))
+        return ImportResult(m.table, parsed.frame.height, 0, 0, 0, conversions=tuple(parsed.conversions))
     return _result(lake.write(m.table, parsed.frame, data_dir, origin=Path(path).name), parsed.conversions)
 
 
@@ -212,5 +212,5 @@ def import_real_pack(real_dir: str | Path, data_dir=None, *, start: date | None 
             bars.append(p.frame if start is None and end is None else parse_export(f, m).frame)
         parsed.append((name, m, f, p))
     if dry_run:
-        return {n: ImportResult(m.table, p.frame.height, 0, 0, 0, tuple(p.conversions)) for n, m, f, p in parsed}
+        return {n: ImportResult(m.table, p.frame.height, 0, 0, 0, conversions=tuple(p.conversions)) for n, m, f, p in parsed}
     return {n: _result(lake.write(m.table, p.frame, data_dir, origin=f.name), p.conversions) for n, m, f, p in parsed}
