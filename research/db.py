@@ -20,11 +20,14 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from research import lake, paths
+from research import lake, paths, scan
 from research.errors import QueryError
 from research.schema import TABLES, Table
 
 _PARAM_DECL = re.compile(r"^--\s*param\s+([A-Za-z_]\w*)\s*:\s*(.*?)\s*(?:\[default:\s*(.*?)\])?\s*$")
+_CONST_DECL = re.compile(r"^--\s*const\s+([A-Za-z_]\w*)\s*:\s*(.*?)\s*$")
+_SCAN_DECL = re.compile(r"^--\s*scan\s*:\s*([A-Za-z_]\w*)\s*$")
+_SCANS = ("panel",)
 _INCLUDE = re.compile(r"\{\{\s*([A-Za-z_]\w*)\s*\}\}")
 _DOLLAR = re.compile(r"\$([A-Za-z_]\w*)")
 
@@ -46,22 +49,63 @@ def _empty_view_sql(t: Table) -> str:
     return f'CREATE OR REPLACE VIEW "{t.name}" AS SELECT {cols} WHERE FALSE'
 
 
-def connect(data_dir=None) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection with one view per canonical table.
+#: Session settings every connection of the query layer gets. DuckDB 1.1+ runs an ASOF join as a
+#: nested loop when its left side is small (``asof_loop_join_threshold``, 64 rows by default); a
+#: panel's spine joined to a series estimates small and then takes ~100x longer, so the loop is off.
+#: ``tests/test_query_plans.py`` fails if a panel's plan shows a nested-loop ASOF join again.
+SETTINGS = {"TimeZone": "'UTC'", "asof_loop_join_threshold": "0"}
 
-    Tables with no data still get a view with the right columns and types, so a query never fails
-    because a dataset has not been downloaded. The session time zone is UTC.
-    """
-    con = duckdb.connect(":memory:")
-    con.execute("SET TimeZone = 'UTC'")
+_DATA_DIR_VAR = "research_data_dir"
+
+
+def _configure(con: duckdb.DuckDBPyConnection) -> None:
+    known = {r[0] for r in con.execute("SELECT name FROM duckdb_settings()").fetchall()}
+    for name, value in SETTINGS.items():
+        if name in known:  # a DuckDB without the setting has no loop strategy to turn off
+            con.execute(f"SET {name} = {value}")  # names and values are constants of this module
+
+
+def _create_views(con: duckdb.DuckDBPyConnection, files: dict[str, list[Path]]) -> None:
     for t in TABLES.values():
-        files = lake.table_files(t.name, data_dir)
-        if files:
-            rel = con.read_parquet([str(f) for f in files], hive_partitioning=False, union_by_name=True)
+        fs = files.get(t.name) or []
+        if fs:
+            rel = con.read_parquet([str(f) for f in fs], hive_partitioning=False, union_by_name=True)
             rel.create_view(t.name, replace=True)
         else:
             con.execute(_empty_view_sql(t))
+
+
+def connect(data_dir=None, files: dict[str, list[Path]] | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with one view per canonical table.
+
+    Tables with no data still get a view with the right columns and types, so a query never fails
+    because a dataset has not been downloaded. The session time zone is UTC and the ASOF join
+    strategy is pinned (:data:`SETTINGS`).
+
+    Parameters
+    ----------
+    data_dir : path, optional
+        Data directory whose lake the views read.
+    files : dict, optional
+        Table name -> the files its view reads (default: every committed file of the table).
+        :func:`query` passes a pruned list (:func:`research.scan.panel_files`).
+    """
+    con = duckdb.connect(":memory:")
+    _configure(con)
+    if files is None:
+        files = {name: lake.table_files(name, data_dir) for name in TABLES}
+    _create_views(con, files)
+    con.execute(f"SET VARIABLE {_DATA_DIR_VAR} = $d", {"d": str(paths.data_dir(data_dir))})
     return con
+
+
+def data_dir_of(con: duckdb.DuckDBPyConnection) -> Path | None:
+    """The data directory a connection from :func:`connect` reads (None for other connections)."""
+    try:
+        value = con.execute(f"SELECT getvariable('{_DATA_DIR_VAR}')").fetchone()[0]
+    except duckdb.Error:
+        return None
+    return Path(value) if value else None
 
 
 @dataclass(frozen=True)
@@ -81,6 +125,8 @@ class NamedQuery:
     description: str
     sql: str
     params: dict[str, Param] = field(default_factory=dict)
+    consts: dict[str, str] = field(default_factory=dict)
+    scan: str | None = None
 
     def usage(self) -> str:
         lines = [f"{self.name}: {self.description}"]
@@ -110,10 +156,17 @@ def load_query(name: str, queries_dir: Path | None = None, _seen: tuple = ()) ->
     if name in _seen:
         raise QueryError(f"query {name!r} includes itself via {' -> '.join(_seen)}")
     text = path.read_text()
-    description, params, body = [], {}, []
+    description, params, body, consts, scan_kind = [], {}, [], {}, None
     for line in text.splitlines():
         m = _PARAM_DECL.match(line)
-        if m:
+        c, sc = _CONST_DECL.match(line), _SCAN_DECL.match(line)
+        if c and not body:
+            consts[c.group(1)] = c.group(2)
+        elif sc and not body:
+            if sc.group(1) not in _SCANS:
+                raise QueryError(f"{path}: unknown scan {sc.group(1)!r}; known: {', '.join(_SCANS)}")
+            scan_kind = sc.group(1)
+        elif m:
             pname, doc, default = m.groups()
             params[pname] = Param(pname, doc, _parse_default(default) if default is not None else None,
                                   required=default is None)
@@ -124,17 +177,23 @@ def load_query(name: str, queries_dir: Path | None = None, _seen: tuple = ()) ->
     sql = "\n".join(body).strip().rstrip(";")
 
     def include(m: re.Match) -> str:
+        nonlocal scan_kind
         sub = load_query(m.group(1), qdir, _seen + (name,))
         for p in sub.params.values():
             params.setdefault(p.name, p)
+        for k, v in sub.consts.items():
+            consts.setdefault(k, v)
+        scan_kind = scan_kind or sub.scan
         return f"(\n{sub.sql}\n)"
 
     sql = _INCLUDE.sub(include, sql)
+    for k in consts:  # a wrapper fixes a parameter of the query it includes (hourly_panel: interval=1h)
+        params.pop(k, None)
     used = set(_DOLLAR.findall(_strip_literals(sql)))
-    undeclared = used - set(params)
+    undeclared = used - set(params) - set(consts)
     if undeclared:
         raise QueryError(f"{path}: parameters {sorted(undeclared)} are used but not declared with '-- param NAME: ...'")
-    return NamedQuery(name, path, " ".join(description), sql, params)
+    return NamedQuery(name, path, " ".join(description), sql, params, consts, scan_kind)
 
 
 def _strip_literals(sql: str) -> str:
@@ -172,7 +231,14 @@ def query(name: str, data_dir=None, *, con: duckdb.DuckDBPyConnection | None = N
         raise QueryError(f"query {name!r} needs parameter(s) {missing}.\n{q.usage()}")
     used = set(_DOLLAR.findall(_strip_literals(q.sql)))
     values = {p.name: params.get(p.name, p.default) for p in q.params.values() if p.name in used}
+    values.update({k: v for k, v in q.consts.items() if k in used})
     own = con is None
+    if q.scan is not None:
+        # read only the files this query's parameters need (flat in the lake's size); a caller's
+        # connection that is not ours (no data directory recorded) is used as it is
+        ddir = data_dir if own else data_dir_of(con)
+        if own or ddir is not None:
+            con, own = connect(ddir, files=scan.panel_files(dict(q.consts, **values), ddir)), True
     con = con or connect(data_dir)
     try:
         return pl.from_arrow(con.sql(q.sql, params=values).to_arrow_table())

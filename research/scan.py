@@ -1,0 +1,127 @@
+"""Which lake files a query needs: the lake's file list filtered by the query's parameters.
+
+A panel for one symbol and span reads only that symbol's (and its coin-level aggregate's)
+partitions and the years the span needs, so its cost does not grow with the rest of the lake. The
+file list always comes from :func:`research.lake.table_files` (committed files only); this module
+never globs the lake itself.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import inspect
+import re
+from pathlib import Path
+
+from research import lake, paths
+from research.schema import INTERVALS, TABLES, get_table
+
+#: Extra history read before ``start`` so as-of values (a daily series is usable for two of its
+#: days by default) and the first row's return are defined; widened when ``stale_after`` is larger.
+LOOKBACK_DAYS = 8
+
+_QUOTE = re.compile(r"(USDT|USDC|BUSD|FDUSD|USD)$")
+
+
+def coin_of(symbol: str) -> str:
+    """The coin-level aggregate's symbol of an instrument: ``BTCUSDT`` -> ``BTC``."""
+    return _QUOTE.sub("", symbol)
+
+
+def _lake_accepts() -> tuple[bool, bool]:
+    """(equality filters, ``years=``) supported by this checkout's :func:`lake.table_files`."""
+    params = inspect.signature(lake.table_files).parameters
+    kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    return kw, "years" in params
+
+
+def _part_values(path: Path, root: Path) -> dict[str, str]:
+    return dict(p.split("=", 1) for p in path.relative_to(root).parts[:-1] if "=" in p)
+
+
+def table_files(table: str, data_dir=None, *, years=None, **equals: str) -> list[Path]:
+    """Committed files of ``table`` whose partition values equal ``equals`` and whose year is in ``years``.
+
+    Delegates to :func:`research.lake.table_files`, passing the filters it supports and applying
+    the rest to the ``name=value`` directories of the returned paths, so it works before and after
+    the lake grows ``years=``.
+    """
+    t = get_table(table)
+    eq_ok, years_ok = _lake_accepts()
+    kwargs = dict(equals) if eq_ok else {}
+    year_set = None if years is None else {int(y) for y in years}
+    if years_ok and year_set is not None:
+        kwargs["years"] = sorted(year_set)
+    files = lake.table_files(t.name, data_dir, **kwargs)
+    todo = {k: str(v) for k, v in equals.items() if not eq_ok}
+    if not years_ok and year_set is not None:
+        todo["year"] = None
+    if not todo:
+        return list(files)
+    root = paths.lake_dir(data_dir) / t.name
+    out = []
+    for f in files:
+        vals = _part_values(f, root)
+        if any(vals.get(k) != v for k, v in todo.items() if k != "year"):
+            continue
+        if "year" in todo and "year" in vals and int(vals["year"]) not in year_set:
+            continue
+        out.append(f)
+    return out
+
+
+def _instant(value, default: dt.datetime) -> dt.datetime:
+    if value is None:
+        return default
+    if isinstance(value, dt.datetime):
+        d = value
+    elif isinstance(value, dt.date):
+        d = dt.datetime(value.year, value.month, value.day)
+    else:
+        try:
+            d = dt.datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
+        except ValueError:
+            return default  # DuckDB will reject it with a message naming the parameter
+    return d if d.tzinfo else d.replace(tzinfo=dt.timezone.utc)
+
+
+def years_for(start, end, lookback_days: float = LOOKBACK_DAYS) -> range:
+    """Calendar years touched by ``[start - lookback, end)``."""
+    lo = _instant(start, dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)) - dt.timedelta(days=lookback_days)
+    hi = _instant(end, dt.datetime(2100, 1, 1, tzinfo=dt.timezone.utc)) - dt.timedelta(microseconds=1)
+    return range(max(lo.year, 1970), max(hi.year, lo.year) + 1)
+
+
+def panel_files(values: dict, data_dir=None) -> dict[str, list[Path]]:
+    """Files a panel query needs, per table, from its bound parameter values.
+
+    Bars: the asked symbol at the asked venue. Funding, OI, liquidations, positioning: the symbol
+    and its coin-level aggregate (every venue, since ``oi_venue``/``liq_venue`` may sum venues).
+    ETF flows and sentiment: the span's years. Every table: only the span's years (plus lookback),
+    and only ``source`` when the query is restricted to one.
+    """
+    symbol = str(values.get("symbol"))
+    try:
+        stale = float(values.get("stale_after") or 2)
+        days = INTERVALS.get(str(values.get("interval") or "1h"), 86400) / 86400
+    except ValueError:
+        stale, days = 2.0, 1.0
+    # a daily series stays usable for `stale` days; the row before the first needs one more bar
+    lookback = LOOKBACK_DAYS + (stale + 1) * max(1.0, days)
+    years = years_for(values.get("start"), values.get("end"), lookback)
+    base = {"source": values["source"]} if values.get("source") is not None else {}
+    out: dict[str, list[Path]] = {}
+    for name in TABLES:
+        if name == "liquidation_orders":
+            out[name] = []  # panels do not read single prints
+            continue
+        if name == "bars":
+            venue = {"venue": values["venue"]} if values.get("venue") is not None else {}
+            out[name] = table_files(name, data_dir, years=years, symbol=symbol, **venue, **base)
+        elif "symbol" in get_table(name).partition:
+            files = table_files(name, data_dir, years=years, symbol=symbol, **base)
+            if coin_of(symbol) != symbol:
+                files += table_files(name, data_dir, years=years, symbol=coin_of(symbol), **base)
+            out[name] = sorted(set(files))
+        else:
+            out[name] = table_files(name, data_dir, years=years, **base)
+    return out
