@@ -126,7 +126,7 @@ def lower_bound(d: Path, symbol: str, t0: dt.datetime, t1: dt.datetime) -> pl.Da
     con = duckdb.connect(":memory:")
     try:
         db._configure(con)
-        return pl.from_arrow(con.execute(LOWER_SQL, dict(files, t0=t0, t1=t1)).to_arrow_table())
+        return pl.from_arrow(con.sql(LOWER_SQL, params=dict(files, t0=t0, t1=t1)).to_arrow_table())
     finally:
         con.close()
 

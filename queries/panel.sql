@@ -46,16 +46,20 @@ p0 AS (
            string_split(regexp_replace(CAST($liq_venue AS VARCHAR), '\s', '', 'g'), ',') AS liq_venues
 ),
 p AS (
-    SELECT p0.*,
+    -- every check feeds a column the query uses, so DuckDB cannot prune it away
+    SELECT p0.* REPLACE (
+               CASE WHEN list_contains(p0.oi_venues, 'all') AND len(p0.oi_venues) > 1
+                    THEN error('parameter oi_venue: all cannot be combined with venues (it would count them twice)')
+                    ELSE p0.oi_venues END AS oi_venues,
+               CASE WHEN list_contains(p0.liq_venues, 'all') AND len(p0.liq_venues) > 1
+                    THEN error('parameter liq_venue: all cannot be combined with venues (it would count them twice)')
+                    ELSE p0.liq_venues END AS liq_venues,
+               CASE WHEN p0.stale IS NULL OR p0.stale <= 0 THEN error('parameter stale_after: must be > 0')
+                    ELSE p0.stale END AS stale),
            coalesce((SELECT secs FROM iv WHERE iv.interval = p0.interval),
                     error('parameter interval: ' || p0.interval || ' is not an interval (use 1h, 4h, 8h, 1d, ...)')) AS fsecs,
            CASE WHEN p0.price IS NULL OR p0.price IN ('perp', 'spot', 'index') THEN p0.price
-                ELSE error('parameter price: ' || p0.price || ' is not perp, spot or index') END AS price_param,
-           CASE WHEN list_contains(p0.oi_venues, 'all') AND len(p0.oi_venues) > 1
-                THEN error('parameter oi_venue: all cannot be combined with venues (it would count them twice)') END AS _e1,
-           CASE WHEN list_contains(p0.liq_venues, 'all') AND len(p0.liq_venues) > 1
-                THEN error('parameter liq_venue: all cannot be combined with venues (it would count them twice)') END AS _e2,
-           CASE WHEN p0.stale IS NULL OR p0.stale <= 0 THEN error('parameter stale_after: must be > 0') END AS _e3
+                ELSE error('parameter price: ' || p0.price || ' is not perp, spot or index') END AS price_param
     FROM p0
 ),
 f AS (
