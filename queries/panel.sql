@@ -32,144 +32,106 @@ iv(interval, secs) AS (
            ('2h', 7200), ('4h', 14400), ('6h', 21600), ('8h', 28800), ('12h', 43200), ('1d', 86400),
            ('3d', 259200), ('1w', 604800)
 ),
-p0 AS (
-    SELECT CAST($symbol AS VARCHAR) AS symbol,
-           regexp_replace(CAST($symbol AS VARCHAR), '(USDT|USDC|BUSD|FDUSD|USD)$', '') AS coin,
-           CAST($interval AS VARCHAR) AS interval,
-           CAST($start AS TIMESTAMPTZ) AS t0,
-           CAST($end AS TIMESTAMPTZ) AS t1,
-           CAST($venue AS VARCHAR) AS venue,
-           lower(CAST($price AS VARCHAR)) AS price,
-           CAST($source AS VARCHAR) AS src,
-           CAST($stale_after AS DOUBLE) AS stale,
-           string_split(regexp_replace(CAST($oi_venue AS VARCHAR), '\s', '', 'g'), ',') AS oi_venues,
-           string_split(regexp_replace(CAST($liq_venue AS VARCHAR), '\s', '', 'g'), ',') AS liq_venues
-),
-p AS (
-    -- every check feeds a column the query uses, so DuckDB cannot prune it away
-    SELECT p0.* REPLACE (
-               CASE WHEN list_contains(p0.oi_venues, 'all') AND len(p0.oi_venues) > 1
-                    THEN error('parameter oi_venue: all cannot be combined with venues (it would count them twice)')
-                    ELSE p0.oi_venues END AS oi_venues,
-               CASE WHEN list_contains(p0.liq_venues, 'all') AND len(p0.liq_venues) > 1
-                    THEN error('parameter liq_venue: all cannot be combined with venues (it would count them twice)')
-                    ELSE p0.liq_venues END AS liq_venues,
-               CASE WHEN p0.stale IS NULL OR p0.stale <= 0 THEN error('parameter stale_after: must be > 0')
-                    ELSE p0.stale END AS stale),
-           coalesce((SELECT secs FROM iv WHERE iv.interval = p0.interval),
-                    error('parameter interval: ' || p0.interval || ' is not an interval (use 1h, 4h, 8h, 1d, ...)')) AS fsecs,
-           CASE WHEN p0.price IS NULL OR p0.price IN ('perp', 'spot', 'index') THEN p0.price
-                ELSE error('parameter price: ' || p0.price || ' is not perp, spot or index') END AS price_param
-    FROM p0
-),
-f AS (
-    SELECT p.*, to_seconds(p.fsecs) AS fw,
-           -- one bar before the first row, so the first return is defined
-           time_bucket(to_seconds(p.fsecs), p.t0, TIMESTAMPTZ '1970-01-01 00:00:00+00') - to_seconds(p.fsecs) AS b0
-    FROM p
-),
 -- bars: choose one series per market, aggregate it to the panel's bars ---------------------------
 bar_series AS (
     SELECT *, row_number() OVER (PARTITION BY market ORDER BY n * secs DESC, secs DESC, source, interval) AS rk
     FROM (
         SELECT b.market, b.source, b.interval, iv.secs, count(*) AS n
-        FROM bars b JOIN iv USING (interval), f
-        WHERE b.market IN ('perp', 'spot', 'index') AND b.symbol = f.symbol AND b.venue = f.venue
-          AND (f.src IS NULL OR b.source = f.src) AND iv.secs <= f.fsecs AND f.fsecs % iv.secs = 0
-          AND b.ts >= f.b0 AND b.ts < f.t1
+        FROM bars b JOIN iv USING (interval)
+        WHERE b.market IN ('perp', 'spot', 'index') AND b.symbol = $symbol AND b.venue = $venue
+          AND ($source IS NULL OR b.source = $source) AND iv.secs <= $fsecs AND $fsecs % iv.secs = 0
+          AND b.ts >= $b0 AND b.ts < CAST($end AS TIMESTAMPTZ)
         GROUP BY ALL
     )
 ),
 chosen AS (
-    SELECT f.*, coalesce(f.price_param, (
+    SELECT coalesce(lower(CAST($price AS VARCHAR)), (
         SELECT market FROM bar_series WHERE rk = 1
         ORDER BY CASE market WHEN 'perp' THEN 1 WHEN 'spot' THEN 2 ELSE 3 END LIMIT 1)) AS price_market
-    FROM f
 ),
 bkt AS (
-    SELECT b.market, time_bucket(f.fw, b.ts, TIMESTAMPTZ '1970-01-01 00:00:00+00') AS ts,
-           count(*) * any_value(s.secs) = any_value(f.fsecs) AS complete,
+    SELECT b.market, time_bucket(to_seconds($fsecs), b.ts, TIMESTAMPTZ '1970-01-01 00:00:00+00') AS ts,
+           count(*) * any_value(s.secs) = $fsecs AS complete,
            count(*) * any_value(s.secs) / 3600.0 AS hours,
            arg_min(b.open, b.ts) AS open, max(b.high) AS high, min(b.low) AS low, arg_max(b.close, b.ts) AS close,
            sum(b.volume) AS volume, sum(b.quote_volume) AS quote_volume, sum(b.taker_buy_volume) AS taker_buy_volume
     FROM bars b
-    JOIN bar_series s ON s.rk = 1 AND s.market = b.market AND s.source = b.source AND s.interval = b.interval, f
-    WHERE b.symbol = f.symbol AND b.venue = f.venue AND b.ts >= f.b0 AND b.ts < f.t1
+    JOIN bar_series s ON s.rk = 1 AND s.market = b.market AND s.source = b.source AND s.interval = b.interval
+    WHERE b.symbol = $symbol AND b.venue = $venue AND b.ts >= $b0 AND b.ts < CAST($end AS TIMESTAMPTZ)
     GROUP BY b.market, 2
 ),
 perp AS (SELECT * FROM bkt WHERE market = 'perp' AND complete),
 spot AS (SELECT * FROM bkt WHERE market = 'spot' AND complete),
 idx AS (SELECT * FROM bkt WHERE market = 'index' AND complete),
 span AS (
-    SELECT min(ts) FILTER (WHERE ts >= (SELECT t0 FROM f)) AS lo, max(ts) AS hi
+    SELECT min(ts) FILTER (WHERE ts >= CAST($start AS TIMESTAMPTZ)) AS lo, max(ts) AS hi
     FROM bkt WHERE market IN ('perp', 'spot') OR market = (SELECT price_market FROM chosen)
 ),
 spine AS (
-    SELECT unnest(generate_series(lo, hi, (SELECT fw FROM f))) AS ts
+    SELECT unnest(generate_series(lo, hi, to_seconds($fsecs))) AS ts
     FROM span WHERE lo IS NOT NULL AND lo <= hi
 ),
 grid AS (
-    SELECT ts, ts + (SELECT fw FROM f) AS known_at FROM spine
+    SELECT ts, ts + to_seconds($fsecs) AS known_at FROM spine
     UNION ALL
-    SELECT min(ts) - (SELECT fw FROM f), min(ts) FROM spine HAVING count(*) > 0
+    -- the bar before the first row, so the first return is defined
+    SELECT min(ts) - to_seconds($fsecs), min(ts) FROM spine HAVING count(*) > 0
 ),
 -- funding: one series; its staleness comes from its observed spacing -----------------------------
 fund_series AS (
-    SELECT x.source, x.venue, x.symbol
-    FROM funding x, f
-    WHERE x.symbol IN (f.symbol, f.coin) AND (f.src IS NULL OR x.source = f.src)
-      AND x.ts >= f.b0 - INTERVAL 7 DAY AND x.ts < f.t1
-    GROUP BY x.source, x.venue, x.symbol, f.symbol, f.venue
-    ORDER BY (x.symbol = f.symbol) DESC, (x.venue = f.venue) DESC, count(*) DESC, x.source, x.venue
+    SELECT source, venue, symbol
+    FROM funding
+    WHERE symbol IN ($symbol, $coin) AND ($source IS NULL OR source = $source)
+      AND ts >= $asof_lo AND ts < CAST($end AS TIMESTAMPTZ)
+    GROUP BY source, venue, symbol
+    ORDER BY (symbol = $symbol) DESC, (venue = $venue) DESC, count(*) DESC, source, venue
     LIMIT 1
 ),
 fund AS (
-    SELECT x.* FROM funding x JOIN fund_series USING (source, venue, symbol), f
-    WHERE x.ts < f.t1 + f.fw
+    SELECT x.* FROM funding x JOIN fund_series USING (source, venue, symbol)
+    WHERE x.ts >= $asof_lo AND x.ts < CAST($end AS TIMESTAMPTZ) + to_seconds($fsecs)
 ),
 fund_step AS (
     SELECT greatest(coalesce(median(d), 0), max(ih) * 3600) AS secs
     FROM (SELECT epoch(ts) - lag(epoch(ts)) OVER (ORDER BY ts) AS d, interval_hours AS ih FROM fund)
 ),
 settled AS (
-    SELECT time_bucket(f.fw, date_trunc('hour', x.ts), TIMESTAMPTZ '1970-01-01 00:00:00+00') AS ts,
-           sum(x.rate) AS rate, count(*) AS n
-    FROM fund x, f GROUP BY 1
+    SELECT time_bucket(to_seconds($fsecs), date_trunc('hour', ts), TIMESTAMPTZ '1970-01-01 00:00:00+00') AS ts,
+           sum(rate) AS rate, count(*) AS n
+    FROM fund GROUP BY 1
 ),
 -- open interest: one series, or one per venue summed ----------------------------------------------
 oi_cand AS (
     SELECT o.source, o.venue, o.symbol, o.interval, iv.secs, count(*) AS n
-    FROM open_interest o JOIN iv USING (interval), f
-    WHERE o.symbol IN (f.symbol, f.coin) AND (f.src IS NULL OR o.source = f.src)
-      AND o.ts >= f.b0 - INTERVAL 7 DAY AND o.ts < f.t1
+    FROM open_interest o JOIN iv USING (interval)
+    WHERE o.symbol IN ($symbol, $coin) AND ($source IS NULL OR o.source = $source)
+      AND o.ts >= $asof_lo AND o.ts < CAST($end AS TIMESTAMPTZ)
     GROUP BY ALL
 ),
 oi_mode AS (
-    SELECT f.oi_venues AS vs, f.oi_venues = ['all'] AND EXISTS (SELECT 1 FROM oi_cand WHERE venue = 'all') AS agg
-    FROM f
+    SELECT vs, vs = ['all'] AND EXISTS (SELECT 1 FROM oi_cand WHERE venue = 'all') AS agg
+    FROM (SELECT string_split(regexp_replace(CAST($oi_venue AS VARCHAR), '\s', '', 'g'), ',') AS vs)
 ),
 oi_series AS (
-    SELECT * EXCLUDE (rk) FROM (
+    SELECT * EXCLUDE (rk), row_number() OVER (ORDER BY venue, source, symbol, interval) AS sid FROM (
         SELECT c.*, row_number() OVER (
             PARTITION BY CASE WHEN m.vs IS NOT NULL AND NOT m.agg THEN c.venue END
-            ORDER BY (c.symbol = f.symbol) DESC, (c.venue = f.venue) DESC, c.n DESC, c.source, c.venue, c.interval) AS rk
-        FROM oi_cand c, oi_mode m, f
+            ORDER BY (c.symbol = $symbol) DESC, (c.venue = $venue) DESC, c.n DESC, c.source, c.venue, c.interval) AS rk
+        FROM oi_cand c, oi_mode m
         WHERE m.vs IS NULL OR (m.agg AND c.venue = 'all')
            OR (m.vs = ['all'] AND NOT m.agg AND c.venue <> 'all') OR (m.vs <> ['all'] AND list_contains(m.vs, c.venue))
     ) WHERE rk = 1
 ),
 oi AS (
-    SELECT o.ts, o.source, o.venue, o.symbol, o.interval, o.oi_base, o.oi_usd
-    FROM open_interest o JOIN oi_series USING (source, venue, symbol, interval), f
-    WHERE o.ts < f.t1 + f.fw
+    SELECT s.sid, o.ts, o.oi_base, o.oi_usd
+    FROM open_interest o JOIN oi_series s USING (source, venue, symbol, interval)
+    WHERE o.ts >= $asof_lo AND o.ts < CAST($end AS TIMESTAMPTZ) + to_seconds($fsecs)
 ),
 oi_at AS (
     SELECT g.ts, g.known_at, g.secs, o.ts AS oi_ts, o.oi_base, o.oi_usd,
-           date_diff('second', o.ts, g.known_at) <= (SELECT stale FROM f) * g.secs AS fresh
-    FROM (SELECT g.*, s.source, s.venue, s.symbol, s.interval, s.secs FROM grid g, oi_series s) g
-    ASOF LEFT JOIN oi o
-      ON o.source = g.source AND o.venue = g.venue AND o.symbol = g.symbol AND o.interval = g.interval
-     AND g.known_at >= o.ts
+           date_diff('second', o.ts, g.known_at) <= CAST($stale_after AS DOUBLE) * g.secs AS fresh
+    FROM (SELECT g.*, s.sid, s.secs FROM grid g, oi_series s) g
+    ASOF LEFT JOIN oi o ON o.sid = g.sid AND g.known_at >= o.ts
 ),
 oi_row AS (
     SELECT ts,
@@ -182,36 +144,37 @@ oi_row AS (
 -- liquidations: buckets land in the row that contains their end -----------------------------------
 liq_cand AS (
     SELECT l.source, l.venue, l.symbol, l.interval, iv.secs, count(*) AS n
-    FROM liquidations l JOIN iv USING (interval), f
-    WHERE l.symbol IN (f.symbol, f.coin) AND (f.src IS NULL OR l.source = f.src)
-      AND l.ts >= f.b0 - INTERVAL 7 DAY AND l.ts < f.t1
+    FROM liquidations l JOIN iv USING (interval)
+    WHERE l.symbol IN ($symbol, $coin) AND ($source IS NULL OR l.source = $source)
+      AND l.ts >= $asof_lo AND l.ts < CAST($end AS TIMESTAMPTZ)
     GROUP BY ALL
 ),
 liq_mode AS (
-    SELECT f.liq_venues AS vs, f.liq_venues = ['all'] AND EXISTS (SELECT 1 FROM liq_cand WHERE venue = 'all') AS agg
-    FROM f
+    SELECT vs, vs = ['all'] AND EXISTS (SELECT 1 FROM liq_cand WHERE venue = 'all') AS agg
+    FROM (SELECT string_split(regexp_replace(CAST($liq_venue AS VARCHAR), '\s', '', 'g'), ',') AS vs)
 ),
 liq_series AS (
     SELECT * EXCLUDE (rk) FROM (
         SELECT c.*, row_number() OVER (
             PARTITION BY CASE WHEN m.vs IS NOT NULL AND NOT m.agg THEN c.venue END
-            ORDER BY (c.symbol = f.symbol) DESC, (c.venue = f.venue) DESC, c.n DESC, c.source, c.venue, c.interval) AS rk
-        FROM liq_cand c, liq_mode m, f
+            ORDER BY (c.symbol = $symbol) DESC, (c.venue = $venue) DESC, c.n DESC, c.source, c.venue, c.interval) AS rk
+        FROM liq_cand c, liq_mode m
         WHERE m.vs IS NULL OR (m.agg AND c.venue = 'all')
            OR (m.vs = ['all'] AND NOT m.agg AND c.venue <> 'all') OR (m.vs <> ['all'] AND list_contains(m.vs, c.venue))
     ) WHERE rk = 1
 ),
 liq_rows AS (
-    SELECT l.*, s.secs FROM liquidations l JOIN liq_series s USING (source, venue, symbol, interval), f
-    WHERE l.ts < f.t1
+    SELECT l.*, s.secs FROM liquidations l JOIN liq_series s USING (source, venue, symbol, interval)
+    WHERE l.ts < CAST($end AS TIMESTAMPTZ)
 ),
 liq AS (
-    SELECT time_bucket(f.fw, l.ts + to_seconds(l.secs) - INTERVAL 1 MICROSECOND, TIMESTAMPTZ '1970-01-01 00:00:00+00') AS ts,
-           sum(l.long_usd) AS long_usd, sum(l.short_usd) AS short_usd, CAST(sum(l.count) AS BIGINT) AS n
-    FROM liq_rows l, f GROUP BY 1
+    SELECT time_bucket(to_seconds($fsecs), ts + to_seconds(secs) - INTERVAL 1 MICROSECOND,
+                       TIMESTAMPTZ '1970-01-01 00:00:00+00') AS ts,
+           sum(long_usd) AS long_usd, sum(short_usd) AS short_usd, CAST(sum(count) AS BIGINT) AS n
+    FROM liq_rows WHERE ts >= $asof_lo GROUP BY 1
 ),
 liq_cover AS (
-    -- the span every chosen series covers
+    -- the span every chosen series covers (from the whole series: where it starts matters)
     SELECT max(lo) AS lo, min(hi) AS hi, max(secs) AS secs
     FROM (SELECT min(ts) AS lo, max(ts + to_seconds(secs)) AS hi, any_value(secs) AS secs
           FROM liq_rows GROUP BY source, venue, symbol, interval)
@@ -219,16 +182,16 @@ liq_cover AS (
 -- positioning: one series ----------------------------------------------------------------------
 pos_series AS (
     SELECT x.source, x.venue, x.symbol, x.interval, any_value(iv.secs) AS secs
-    FROM positioning x JOIN iv USING (interval), f
-    WHERE x.symbol IN (f.symbol, f.coin) AND (f.src IS NULL OR x.source = f.src)
-      AND x.ts >= f.b0 - INTERVAL 7 DAY AND x.ts < f.t1
-    GROUP BY x.source, x.venue, x.symbol, x.interval, f.symbol, f.venue
-    ORDER BY (x.symbol = f.symbol) DESC, (x.venue = f.venue) DESC, count(*) DESC, x.source, x.venue, x.interval
+    FROM positioning x JOIN iv USING (interval)
+    WHERE x.symbol IN ($symbol, $coin) AND ($source IS NULL OR x.source = $source)
+      AND x.ts >= $asof_lo AND x.ts < CAST($end AS TIMESTAMPTZ)
+    GROUP BY x.source, x.venue, x.symbol, x.interval
+    ORDER BY (x.symbol = $symbol) DESC, (x.venue = $venue) DESC, count(*) DESC, x.source, x.venue, x.interval
     LIMIT 1
 ),
 pos AS (
-    SELECT x.*, s.secs AS iv_secs FROM positioning x JOIN pos_series s USING (source, venue, symbol, interval), f
-    WHERE x.ts < f.t1 + f.fw
+    SELECT x.*, s.secs AS iv_secs FROM positioning x JOIN pos_series s USING (source, venue, symbol, interval)
+    WHERE x.ts >= $asof_lo AND x.ts < CAST($end AS TIMESTAMPTZ) + to_seconds($fsecs)
 ),
 joined AS (
     SELECT g.ts, g.known_at,
@@ -267,16 +230,16 @@ fresh AS (
     )
     FROM (
         SELECT j.*,
-               date_diff('second', j.funding_ts, j.known_at) <= c.stale * (SELECT secs FROM fund_step) AS fund_ok,
-               date_diff('second', j.pos_ts, j.known_at) <= c.stale * j.pos_secs AS pos_ok,
-               j.ts >= lc.lo AND j.known_at <= lc.hi AS liq_ok
-        FROM joined j, chosen c, liq_cover lc
+               date_diff('second', j.funding_ts, j.known_at) <= CAST($stale_after AS DOUBLE) * (SELECT secs FROM fund_step) AS fund_ok,
+               date_diff('second', j.pos_ts, j.known_at) <= CAST($stale_after AS DOUBLE) * j.pos_secs AS pos_ok,
+               j.ts >= (SELECT lo FROM liq_cover) AND j.known_at <= (SELECT hi FROM liq_cover) AS liq_ok
+        FROM joined j
     )
 ),
 panel AS (
     SELECT
         j.ts,
-        c.symbol,
+        CAST($symbol AS VARCHAR) AS symbol,
         j.perp_open, j.perp_high, j.perp_low, j.perp_close,
         ln(j.perp_close / lag(j.perp_close) OVER w) AS perp_ret,
         j.spot_close,
@@ -302,7 +265,7 @@ panel AS (
         j.oi_ts IS NOT NULL AS has_oi,
         coalesce(j.liq_ok, FALSE) AS has_liq,
         j.pos_ts IS NOT NULL AS has_positioning,
-        c.interval,
+        CAST($interval AS VARCHAR) AS interval,
         c.price_market,
         CASE c.price_market WHEN 'perp' THEN j.perp_close WHEN 'spot' THEN j.spot_close ELSE j.index_close END AS close,
         j.bar_hours,
@@ -334,6 +297,6 @@ SELECT panel.* EXCLUDE (close, bar_hours, funding_settlements, oi_interval_hours
        ln(panel.close / lag(panel.close) OVER (ORDER BY panel.ts)) AS ret,
        panel.bar_hours, panel.funding_settlements, panel.oi_interval_hours, panel.liq_interval_hours,
        inputs.synthetic, inputs.inputs
-FROM panel, inputs, f
-QUALIFY panel.ts >= (SELECT min(ts) FROM spine) AND panel.ts < f.t1
+FROM panel, inputs
+QUALIFY panel.ts >= (SELECT min(ts) FROM spine) AND panel.ts < CAST($end AS TIMESTAMPTZ)
 ORDER BY panel.ts

@@ -190,7 +190,7 @@ def load_query(name: str, queries_dir: Path | None = None, _seen: tuple = ()) ->
     for k in consts:  # a wrapper fixes a parameter of the query it includes (hourly_panel: interval=1h)
         params.pop(k, None)
     used = set(_DOLLAR.findall(_strip_literals(sql)))
-    undeclared = used - set(params) - set(consts)
+    undeclared = used - set(params) - set(consts) - set(scan.DERIVED.get(scan_kind, ()))
     if undeclared:
         raise QueryError(f"{path}: parameters {sorted(undeclared)} are used but not declared with '-- param NAME: ...'")
     return NamedQuery(name, path, " ".join(description), sql, params, consts, scan_kind)
@@ -199,6 +199,43 @@ def load_query(name: str, queries_dir: Path | None = None, _seen: tuple = ()) ->
 def _strip_literals(sql: str) -> str:
     sql = re.sub(r"--[^\n]*", "", sql)
     return re.sub(r"'(?:[^']|'')*'", "''", sql)
+
+
+def bind(name: str, queries_dir: Path | None = None, **params) -> tuple[NamedQuery, dict]:
+    """Check ``params`` against a named query and return it with the values DuckDB will bind.
+
+    Defaults fill what is not given, a wrapper's constants (``-- const``) are added, and a
+    ``-- scan: panel`` query also gets the constants :func:`research.scan.panel_values` derives.
+
+    Raises
+    ------
+    QueryError
+        Unknown query, missing or unknown parameters, or a panel parameter out of range.
+    """
+    q = load_query(name, queries_dir)
+    unknown = sorted(set(params) - set(q.params))
+    if unknown:
+        raise QueryError(f"query {name!r} has no parameter(s) {unknown}.\n{q.usage()}")
+    missing = [p.name for p in q.params.values() if p.required and p.name not in params]
+    if missing:
+        raise QueryError(f"query {name!r} needs parameter(s) {missing}.\n{q.usage()}")
+    used = set(_DOLLAR.findall(_strip_literals(q.sql)))
+    values = {p.name: params.get(p.name, p.default) for p in q.params.values() if p.name in used}
+    values.update({k: v for k, v in q.consts.items() if k in used})
+    if q.scan is not None:
+        values.update({k: v for k, v in scan.panel_values(values).items() if k in used})
+    return q, values
+
+
+def _connection_for(q: NamedQuery, values: dict, data_dir, con) -> tuple[duckdb.DuckDBPyConnection, bool]:
+    """The connection a query runs on, and whether :func:`query` must close it."""
+    if q.scan is not None:
+        # read only the files this query's parameters need (flat in the lake's size); a caller's
+        # connection that is not ours (no data directory recorded) is used as it is
+        ddir = data_dir if con is None else data_dir_of(con)
+        if con is None or ddir is not None:
+            return connect(ddir, files=scan.panel_files(values, ddir)), True
+    return (con, False) if con is not None else (connect(data_dir), True)
 
 
 def query(name: str, data_dir=None, *, con: duckdb.DuckDBPyConnection | None = None,
@@ -212,38 +249,34 @@ def query(name: str, data_dir=None, *, con: duckdb.DuckDBPyConnection | None = N
     data_dir : path, optional
         Data directory whose lake the views read (ignored when ``con`` is given).
     con : duckdb connection, optional
-        Reuse a connection from :func:`connect`.
+        Reuse a connection from :func:`connect`. A panel query (``-- scan: panel``) still reads
+        only the files its parameters need, from the data directory ``con`` was opened on.
     **params
         Query parameters; bound by DuckDB, never formatted into the SQL.
 
     Raises
     ------
     QueryError
-        Unknown query (lists the available ones), missing parameters (lists what is needed), or
-        unknown parameters (lists what the query accepts).
+        Unknown query (lists the available ones), missing parameters (lists what is needed),
+        unknown parameters (lists what the query accepts), or a failing query.
     """
-    q = load_query(name, queries_dir)
-    unknown = sorted(set(params) - set(q.params))
-    if unknown:
-        raise QueryError(f"query {name!r} has no parameter(s) {unknown}.\n{q.usage()}")
-    missing = [p.name for p in q.params.values() if p.required and p.name not in params]
-    if missing:
-        raise QueryError(f"query {name!r} needs parameter(s) {missing}.\n{q.usage()}")
-    used = set(_DOLLAR.findall(_strip_literals(q.sql)))
-    values = {p.name: params.get(p.name, p.default) for p in q.params.values() if p.name in used}
-    values.update({k: v for k, v in q.consts.items() if k in used})
-    own = con is None
-    if q.scan is not None:
-        # read only the files this query's parameters need (flat in the lake's size); a caller's
-        # connection that is not ours (no data directory recorded) is used as it is
-        ddir = data_dir if own else data_dir_of(con)
-        if own or ddir is not None:
-            con, own = connect(ddir, files=scan.panel_files(dict(q.consts, **values), ddir)), True
-    con = con or connect(data_dir)
+    q, values = bind(name, queries_dir, **params)
+    con, own = _connection_for(q, values, data_dir, con)
     try:
         return pl.from_arrow(con.sql(q.sql, params=values).to_arrow_table())
     except duckdb.Error as exc:
         raise QueryError(f"query {name!r} failed with parameters {values}: {exc}") from exc
+    finally:
+        if own:
+            con.close()
+
+
+def explain(name: str, data_dir=None, *, queries_dir: Path | None = None, **params) -> str:
+    """The physical plan DuckDB chooses for a named query (the text of ``EXPLAIN``)."""
+    q, values = bind(name, queries_dir, **params)
+    con, own = _connection_for(q, values, data_dir, None)
+    try:
+        return "\n".join(r[1] for r in con.execute("EXPLAIN " + q.sql, values).fetchall())
     finally:
         if own:
             con.close()

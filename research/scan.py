@@ -13,11 +13,12 @@ import re
 from pathlib import Path
 
 from research import lake, paths
+from research.errors import QueryError
 from research.schema import INTERVALS, TABLES, get_table
 
-#: Extra history read before ``start`` so as-of values (a daily series is usable for two of its
-#: days by default) and the first row's return are defined; widened when ``stale_after`` is larger.
-LOOKBACK_DAYS = 8
+#: Margin of history read before ``start`` on top of :func:`lookback_for` (which lets an as-of value
+#: of a series up to weekly count for ``stale_after`` of its intervals).
+LOOKBACK_DAYS = 1
 
 _QUOTE = re.compile(r"(USDT|USDC|BUSD|FDUSD|USD)$")
 
@@ -91,6 +92,12 @@ def years_for(start, end, lookback_days: float = LOOKBACK_DAYS) -> range:
     return range(max(lo.year, 1970), max(hi.year, lo.year) + 1)
 
 
+def lookback_for(stale: float, fsecs: int) -> dt.timedelta:
+    """How far before the first bar an as-of observation can still count: ``stale`` intervals of a
+    series up to weekly (or of the panel's interval when coarser), plus :data:`LOOKBACK_DAYS`."""
+    return dt.timedelta(days=LOOKBACK_DAYS) + dt.timedelta(seconds=max(stale, 0) * max(7 * 86400, fsecs))
+
+
 def panel_files(values: dict, data_dir=None) -> dict[str, list[Path]]:
     """Files a panel query needs, per table, from its bound parameter values.
 
@@ -102,11 +109,10 @@ def panel_files(values: dict, data_dir=None) -> dict[str, list[Path]]:
     symbol = str(values.get("symbol"))
     try:
         stale = float(values.get("stale_after") or 2)
-        days = INTERVALS.get(str(values.get("interval") or "1h"), 86400) / 86400
     except ValueError:
-        stale, days = 2.0, 1.0
-    # a daily series stays usable for `stale` days; the row before the first needs one more bar
-    lookback = LOOKBACK_DAYS + (stale + 1) * max(1.0, days)
+        stale = 2.0
+    fsecs = INTERVALS.get(str(values.get("interval") or "1h"), 86400)
+    lookback = (lookback_for(stale, fsecs) + dt.timedelta(seconds=fsecs)).total_seconds() / 86400
     years = years_for(values.get("start"), values.get("end"), lookback)
     base = {"source": values["source"]} if values.get("source") is not None else {}
     out: dict[str, list[Path]] = {}
@@ -125,3 +131,47 @@ def panel_files(values: dict, data_dir=None) -> dict[str, list[Path]]:
         else:
             out[name] = table_files(name, data_dir, years=years, **base)
     return out
+
+
+#: Values a ``-- scan: panel`` query may use besides its declared parameters, derived by
+#: :func:`panel_values` from them (bound like any parameter, so the optimizer sees constants).
+DERIVED = {"panel": ("coin", "fsecs", "b0", "asof_lo")}
+
+_PRICES = ("perp", "spot", "index")
+
+
+def panel_values(values: dict) -> dict:
+    """Check a panel's parameters and derive the constants its SQL uses.
+
+    Returns ``coin`` (the coin-level symbol), ``fsecs`` (the panel's interval in seconds), ``b0``
+    (open of the bar before the first row, so the first return is defined) and ``asof_lo`` (the
+    earliest observation an as-of series can still contribute).
+
+    Raises
+    ------
+    QueryError
+        One line naming the parameter: unknown interval, price not perp/spot/index, ``stale_after``
+        not > 0, or ``all`` combined with venues in ``oi_venue``/``liq_venue``.
+    """
+    interval = str(values.get("interval") or "1h")
+    if interval not in INTERVALS or INTERVALS[interval] < 60:
+        raise QueryError(f"parameter interval: {interval!r} is not an interval (use 1h, 4h, 8h, 1d, ...)")
+    price = values.get("price")
+    if price is not None and str(price).lower() not in _PRICES:
+        raise QueryError(f"parameter price: {price!r} is not one of {', '.join(_PRICES)} (or null for the fallback)")
+    try:
+        stale = float(values.get("stale_after") if values.get("stale_after") is not None else 2)
+    except ValueError:
+        stale = -1.0
+    if not stale > 0:
+        raise QueryError(f"parameter stale_after: {values.get('stale_after')!r} must be a number > 0")
+    for name in ("oi_venue", "liq_venue"):
+        vs = [v.strip() for v in str(values.get(name) or "").split(",") if v.strip()]
+        if "all" in vs and len(vs) > 1:
+            raise QueryError(f"parameter {name}: 'all' cannot be combined with venues (it would count them twice)")
+    fsecs = INTERVALS[interval]
+    t0 = _instant(values.get("start"), dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc))
+    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+    first = epoch + dt.timedelta(seconds=(int((t0 - epoch).total_seconds()) // fsecs) * fsecs)
+    b0 = first - dt.timedelta(seconds=fsecs)
+    return {"coin": coin_of(str(values.get("symbol"))), "fsecs": fsecs, "b0": b0, "asof_lo": b0 - lookback_for(stale, fsecs)}
