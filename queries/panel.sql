@@ -32,8 +32,9 @@ iv(interval, secs) AS (
            ('2h', 7200), ('4h', 14400), ('6h', 21600), ('8h', 28800), ('12h', 43200), ('1d', 86400),
            ('3d', 259200), ('1w', 604800)
 ),
+-- the small choice CTEs are MATERIALIZED: several parts read them, and inlined they rescan the lake
 -- bars: choose one series per market, aggregate it to the panel's bars ---------------------------
-bar_series AS (
+bar_series AS MATERIALIZED (
     SELECT *, row_number() OVER (PARTITION BY market ORDER BY n * secs DESC, secs DESC, source, interval) AS rk
     FROM (
         SELECT b.market, b.source, b.interval, iv.secs, count(*) AS n
@@ -44,7 +45,7 @@ bar_series AS (
         GROUP BY ALL
     )
 ),
-chosen AS (
+chosen AS MATERIALIZED (
     SELECT coalesce(lower(CAST($price AS VARCHAR)), (
         SELECT market FROM bar_series WHERE rk = 1
         ORDER BY CASE market WHEN 'perp' THEN 1 WHEN 'spot' THEN 2 ELSE 3 END LIMIT 1)) AS price_market
@@ -78,7 +79,7 @@ grid AS (
     SELECT min(ts) - to_seconds($fsecs), min(ts) FROM spine HAVING count(*) > 0
 ),
 -- funding: one series; its staleness comes from its observed spacing -----------------------------
-fund_series AS (
+fund_series AS MATERIALIZED (
     SELECT source, venue, symbol
     FROM funding
     WHERE symbol IN ($symbol, $coin) AND ($source IS NULL OR source = $source)
@@ -91,7 +92,7 @@ fund AS (
     SELECT x.* FROM funding x JOIN fund_series USING (source, venue, symbol)
     WHERE x.ts >= $asof_lo AND x.ts < CAST($end AS TIMESTAMPTZ) + to_seconds($fsecs)
 ),
-fund_step AS (
+fund_step AS MATERIALIZED (
     SELECT greatest(coalesce(median(d), 0), max(ih) * 3600) AS secs
     FROM (SELECT epoch(ts) - lag(epoch(ts)) OVER (ORDER BY ts) AS d, interval_hours AS ih FROM fund)
 ),
@@ -112,7 +113,7 @@ oi_mode AS (
     SELECT vs, vs = ['all'] AND EXISTS (SELECT 1 FROM oi_cand WHERE venue = 'all') AS agg
     FROM (SELECT string_split(regexp_replace(CAST($oi_venue AS VARCHAR), '\s', '', 'g'), ',') AS vs)
 ),
-oi_series AS (
+oi_series AS MATERIALIZED (
     SELECT * EXCLUDE (rk), row_number() OVER (ORDER BY venue, source, symbol, interval) AS sid FROM (
         SELECT c.*, row_number() OVER (
             PARTITION BY CASE WHEN m.vs IS NOT NULL AND NOT m.agg THEN c.venue END
@@ -153,7 +154,7 @@ liq_mode AS (
     SELECT vs, vs = ['all'] AND EXISTS (SELECT 1 FROM liq_cand WHERE venue = 'all') AS agg
     FROM (SELECT string_split(regexp_replace(CAST($liq_venue AS VARCHAR), '\s', '', 'g'), ',') AS vs)
 ),
-liq_series AS (
+liq_series AS MATERIALIZED (
     SELECT * EXCLUDE (rk) FROM (
         SELECT c.*, row_number() OVER (
             PARTITION BY CASE WHEN m.vs IS NOT NULL AND NOT m.agg THEN c.venue END
@@ -173,14 +174,14 @@ liq AS (
            sum(long_usd) AS long_usd, sum(short_usd) AS short_usd, CAST(sum(count) AS BIGINT) AS n
     FROM liq_rows WHERE ts >= $asof_lo GROUP BY 1
 ),
-liq_cover AS (
+liq_cover AS MATERIALIZED (
     -- the span every chosen series covers (from the whole series: where it starts matters)
     SELECT max(lo) AS lo, min(hi) AS hi, max(secs) AS secs
     FROM (SELECT min(ts) AS lo, max(ts + to_seconds(secs)) AS hi, any_value(secs) AS secs
           FROM liq_rows GROUP BY source, venue, symbol, interval)
 ),
 -- positioning: one series ----------------------------------------------------------------------
-pos_series AS (
+pos_series AS MATERIALIZED (
     SELECT x.source, x.venue, x.symbol, x.interval, any_value(iv.secs) AS secs
     FROM positioning x JOIN iv USING (interval)
     WHERE x.symbol IN ($symbol, $coin) AND ($source IS NULL OR x.source = $source)
