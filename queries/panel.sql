@@ -269,6 +269,9 @@ panel AS (
         CAST($interval AS VARCHAR) AS interval,
         c.price_market,
         CASE c.price_market WHEN 'perp' THEN j.perp_close WHEN 'spot' THEN j.spot_close ELSE j.index_close END AS close,
+        CASE c.price_market WHEN 'perp' THEN ln(j.perp_close / lag(j.perp_close) OVER w)
+                            WHEN 'spot' THEN ln(j.spot_close / lag(j.spot_close) OVER w)
+                            ELSE ln(j.index_close / lag(j.index_close) OVER w) END AS ret,
         j.bar_hours,
         j.funding_settlements,
         j.oi_secs / 3600.0 AS oi_interval_hours,
@@ -293,11 +296,10 @@ inputs AS (
         UNION ALL SELECT source FROM oi_series UNION ALL SELECT source FROM liq_series
         UNION ALL SELECT source FROM pos_series)), FALSE) AS synthetic
 )
-SELECT panel.* EXCLUDE (close, bar_hours, funding_settlements, oi_interval_hours, liq_interval_hours, interval, price_market),
-       panel.interval, panel.price_market, panel.close,
-       ln(panel.close / lag(panel.close) OVER (ORDER BY panel.ts)) AS ret,
+SELECT panel.* EXCLUDE (close, ret, bar_hours, funding_settlements, oi_interval_hours, liq_interval_hours, interval, price_market),
+       panel.interval, panel.price_market, panel.close, panel.ret,
        panel.bar_hours, panel.funding_settlements, panel.oi_interval_hours, panel.liq_interval_hours,
        inputs.synthetic, inputs.inputs
 FROM panel, inputs
-QUALIFY panel.ts >= (SELECT min(ts) FROM spine) AND panel.ts < CAST($end AS TIMESTAMPTZ)
+WHERE panel.ts >= (SELECT min(ts) FROM spine) AND panel.ts < CAST($end AS TIMESTAMPTZ)
 ORDER BY panel.ts

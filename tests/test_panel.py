@@ -126,6 +126,7 @@ def test_price_falls_back_perp_spot_index_and_is_recorded(tmp_path):
     for d, price, market, close in cases:
         p = db.query("hourly_panel", d, symbol="BTCUSDT", price=price)
         assert p.height == 5 and set(p["price_market"]) == {market} and set(p["close"]) == {close}
+        assert p["ret"].to_list() == [None] + [0.0] * 4  # the chosen series' log return
         assert f"price={market}" in p["inputs"][0]
         assert coverage.panel_coverage(p, ["price"])["covered"].to_list() == [True]
     with pytest.raises(QueryError, match="price"):
