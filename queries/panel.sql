@@ -280,21 +280,25 @@ panel AS (
     WINDOW w AS (ORDER BY j.ts)
 ),
 inputs AS (
-    SELECT concat_ws('; ',
-        'price=' || (SELECT price_market FROM chosen),
-        (SELECT 'perp=' || source || '/' || interval FROM bar_series WHERE market = 'perp' AND rk = 1),
-        (SELECT 'spot=' || source || '/' || interval FROM bar_series WHERE market = 'spot' AND rk = 1),
-        (SELECT 'index=' || source || '/' || interval FROM bar_series WHERE market = 'index' AND rk = 1
-            AND (SELECT price_market FROM chosen) = 'index'),
-        (SELECT 'funding=' || source || '/' || venue || '/' || symbol FROM fund_series),
-        (SELECT 'oi=' || string_agg(source || '/' || venue || '/' || symbol || '/' || interval, '+' ORDER BY venue) FROM oi_series),
-        (SELECT 'liquidations=' || string_agg(source || '/' || venue || '/' || symbol || '/' || interval, '+' ORDER BY venue) FROM liq_series),
-        (SELECT 'positioning=' || source || '/' || venue || '/' || symbol || '/' || interval FROM pos_series)
-    ) AS inputs,
-    coalesce((SELECT bool_or(source = 'synthetic') FROM (
-        SELECT source FROM bar_series WHERE rk = 1 UNION ALL SELECT source FROM fund_series
-        UNION ALL SELECT source FROM oi_series UNION ALL SELECT source FROM liq_series
-        UNION ALL SELECT source FROM pos_series)), FALSE) AS synthetic
+    -- one row: the chosen series, in a fixed order, and whether any of them is simulated
+    SELECT string_agg(part, '; ' ORDER BY k) AS inputs, coalesce(bool_or(syn), FALSE) AS synthetic
+    FROM (
+        SELECT 0 AS k, 'price=' || price_market AS part, NULL AS syn FROM chosen
+        UNION ALL
+        SELECT CASE market WHEN 'perp' THEN 1 WHEN 'spot' THEN 2 ELSE 3 END, market || '=' || source || '/' || interval,
+               source = 'synthetic'
+        FROM bar_series WHERE rk = 1 AND (market <> 'index' OR market = (SELECT price_market FROM chosen))
+        UNION ALL
+        SELECT 4, 'funding=' || source || '/' || venue || '/' || symbol, source = 'synthetic' FROM fund_series
+        UNION ALL
+        SELECT 5, 'oi=' || string_agg(source || '/' || venue || '/' || symbol || '/' || interval, '+' ORDER BY venue),
+               bool_or(source = 'synthetic') FROM oi_series HAVING count(*) > 0
+        UNION ALL
+        SELECT 6, 'liquidations=' || string_agg(source || '/' || venue || '/' || symbol || '/' || interval, '+' ORDER BY venue),
+               bool_or(source = 'synthetic') FROM liq_series HAVING count(*) > 0
+        UNION ALL
+        SELECT 7, 'positioning=' || source || '/' || venue || '/' || symbol || '/' || interval, source = 'synthetic' FROM pos_series
+    )
 )
 SELECT panel.* EXCLUDE (close, ret, bar_hours, funding_settlements, oi_interval_hours, liq_interval_hours, interval, price_market),
        panel.interval, panel.price_market, panel.close, panel.ret,

@@ -9,7 +9,14 @@ A named query is a ``.sql`` file whose header declares its parameters::
 and whose body uses them as DuckDB named parameters (``$symbol``). Values are always bound by DuckDB,
 never formatted into the SQL. ``{{ other_query }}`` in a body is replaced by the body of
 ``queries/other_query.sql`` (trusted SQL from the repository, never a value), so one panel can build
-on another; the included query's parameters become this query's parameters.
+on another; the included query's parameters become this query's parameters. Two more header lines:
+
+* ``-- const NAME: VALUE`` fixes a parameter of an included query (``hourly_panel`` is ``panel``
+  with ``interval`` fixed to ``1h``); it is no longer a parameter of the wrapper.
+* ``-- scan: panel`` makes :func:`query` open a connection whose views read only the files the
+  parameters need (:func:`research.scan.panel_files`: the symbol's partitions and the span's years),
+  so a panel costs the same on a lake of one symbol-year and of twenty symbols over six years; the
+  query may also use the constants :func:`research.scan.panel_values` derives (``$fsecs``, ``$b0``...).
 """
 from __future__ import annotations
 
