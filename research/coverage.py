@@ -1,11 +1,17 @@
 """What the lake holds: per table and series, the span, row count, interval and gaps.
 
-A *series* is one (table, source, venue, symbol[, market], interval) combination. Gaps are expected
-timestamps that are missing on the series' own grid (funding: its ``interval_hours``; bars, OI,
-liquidations, positioning: ``interval``; sentiment: days; ETF flows: weekdays, so US market holidays
-show up as gaps). Gaps are reported, never filled.
+A *series* is one (table, source, venue, symbol[, market], interval) combination. Its interval is
+detected from its timestamps (the median spacing), not taken from a column: a daily funding series
+whose rows say ``interval_hours = 8`` is a 1d series. Gaps are expected timestamps that are missing
+on that grid (sentiment: days; ETF flows: weekdays, so US market holidays show up as gaps). Gaps are
+reported, never filled.
+
+:func:`panel_coverage` says, for a panel and the inputs an analysis needs, the first and last usable
+bar of each input and whether it covers the requested span.
 """
 from __future__ import annotations
+
+import datetime as dt
 
 import polars as pl
 
@@ -62,6 +68,23 @@ def coverage(data_dir=None) -> pl.DataFrame:
     return pl.DataFrame(out, schema=COLUMNS).sort(["table", "source", "venue", "symbol", "interval"])
 
 
+def detect_step(t: pl.Series) -> int | None:
+    """A series' interval in seconds: the median spacing of its sorted unique timestamps (None if < 2)."""
+    t = t.unique().sort()
+    if t.len() < 2:
+        return None
+    secs = t.cast(pl.Int64).diff().drop_nulls() / 1_000_000
+    return int(round(float(secs.median())))
+
+
+def interval_name(secs: int) -> str:
+    """``3600`` -> ``"1h"``; a spacing that is no standard interval reads as seconds, e.g. ``"5400s"``."""
+    for name, s in INTERVALS.items():
+        if s == secs:
+            return name
+    return f"{secs}s"
+
+
 def _series_row(table: str, info: dict, s: pl.DataFrame) -> dict:
     t = s["t"].unique().sort()
     rows = s.height
@@ -69,16 +92,15 @@ def _series_row(table: str, info: dict, s: pl.DataFrame) -> dict:
     symbol = info.get("symbol") or ""
     if table == "bars":
         symbol = f"{symbol} ({info['market']})"
-    if table == "funding":
-        interval = f"{info['interval_hours']}h"
-        step = int(info["interval_hours"]) * 3600
-    elif "interval" in info:
-        interval = info["interval"]
-        step = INTERVALS.get(interval)
-    elif table in ("etf_flows", "sentiment"):
+    if table in ("etf_flows", "sentiment"):
         interval, step = "1d", 86400
     else:
-        interval, step = "irregular", None
+        step = detect_step(t)
+        if step is None and table == "funding":
+            step = int(info["interval_hours"]) * 3600
+        elif step is None and "interval" in info:
+            step = INTERVALS.get(info["interval"])
+        interval = interval_name(step) if step else "irregular"
     row = {
         "table": table, "source": info["source"], "venue": venue, "symbol": symbol, "interval": interval,
         "rows": rows, "start": str(t.min()), "end": str(t.max()),
@@ -118,3 +140,76 @@ def unlisted(data_dir=None) -> list[str]:
     from research.lake.verify import unlisted_files
 
     return [f"{p.path} ({p.kind}: {p.detail})" for p in unlisted_files(data_dir)]
+
+
+#: panel input -> (the column that says a row has it usable, the label in the panel's ``inputs``)
+PANEL_INPUTS = {
+    "price": ("close", "price"), "perp": ("has_perp", "perp"), "spot": ("has_spot", "spot"),
+    "funding": ("has_funding", "funding"), "oi": ("has_oi", "oi"),
+    "liquidations": ("has_liq", "liquidations"), "positioning": ("has_positioning", "positioning"),
+    "etf_flows": ("etf_flow_usd", "etf"), "fear_greed": ("fear_greed", "fear_greed"),
+}
+
+PANEL_COVERAGE_COLUMNS = {
+    "input": pl.String, "series": pl.String, "first": pl.Datetime("us", "UTC"), "last": pl.Datetime("us", "UTC"),
+    "usable_bars": pl.Int64, "requested_start": pl.Datetime("us", "UTC"), "requested_end": pl.Datetime("us", "UTC"),
+    "covered": pl.Boolean,
+}
+
+
+def _utc(value) -> dt.datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        d = value
+    elif isinstance(value, dt.date):
+        d = dt.datetime(value.year, value.month, value.day)
+    else:
+        d = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return d if d.tzinfo else d.replace(tzinfo=dt.timezone.utc)
+
+
+def panel_coverage(panel: pl.DataFrame, required=("price",), start=None, end=None) -> pl.DataFrame:
+    """First and last usable bar of each required input of a panel, and whether it covers the span.
+
+    Parameters
+    ----------
+    panel : polars.DataFrame
+        A ``panel`` / ``hourly_panel`` / ``daily_panel`` result (``ts`` or ``date`` rows).
+    required : iterable of str
+        Inputs the analysis needs, from :data:`PANEL_INPUTS` (``price``, ``perp``, ``spot``,
+        ``funding``, ``oi``, ``liquidations``, ``positioning``, ``etf_flows``, ``fear_greed``).
+    start, end : date, datetime or ISO string, optional
+        The requested span (end exclusive); default: the panel's first row and the end of its last.
+
+    Returns
+    -------
+    polars.DataFrame
+        One row per input: ``input``, ``series`` (the chosen series from the panel's ``inputs``),
+        ``first``/``last`` (open of the first and last bar where the input is usable; null when it
+        never is), ``usable_bars``, ``requested_start``/``requested_end`` and ``covered`` (the
+        usable bars reach from the requested start to the requested end; gaps inside are not judged).
+    """
+    unknown = [r for r in required if r not in PANEL_INPUTS]
+    if unknown:
+        raise ValueError(f"panel_coverage: unknown input(s) {unknown}; known: {', '.join(PANEL_INPUTS)}")
+    tcol = "ts" if "ts" in panel.columns else "date"
+    ts = panel[tcol].cast(pl.Datetime("us", "UTC")) if panel.height else pl.Series(tcol, [], pl.Datetime("us", "UTC"))
+    step = detect_step(ts) if ts.len() >= 2 else None
+    bar = dt.timedelta(seconds=step or (86400 if tcol == "date" else 3600))
+    lo = _utc(start) or (ts.min() if ts.len() else None)
+    hi = _utc(end) or (ts.max() + bar if ts.len() else None)
+    inputs = dict(part.split("=", 1) for part in (panel["inputs"][0].split("; ") if panel.height and "inputs" in panel.columns
+                                                    and panel["inputs"][0] else []) if "=" in part)
+    rows = []
+    for name in required:
+        col, label = PANEL_INPUTS[name]
+        ok = panel[col] if col in panel.columns else pl.Series([None] * panel.height)
+        ok = ok.fill_null(False) if ok.dtype == pl.Boolean else ok.is_not_null()
+        usable = ts.filter(ok) if panel.height else ts
+        first, last = (usable.min(), usable.max()) if usable.len() else (None, None)
+        covered = bool(first is not None and lo is not None and first <= lo + bar and last + bar >= hi)
+        series = inputs.get(label) if name != "price" else inputs.get("price")
+        rows.append(dict(input=name, series=series, first=first, last=last, usable_bars=usable.len(),
+                         requested_start=lo, requested_end=hi, covered=covered))
+    return pl.DataFrame(rows, schema=PANEL_COVERAGE_COLUMNS)

@@ -24,3 +24,18 @@ def test_coverage_reports_span_rows_and_gaps(tmp_path):
 
 def test_empty_lake(tmp_path):
     assert coverage.coverage(tmp_path).is_empty()
+
+
+def test_interval_is_detected_from_timestamps(tmp_path):
+    # a daily funding series (CoinGlass style) keeps interval_hours = 8: it is still a 1d series
+    days = [dt.datetime(2025, 1, d, tzinfo=dt.timezone.utc) for d in range(1, 11)]
+    lake.write("funding", pl.DataFrame(dict(ts=days, venue="all", symbol="BTC", rate=1e-4, interval_hours=8,
+                                            source="cg")), tmp_path)
+    # an OI series labelled 1h whose rows are 4 h apart
+    four = [dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(hours=4 * i) for i in range(6)]
+    lake.write("open_interest", pl.DataFrame(dict(ts=four, venue="all", symbol="BTC", interval="1h", oi_usd=1.0,
+                                                  source="cg")), tmp_path)
+    cov = {r["table"]: r for r in coverage.coverage(tmp_path).to_dicts()}
+    assert cov["funding"]["interval"] == "1d" and cov["funding"]["missing"] == 0 and cov["funding"]["expected"] == 10
+    assert cov["open_interest"]["interval"] == "4h" and cov["open_interest"]["missing"] == 0
+    assert coverage.interval_name(5400) == "5400s"
