@@ -177,10 +177,25 @@ def write_result(result, output_dir, *, inputs=None, parameters: dict | None = N
     registry entry of ``result.key``. ``output_dir`` None means ``reports/runs/manual/<notebook>``.
     Tables and figures are written first, ``record.json`` last (atomically).
     """
-    from research import paths
     from research.hypotheses.registry import get
 
     entry = get(result.key) if getattr(result, "key", None) else None
+    w = _writer(result, output_dir, entry, inputs=inputs, parameters=parameters, notebook=notebook, title=title,
+                claim=claim)
+    for name, df in result.tables().items():
+        if df is not None:
+            w.table(name, df)
+    for v in result.verdicts():
+        w.verdict(v)
+    for name, chart in result.figures().items():
+        w.figure(name, chart)
+    return w.save()
+
+
+def _writer(result, output_dir, entry, *, inputs, parameters, notebook, title, claim) -> "RecordWriter":
+    """A :class:`RecordWriter` with the record's header, coverage and notes filled in."""
+    from research import paths
+
     stem = notebook or (entry.notebook if entry else None)
     if not stem:
         raise ResearchError(f"write_result: say which notebook {type(result).__name__} belongs to (notebook=...)")
@@ -195,11 +210,4 @@ def write_result(result, output_dir, *, inputs=None, parameters: dict | None = N
         w.note(SYNTHETIC_NOTE)
     for n in getattr(result, "notes", None) or []:
         w.note(n)
-    for name, df in result.tables().items():
-        if df is not None:
-            w.table(name, df)
-    for v in result.verdicts():
-        w.verdict(v)
-    for name, chart in result.figures().items():
-        w.figure(name, chart)
-    return w.save()
+    return w

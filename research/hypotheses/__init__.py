@@ -33,7 +33,8 @@ from research.stats import bootstrap_diff_ci, hedges_g, permutation_pvalue, wils
 
 from .carstudy import CarStudyResult, car_study, car_verdicts, event_profiles, event_study, event_type_study
 from .crowding import CrowdingResult, crowding_early_warning, crowding_study
-from .flush import FLUSH_RULE, FlushExodusResult, flush_study, flush_vs_exodus, match_truth
+from .flush import FLUSH_RULE, FlushExodusResult, flush_study, flush_vs_exodus
+from .truth import match_truth
 from .heatmap import LiquidationHeatmapResult, heatmap_study, liquidation_heatmap_test
 from .levels import LiquidationHeatmap, liquidation_heatmap
 from .overview import OverviewResult, data_overview

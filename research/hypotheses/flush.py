@@ -17,9 +17,10 @@ from research.results import Results
 from research.stats import (bootstrap_diff_ci, bootstrap_mean_ci, conclude, finite_or_none, fmt, hedges_g, nanmean,
                             permutation_pvalue)
 
-from .common import HOUR_US, col, hours, require, rows_of, sorted_panel, window_sum
+from .common import col, hours, require, rows_of, sorted_panel, window_sum
+from .truth import confusion, match_truth
 
-__all__ = ["FLUSH_RULE", "FlushExodusResult", "flush_vs_exodus", "match_truth", "flush_study"]
+__all__ = ["FLUSH_RULE", "FlushExodusResult", "flush_vs_exodus", "flush_study"]
 
 FLUSH_RULE = """\
 Each sell-off (peak -> trough) gets one vote per criterion; +1 = flush, -1 = spot exodus, 0 = no
@@ -407,54 +408,11 @@ def flush_vs_exodus(
 
 def _score_against_truth(res: FlushExodusResult, truth: pl.DataFrame, tolerance_hours: float) -> None:
     res.matches = match_truth(res.events, truth, tolerance_hours=tolerance_hours)
-    res.confusion = _confusion(res.matches)
+    res.confusion = confusion(res.matches)
     planted = res.matches.filter(pl.col("truth") != "none")
     res.accuracy = float((planted["truth"] == planted["predicted"]).mean()) if planted.height else None
     found = planted.filter(pl.col("predicted") != "missed")
     res.accuracy_detected = float((found["truth"] == found["predicted"]).mean()) if found.height else None
-
-
-def match_truth(events: pl.DataFrame, truth: pl.DataFrame, *, tolerance_hours: float = 48) -> pl.DataFrame:
-    """Match classified sell-offs to planted episodes by trough time (one-to-one, nearest first).
-
-    Returns one row per detected sell-off (``truth = "none"`` when it matches no planted episode)
-    plus one row per planted episode nobody matched (``predicted = "missed"``).
-    """
-    for c in ("trough_ts", "kind"):
-        if c not in truth.columns:
-            raise HypothesisError(f"match_truth: truth has no column {c!r}; pass research.simulate.read_truth(data_dir)")
-    d_t = events["trough_ts"].dt.epoch("us").to_numpy() / HOUR_US if events.height else np.zeros(0)
-    t_t = truth["trough_ts"].dt.epoch("us").to_numpy() / HOUR_US
-    dist = np.abs(d_t[:, None] - t_t[None, :]) if d_t.size and t_t.size else np.zeros((d_t.size, t_t.size))
-    pairs = sorted((dist[i, j], i, j) for i in range(d_t.size) for j in range(t_t.size) if dist[i, j] <= tolerance_hours)
-    di, tj = {}, set()
-    for dd, i, j in pairs:
-        if i not in di and j not in tj:
-            di[i] = (j, dd)
-            tj.add(j)
-    kinds = truth["kind"].to_list()
-    eids = truth["episode_id"].to_list() if "episode_id" in truth.columns else list(range(truth.height))
-    rows = []
-    for i, r in enumerate(events.iter_rows(named=True)):
-        j, dd = di.get(i, (None, None))
-        rows.append({"event_id": r["event_id"], "trough_ts": r["trough_ts"], "episode_id": None if j is None else eids[j],
-                     "truth": "none" if j is None else kinds[j], "predicted": r["label"], "hours_apart": dd})
-    for j in range(truth.height):
-        if j not in tj:
-            rows.append({"event_id": None, "trough_ts": truth["trough_ts"][j], "episode_id": eids[j],
-                         "truth": kinds[j], "predicted": "missed", "hours_apart": None})
-    schema = {"event_id": pl.Int64, "trough_ts": truth.schema["trough_ts"], "episode_id": pl.Int64,
-              "truth": pl.String, "predicted": pl.String, "hours_apart": pl.Float64}
-    return pl.DataFrame(rows, schema=schema)
-
-
-def _confusion(matches: pl.DataFrame) -> pl.DataFrame:
-    preds = ["flush", "exodus", "mixed", "missed"]
-    out = []
-    for t in ["flush", "exodus", "none"]:
-        sub = matches.filter(pl.col("truth") == t)
-        out.append({"truth": t, **{p: int((sub["predicted"] == p).sum()) for p in preds}})
-    return pl.DataFrame(out)
 
 
 def flush_study(inputs, *, drawdown_pct: float = 5.0, within_hours: int = 72, min_spacing_hours: int = 72,

@@ -90,31 +90,7 @@ class LiquidationHeatmap:
         return pl.DataFrame({"ts": self.ts.gather(idx), "close": self.close[idx]})
 
 
-def liquidation_heatmap(
-    panel: pl.DataFrame,
-    *,
-    leverage_mix: dict | None = None,
-    long_share: float = 0.5,
-    bin_pct: float = 0.25,
-    decay_on_oi_drop: bool = True,
-    half_life_hours: float | None = None,
-    max_oi_age_hours: float | None = 12,
-) -> LiquidationHeatmap:
-    """Estimate where liquidations would sit from OI increases and a leverage mix.
-
-    Each hour's OI increase (base units x close, USD) opens positions at the close: a share
-    ``long_share`` long, the rest short, spread over ``leverage_mix`` (leverage -> weight). A long
-    with leverage L is liquidated at ``close * (1 - 1/L)``, a short at ``close * (1 + 1/L)``
-    (maintenance margin ignored). Positions leave the map when the hour's low (high) crosses their
-    level; with ``decay_on_oi_drop`` an OI decrease closes all positions proportionally, and with
-    ``half_life_hours`` they also decay exponentially. One numpy step per hour over all bins.
-
-    The map covers only the hours from the first to the last fresh OI observation (``oi_age_hours``
-    at most ``max_oi_age_hours``; None keeps every hour): the panel carries the last OI value forward,
-    and without new OI the modelled clusters would be stale guesses.
-    """
-    who = "liquidation_heatmap"
-    require(panel, ["ts", "perp_close", "perp_high", "perp_low"], who)
+def _check(who: str, leverage_mix, long_share: float, bin_pct: float) -> dict:
     mix = {float(k): float(v) for k, v in (leverage_mix or {10: 0.3, 25: 0.4, 50: 0.2, 100: 0.1}).items()}
     if not mix or any(k <= 1 for k in mix) or any(v < 0 for v in mix.values()) or sum(mix.values()) <= 0:
         raise HypothesisError(f"{who}: leverage_mix={leverage_mix!r} needs leverages > 1 and non-negative weights")
@@ -122,27 +98,24 @@ def liquidation_heatmap(
         raise HypothesisError(f"{who}: long_share={long_share} must be in [0, 1]")
     if bin_pct <= 0:
         raise HypothesisError(f"{who}: bin_pct={bin_pct} must be > 0")
-    panel = sorted_panel(panel).filter(pl.col("perp_close").is_not_null())
-    if max_oi_age_hours is not None and "oi_age_hours" in panel.columns:
-        fresh = np.flatnonzero((panel["oi_age_hours"] <= max_oi_age_hours).fill_null(False).to_numpy())
-        if fresh.size == 0:
-            raise HypothesisError(f"{who}: no open-interest observation younger than max_oi_age_hours="
-                                  f"{max_oi_age_hours} in the panel; import OI for this span or raise the limit")
-        panel = panel.slice(int(fresh[0]), int(fresh[-1] - fresh[0] + 1))
-    close = col(panel, "perp_close")
-    high = col(panel, "perp_high")
-    low = col(panel, "perp_low")
-    oi = oi_units(panel)
-    if not np.isfinite(oi).any():
-        raise HypothesisError(f"{who}: no open interest in the panel (oi_base/oi_usd); import OI or pick another span")
-    lev = np.array(list(mix.keys()))
-    w = np.array(list(mix.values()))
-    w = w / w.sum()
-    step = math.log1p(bin_pct / 100)
-    lo_edge = math.log(np.nanmin(low) * (1 - 1 / lev.min()) * 0.98)
-    hi_edge = math.log(np.nanmax(high) * (1 + 1 / lev.min()) * 1.02)
-    nb = int(math.ceil((hi_edge - lo_edge) / step))
-    edges = np.exp(lo_edge + step * np.arange(nb + 1))
+    return mix
+
+
+def _fresh_span(panel: pl.DataFrame, max_oi_age_hours, who: str) -> pl.DataFrame:
+    """The hours from the first to the last fresh OI observation (all hours when ``max_oi_age_hours`` is None)."""
+    if max_oi_age_hours is None or "oi_age_hours" not in panel.columns:
+        return panel
+    fresh = np.flatnonzero((panel["oi_age_hours"] <= max_oi_age_hours).fill_null(False).to_numpy())
+    if fresh.size == 0:
+        raise HypothesisError(f"{who}: no open-interest observation younger than max_oi_age_hours="
+                              f"{max_oi_age_hours} in the panel; import OI for this span or raise the limit")
+    return panel.slice(int(fresh[0]), int(fresh[-1] - fresh[0] + 1))
+
+
+def _evolve(close, high, low, oi, edges, lo_edge: float, step: float, lev, w, *, long_share: float,
+            decay_on_oi_drop: bool, half_life_hours) -> tuple[np.ndarray, np.ndarray]:
+    """Hour by hour: clear crossed levels, decay, add the hour's new positions; ``(long, short)`` maps."""
+    nb = edges.size - 1
     T = close.size
     L = np.zeros((T, nb))
     S = np.zeros((T, nb))
@@ -174,6 +147,52 @@ def liquidation_heatmap(
             np.add.at(cur_s, np.clip(is_, 0, nb - 1), usd * (1 - long_share) * w)
         L[t] = cur_l
         S[t] = cur_s
+    return L, S
+
+
+def liquidation_heatmap(
+    panel: pl.DataFrame,
+    *,
+    leverage_mix: dict | None = None,
+    long_share: float = 0.5,
+    bin_pct: float = 0.25,
+    decay_on_oi_drop: bool = True,
+    half_life_hours: float | None = None,
+    max_oi_age_hours: float | None = 12,
+) -> LiquidationHeatmap:
+    """Estimate where liquidations would sit from OI increases and a leverage mix.
+
+    Each hour's OI increase (base units x close, USD) opens positions at the close: a share
+    ``long_share`` long, the rest short, spread over ``leverage_mix`` (leverage -> weight). A long
+    with leverage L is liquidated at ``close * (1 - 1/L)``, a short at ``close * (1 + 1/L)``
+    (maintenance margin ignored). Positions leave the map when the hour's low (high) crosses their
+    level; with ``decay_on_oi_drop`` an OI decrease closes all positions proportionally, and with
+    ``half_life_hours`` they also decay exponentially. One numpy step per hour over all bins.
+
+    The map covers only the hours from the first to the last fresh OI observation (``oi_age_hours``
+    at most ``max_oi_age_hours``; None keeps every hour): the panel carries the last OI value forward,
+    and without new OI the modelled clusters would be stale guesses.
+    """
+    who = "liquidation_heatmap"
+    require(panel, ["ts", "perp_close", "perp_high", "perp_low"], who)
+    mix = _check(who, leverage_mix, long_share, bin_pct)
+    panel = _fresh_span(sorted_panel(panel).filter(pl.col("perp_close").is_not_null()), max_oi_age_hours, who)
+    close = col(panel, "perp_close")
+    high = col(panel, "perp_high")
+    low = col(panel, "perp_low")
+    oi = oi_units(panel)
+    if not np.isfinite(oi).any():
+        raise HypothesisError(f"{who}: no open interest in the panel (oi_base/oi_usd); import OI or pick another span")
+    lev = np.array(list(mix.keys()))
+    w = np.array(list(mix.values()))
+    w = w / w.sum()
+    step = math.log1p(bin_pct / 100)
+    lo_edge = math.log(np.nanmin(low) * (1 - 1 / lev.min()) * 0.98)
+    hi_edge = math.log(np.nanmax(high) * (1 + 1 / lev.min()) * 1.02)
+    nb = int(math.ceil((hi_edge - lo_edge) / step))
+    edges = np.exp(lo_edge + step * np.arange(nb + 1))
+    L, S = _evolve(close, high, low, oi, edges, lo_edge, step, lev, w, long_share=long_share,
+                   decay_on_oi_drop=decay_on_oi_drop, half_life_hours=half_life_hours)
     params = {"leverage_mix": {str(int(k) if k.is_integer() else k): v for k, v in mix.items()},
               "long_share": long_share, "bin_pct": bin_pct, "decay_on_oi_drop": decay_on_oi_drop,
               "half_life_hours": half_life_hours, "max_oi_age_hours": max_oi_age_hours}
