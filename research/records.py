@@ -148,19 +148,18 @@ SYNTHETIC_NOTE = "SYNTHETIC DATA: simulated market (research.simulate), not real
 def run_parameters(notebook: str, namespace: dict) -> dict:
     """The run's parameters: the names of ``notebook``'s ``parameters`` cell, valued from ``namespace``.
 
-    Names come from the notebook itself (:func:`papermill.inspect_notebook`), values from the
+    Names come from the notebook itself (:func:`research.batch.parameter_spec`, papermill's parser), values from the
     kernel's globals, so papermill's injected values (and ``params.json`` of a batch run, which
     holds the same values) are what the record stores; no hand-kept list of names.
     ``notebook`` is a stem in ``notebooks/`` or a path.
     """
-    import papermill as pm
-
     from research import paths
+    from research.batch import parameter_spec
 
     path = Path(notebook)
     if path.suffix != ".ipynb":
         path = paths.NOTEBOOKS_DIR / f"{notebook}.ipynb"
-    names = list(pm.inspect_notebook(str(path)))
+    names = list(parameter_spec(path))
     missing = [n for n in names if n not in namespace]
     if missing:
         raise ResearchError(f"{path.name}: parameters {missing} of its parameters cell are not defined in the kernel")
