@@ -237,15 +237,23 @@ def _accepted(fn, params: dict) -> dict:
 def event_type_study(key: str, inputs, **params) -> CarStudyResult:
     """Detect the events of registry entry ``key`` and run :func:`car_study` around them.
 
-    ``params`` are the run's parameters: those the detector accepts go to it, :data:`CAR_DEFAULTS`'
-    names go to the study, the rest (loader and output parameters) are ignored. The entry's
-    ``extras`` (if any) add tables and notes.
+    ``params`` are the study's parameters (:func:`research.hypotheses.run` drops the loader's and
+    ``output_dir``): those the detector accepts go to it, :data:`CAR_DEFAULTS`' names go to the
+    study, any other name is a :class:`~research.errors.HypothesisError`. The entry's ``extras``
+    (if any) add tables and notes.
     """
     from .registry import get
 
     entry = get(key)
     detector = entry.detector_fn()
-    events = detector(inputs.panel, **_accepted(detector, params))
+    det_kw = _accepted(detector, params)
+    unknown = sorted(set(params) - set(det_kw) - set(CAR_DEFAULTS))
+    if unknown:
+        from research.errors import HypothesisError
+
+        raise HypothesisError(f"{key}: parameter(s) {unknown} are neither {detector.__name__}'s nor the CAR study's "
+                              f"({', '.join(CAR_DEFAULTS)})")
+    events = detector(inputs.panel, **det_kw)
     car = {k: params.get(k, v) for k, v in CAR_DEFAULTS.items()}
     res = car_study(inputs, events, key=key, label=entry.label, **car)
     if entry.extras is not None:

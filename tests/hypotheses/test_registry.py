@@ -33,3 +33,11 @@ def test_run_rejects_a_parameter_the_study_does_not_take():
     inp = H.Inputs(panel=pl.DataFrame(), daily=pl.DataFrame(), data_dir="d", synthetic=False)
     with pytest.raises(H.HypothesisError, match="bogus"):
         H.run("23-funding-settlement-hours", inp, {"data_dir": None, "output_dir": "x", "bogus": 1})
+
+
+def test_event_study_rejects_a_parameter_nobody_takes():
+    import polars as pl
+
+    inp = H.Inputs(panel=pl.DataFrame(), daily=pl.DataFrame(), data_dir="d", synthetic=False)
+    with pytest.raises(H.HypothesisError, match="drop_pctt"):
+        H.run("11-oi-collapses", inp, {"data_dir": None, "drop_pctt": 5.0, "model": "mean"})
