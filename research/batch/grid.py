@@ -143,33 +143,39 @@ def load_grid(path, *, data_dir=None, out_root=None, notebooks_dir=None, kernel_
     specs: list[RunSpec] = []
     seen: set[Path] = set()
     for i, entry in enumerate(doc["runs"], 1):
-        where = f"{path.name} runs[{i}]"
-        if not isinstance(entry, dict):
-            raise NotebookError(f"{where}: each run is a mapping with 'notebook' and parameters")
-        bad = set(entry) - _ENTRY_KEYS
-        if bad:
-            raise NotebookError(f"{where}: unknown key(s) {sorted(bad)}; allowed: {sorted(_ENTRY_KEYS)}")
-        nbs = entry.get("notebook", entry.get("notebooks"))
-        if not nbs:
-            raise NotebookError(f"{where}: missing 'notebook'")
-        nbs = [nbs] if isinstance(nbs, str) else list(nbs)
-        sets = expand_entry(entry, where)
-        for nb_name in nbs:
-            nb = find_notebook(str(nb_name), base, notebooks_dir)
-            spec_cache = parameter_spec(nb)
-            for params in sets:
-                try:
-                    checked = check_parameters(nb, params, spec=spec_cache)
-                except NotebookError as exc:
-                    raise NotebookError(f"{where}: {exc}") from None
-                s = RunSpec(str(nb), checked, str(paths.data_dir(dd)), str(runs_root(out)), kernel_name)
-                if s.run_dir not in seen:
-                    seen.add(s.run_dir)
-                    specs.append(s)
+        _entry_specs(entry, f"{path.name} runs[{i}]", base, str(paths.data_dir(dd)), str(runs_root(out)),
+                     notebooks_dir, kernel_name, specs, seen)
     workers = doc.get("workers")
     if workers is not None and (not isinstance(workers, int) or workers < 1):
         raise NotebookError(f"{path}: workers must be a positive integer, got {workers!r}")
     return Grid(specs, workers, str(path))
+
+
+def _entry_specs(entry, where: str, base: Path, data_dir: str, out_root: str, notebooks_dir, kernel_name: str,
+                 specs: list, seen: set) -> None:
+    """Append the checked, not yet seen runs of one grid entry to ``specs``."""
+    if not isinstance(entry, dict):
+        raise NotebookError(f"{where}: each run is a mapping with 'notebook' and parameters")
+    bad = set(entry) - _ENTRY_KEYS
+    if bad:
+        raise NotebookError(f"{where}: unknown key(s) {sorted(bad)}; allowed: {sorted(_ENTRY_KEYS)}")
+    nbs = entry.get("notebook", entry.get("notebooks"))
+    if not nbs:
+        raise NotebookError(f"{where}: missing 'notebook'")
+    nbs = [nbs] if isinstance(nbs, str) else list(nbs)
+    sets = expand_entry(entry, where)
+    for nb_name in nbs:
+        nb = find_notebook(str(nb_name), base, notebooks_dir)
+        spec_cache = parameter_spec(nb)
+        for params in sets:
+            try:
+                checked = check_parameters(nb, params, spec=spec_cache)
+            except NotebookError as exc:
+                raise NotebookError(f"{where}: {exc}") from None
+            s = RunSpec(str(nb), checked, data_dir, out_root, kernel_name)
+            if s.run_dir not in seen:
+                seen.add(s.run_dir)
+                specs.append(s)
 
 
 def _check_size(path: Path, runs: list, max_runs: int | None) -> None:

@@ -177,31 +177,35 @@ def check_parameters(notebook, parameters: dict[str, Any] | None, *, spec: dict[
                 f"{notebook.name}: unknown parameter {name!r}"
                 + (f" (did you mean {' or '.join(map(repr, close))}?)" if close else "")
                 + f"; its parameters cell defines: {known or 'nothing besides data_dir/output_dir'}")
-        p = spec[name]
-        if from_strings and isinstance(value, str):
-            value = parse_value(value, p)
-        ok, value = _matches(p.kind, value)
-        if ok and p.kind is list and p.default and isinstance(value, list):
-            kinds = {type(v) for v in p.default}
-            if len(kinds) == 1:
-                (ek,) = kinds
-                checked = [_matches(ek, v) for v in value]
-                ok = all(c[0] for c in checked)
-                value = [c[1] for c in checked]
-        if not ok:
-            hint = {str: " (quote it to make it a string)", list: " (write a list: [a, b])"}.get(p.kind, "")
-            raise NotebookError(
-                f"{notebook.name}: parameter {name!r} expects {p.type_name} like its default "
-                f"{p.default!r}, got {type(value).__name__} {value!r}{hint}")
-        if name in DATE_PARAMS and p.kind is str and value is not None:
-            try:
-                parse_date(value, f"{notebook.name}: parameter {name!r}")
-            except ParseError as exc:
-                raise NotebookError(str(exc)) from None
-        out[name] = value
+        out[name] = _check_value(notebook, name, value, spec[name], from_strings)
     return out
 
 
+
+
+def _check_value(notebook: Path, name: str, value: Any, p: Param, from_strings: bool) -> Any:
+    """``value`` typed like ``p``'s default, or a :class:`NotebookError` naming the parameter."""
+    if from_strings and isinstance(value, str):
+        value = parse_value(value, p)
+    ok, value = _matches(p.kind, value)
+    if ok and p.kind is list and p.default and isinstance(value, list):
+        kinds = {type(v) for v in p.default}
+        if len(kinds) == 1:
+            (ek,) = kinds
+            checked = [_matches(ek, v) for v in value]
+            ok = all(c[0] for c in checked)
+            value = [c[1] for c in checked]
+    if not ok:
+        hint = {str: " (quote it to make it a string)", list: " (write a list: [a, b])"}.get(p.kind, "")
+        raise NotebookError(
+            f"{notebook.name}: parameter {name!r} expects {p.type_name} like its default "
+            f"{p.default!r}, got {type(value).__name__} {value!r}{hint}")
+    if name in DATE_PARAMS and p.kind is str and value is not None:
+        try:
+            parse_date(value, f"{notebook.name}: parameter {name!r}")
+        except ParseError as exc:
+            raise NotebookError(str(exc)) from None
+    return value
 
 
 def parse_assignments(items: Iterable[str] | None) -> dict[str, str]:
