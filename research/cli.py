@@ -407,6 +407,7 @@ def grid_cmd(
     resume: bool = typer.Option(False, "--resume", help="Run only what failed or is missing."),
     data_dir: Optional[Path] = DataDir,
     out: Optional[Path] = typer.Option(None, "--out", help="Output root (default: the file's out, else reports/runs)."),
+    max_runs: int = typer.Option(1000, "--max-runs", help="Refuse a grid that expands to more runs than this."),
     quiet: bool = Quiet,
 ) -> None:
     """Run a grid of notebooks x parameters in parallel; a failed run does not stop the others.
@@ -419,7 +420,7 @@ def grid_cmd(
     from research.errors import NotebookError
 
     try:
-        grid = batch.load_grid(grid_file, data_dir=data_dir, out_root=out)
+        grid = batch.load_grid(grid_file, data_dir=data_dir, out_root=out, max_runs=max_runs)
         result = batch.run_grid(grid.specs, workers=workers or grid.workers or 2, executor=executor,
                                 scheduler=scheduler, resume=resume, progress=not quiet)
     except NotebookError as exc:

@@ -59,3 +59,15 @@ class LakeCorruptError(LakeError):
 
 class LakeLockTimeout(LakeError):
     """A lake table stayed locked by another process for longer than the lock timeout."""
+
+
+class PanelError(ResearchError, ValueError):
+    """The analysis inputs cannot be loaded (e.g. no hourly bars for the symbol and span in the lake)."""
+
+
+class HypothesisError(ResearchError, ValueError):
+    """Bad input to a hypothesis test (names the column or parameter and what to do)."""
+
+
+class GridError(NotebookError, ValueError):
+    """A batch grid file is unsafe or too large (alias bombs, paths outside the project, too many runs)."""

@@ -118,9 +118,9 @@ def test_params_hash_is_stable_and_order_free():
 
 def test_parse_assignments():
     assert batch.parse_assignments(["a=1", "b=x=y", "c="]) == {"a": "1", "b": "x=y", "c": ""}
-    with pytest.raises(NotebookError, match="key=value"):
+    with pytest.raises(NotebookError, match="KEY=VALUE"):
         batch.parse_assignments(["novalue"])
-    with pytest.raises(NotebookError, match="not a Python identifier"):
+    with pytest.raises(NotebookError, match="not a valid name"):
         batch.parse_assignments(["1x=2"])
 
 
@@ -311,3 +311,51 @@ def test_unreachable_dask_scheduler_is_a_clear_error(tmp_path, monkeypatch):
     spec = batch.make_spec(TINY, {}, out_root=tmp_path, data_dir=tmp_path)
     with pytest.raises(NotebookError, match="cannot reach the dask scheduler"):
         batch.run_grid([spec], executor="dask", scheduler="tcp://127.0.0.1:9", progress=False)
+
+
+# ------------------------------------------------------------------------------------------ grid safety
+
+def test_grid_run_cap_counts_before_expanding(tmp_path):
+    from research.errors import GridError
+
+    text = f"runs:\n  - notebook: {TINY}\n    product: {{x: {list(range(40))}, scale: {list(range(30))}}}\n"
+    with pytest.raises(GridError, match="expands to 1200 runs, more than max_runs=1000"):
+        batch.load_grid(_grid(tmp_path, text))
+    assert len(batch.load_grid(_grid(tmp_path, text), max_runs=None, out_root=tmp_path / "o").specs) == 1200
+
+
+def test_grid_refuses_yaml_aliases(tmp_path):
+    from research.errors import GridError
+
+    bomb = "a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n" \
+           "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nruns: [{notebook: x, product: {x: *c}}]\n"
+    with pytest.raises(GridError, match="alias"):
+        batch.load_grid(_grid(tmp_path, bomb))
+
+
+@pytest.mark.parametrize("name", ["../../../../etc/passwd", "../../../../etc/passwd.ipynb"])
+def test_grid_refuses_paths_outside_without_echoing_contents(tmp_path, name):
+    from research.errors import GridError
+
+    secret = tmp_path / "secret.ipynb"
+    secret.write_text("root:x:0:0:SECRET-CONTENT")
+    (tmp_path / "sub").mkdir()
+    rel = "../secret.ipynb" if name.endswith(".ipynb") else name
+    with pytest.raises((GridError, NotebookError)) as exc:
+        batch.load_grid(_grid(tmp_path / "sub", f"runs: [{{notebook: '{rel}'}}]"))
+    assert "SECRET" not in str(exc.value) and "root:x" not in str(exc.value)
+
+
+def test_unreadable_notebook_error_does_not_quote_the_file(tmp_path):
+    bad = tmp_path / "bad.ipynb"
+    bad.write_text("root:x:0:0:SECRET-CONTENT")
+    with pytest.raises(NotebookError) as exc:
+        batch.parameter_spec(bad)
+    assert "SECRET" not in str(exc.value)
+
+
+def test_date_parameters_are_checked(tmp_path):
+    nb = _nb(tmp_path, 'data_dir = None\noutput_dir = "."\nstart = "2025-01-01"')
+    assert batch.check_parameters(nb, {"start": "2025-10"}) == {"start": "2025-10"}
+    with pytest.raises(NotebookError, match="parameter 'start'"):
+        batch.check_parameters(nb, {"start": "10/01/2025"})

@@ -216,3 +216,26 @@ def test_report_on_the_real_notebooks(tmp_path):
     page = rep.index.read_text()
     assert "SYNTHETIC DATA" in page
     assert sum(len(e.record.verdicts) for e in rep.entries) > 0
+
+
+def test_read_manifest_tolerates_bad_lines_and_merges_ingest(tmp_path):
+    from research import paths
+
+    mpath = paths.manifest_path(tmp_path)
+    mpath.parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "a.zip").write_bytes(b"x")
+    mpath.write_text("\n".join([
+        '{"path": "raw/a.zip", "status": "downloaded", "sha256": "aa", "time": "t1"}',
+        "not json at all",
+        "[1, 2]",
+        '{"no_path": 1}',
+        '{"path": "raw/a.zip", "event": "ingest", "ingest": "funding: 10 rows", "time": "t2"}',
+        '{"path": "raw/b.zip", "status": "downloaded"}',
+        '{"path": "raw/c.zip", "sta',       # a torn last line
+    ]))
+    rows = report.read_manifest(tmp_path)
+    assert [r["path"] for r in rows] == ["raw/a.zip", "raw/b.zip"]
+    a, b = rows
+    assert a["sha256"] == "aa" and a["ingest"] == "funding: 10 rows" and a["ingest_time"] == "t2" and a["present"]
+    assert b["present"] is False

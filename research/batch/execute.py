@@ -1,0 +1,256 @@
+"""One run: a checked :class:`RunSpec` executed with papermill into its run directory."""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from research import paths
+from research.errors import NotebookError
+from research.fileio import write_json
+
+from .parameters import check_parameters
+
+KERNEL_NAME = "python3"
+STATUS_FILE = "status.json"
+PARAMS_FILE = "params.json"
+EXECUTED = "executed.ipynb"
+EXECUTED_FAILED = "executed.FAILED.ipynb"
+EXECUTING = "executing.ipynb"
+FAILED_MARKER = "FAILED"
+RUN_LOG = "run.log"
+
+def params_hash(parameters: dict[str, Any]) -> str:
+    """First 12 hex digits of sha256 over the sorted, compact JSON of ``parameters``."""
+    blob = json.dumps(parameters, sort_keys=True, separators=(",", ":"), default=str, ensure_ascii=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def runs_root(out_root=None) -> Path:
+    """Default output root for runs: ``reports/runs`` (see :func:`research.paths.reports_dir`)."""
+    return Path(out_root).expanduser().resolve() if out_root is not None else paths.reports_dir() / "runs"
+
+
+def run_dir_for(notebook, parameters: dict[str, Any], out_root=None) -> Path:
+    """``<out_root>/<notebook-stem>/<hash12>`` for these (runner-complete) parameters."""
+    return runs_root(out_root) / Path(notebook).stem / params_hash(parameters)
+
+
+@dataclass
+class RunSpec:
+    """A notebook with checked parameters and where its run goes."""
+
+    notebook: str
+    parameters: dict[str, Any]
+    data_dir: str
+    out_root: str
+    kernel_name: str = KERNEL_NAME
+    timeout: float | None = None
+
+    @property
+    def full_parameters(self) -> dict[str, Any]:
+        """What the hash is built from: the user parameters plus ``data_dir`` (output_dir is derived)."""
+        return {**self.parameters, "data_dir": self.data_dir}
+
+    @property
+    def run_dir(self) -> Path:
+        return run_dir_for(self.notebook, self.full_parameters, self.out_root)
+
+    @property
+    def stem(self) -> str:
+        return Path(self.notebook).stem
+
+
+@dataclass
+class RunResult:
+    """What one run did. ``status`` is ``ok``, ``failed`` or ``cached`` (skipped by ``resume``)."""
+
+    notebook: str
+    parameters: dict[str, Any]
+    run_dir: str
+    status: str
+    seconds: float = 0.0
+    error: str = ""
+    cell: int | None = None  # 1-based index in the source notebook
+    executed: str = ""  # path of the executed (or partial) notebook
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("ok", "cached")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def ensure_kernel(kernel_name: str = KERNEL_NAME) -> None:
+    """Make sure the Jupyter kernel exists; install ipykernel's ``python3`` spec when it is missing."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        KernelSpecManager().get_kernel_spec(kernel_name)
+        return
+    except NoSuchKernel:
+        if kernel_name != KERNEL_NAME:
+            raise NotebookError(
+                f"Jupyter kernel {kernel_name!r} is not installed (see `jupyter kernelspec list`); "
+                f"install it or use --kernel {KERNEL_NAME}") from None
+    from ipykernel.kernelspec import install
+
+    install(user=True, kernel_name=KERNEL_NAME)
+
+
+def is_result(run_dir) -> bool:
+    """True when ``run_dir`` holds a finished run: status ``ok`` and a ``record.json``."""
+    from research.records import RECORD_FILE
+
+    d = Path(run_dir)
+    return read_status(d).get("status") == "ok" and (d / RECORD_FILE).exists()
+
+
+def read_status(run_dir) -> dict:
+    """The run's ``status.json`` (``{}`` when absent or unreadable)."""
+    try:
+        return json.loads((Path(run_dir) / STATUS_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _source_cell(executed_nb: Path, cell_index: int) -> int:
+    """1-based cell number in the source notebook for ``cell_index`` of the executed one."""
+    try:
+        import nbformat
+
+        nb = nbformat.read(executed_nb, as_version=4)
+        inj = next(i for i, c in enumerate(nb.cells) if "injected-parameters" in c.get("metadata", {}).get("tags", []))
+    except (StopIteration, Exception):
+        return cell_index + 1
+    return cell_index + (0 if cell_index > inj else 1)
+
+
+def make_spec(notebook, parameters: dict[str, Any] | None = None, *, data_dir=None, out_root=None,
+              kernel_name: str = KERNEL_NAME, from_strings: bool = False, timeout: float | None = None) -> RunSpec:
+    """Check parameters and resolve paths into a :class:`RunSpec` (raises NotebookError on bad input)."""
+    nb = Path(notebook).expanduser().resolve()
+    params = check_parameters(nb, parameters, from_strings=from_strings)
+    return RunSpec(notebook=str(nb), parameters=params, data_dir=str(paths.data_dir(data_dir)),
+                   out_root=str(runs_root(out_root)), kernel_name=kernel_name, timeout=timeout)
+
+
+def execute(spec: RunSpec, *, log_output: bool = False, progress_bar: bool = False, capture: bool = False) -> RunResult:
+    """Run one checked :class:`RunSpec`; never raises for a failing cell (see ``RunResult.status``).
+
+    ``capture=True`` sends this process's stdout/stderr, and so the kernel's, to ``run.log`` in the
+    run directory (only safe in a single-threaded worker process: file descriptors are per process).
+    """
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    from research.records import RECORD_FILE
+
+    rd = spec.run_dir
+    if rd.exists():  # a rerun starts clean: stale records must not survive a failure
+        shutil.rmtree(rd)
+    rd.mkdir(parents=True)
+    injected = {**spec.parameters, "data_dir": spec.data_dir, "output_dir": str(rd)}
+    write_json(rd / PARAMS_FILE, {"notebook": spec.notebook, "parameters": injected, "hash": rd.name})
+    t0 = time.perf_counter()
+    started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    partial = rd / EXECUTING
+    result = RunResult(notebook=spec.notebook, parameters=spec.parameters, run_dir=str(rd), status="failed")
+    try:
+        ensure_kernel(spec.kernel_name)
+        with _captured(rd / RUN_LOG) if capture else contextlib.nullcontext():
+            pm.execute_notebook(
+                spec.notebook, str(partial), parameters=injected, kernel_name=spec.kernel_name,
+                progress_bar=progress_bar, log_output=log_output, cwd=str(rd), execution_timeout=spec.timeout,
+                # every cell has run and its outputs are saved: killing the kernel loses nothing and
+                # saves the graceful-shutdown wait (~0.3 s a run)
+                shutdown_kernel="immediate",
+            )
+        os.replace(partial, rd / EXECUTED)
+        result.status, result.executed = "ok", str(rd / EXECUTED)
+    except PapermillExecutionError as exc:
+        result.cell = _source_cell(partial, exc.cell_index) if partial.exists() else exc.cell_index + 1
+        result.error = f"{exc.ename}: {exc.evalue}"
+    except Exception as exc:  # kernel died, bad notebook, timeout...: still a failed run, not a crash
+        result.error = f"{type(exc).__name__}: {exc}".strip()
+    result.seconds = round(time.perf_counter() - t0, 3)
+    if result.status == "failed":
+        if partial.exists():
+            os.replace(partial, rd / EXECUTED_FAILED)
+            result.executed = str(rd / EXECUTED_FAILED)
+        if (rd / RECORD_FILE).exists():
+            os.replace(rd / RECORD_FILE, rd / "record.FAILED.json")
+        (rd / FAILED_MARKER).write_text(describe_failure(result) + "\n")
+    write_json(rd / STATUS_FILE, {
+        "status": result.status, "notebook": spec.notebook, "parameters": injected, "started": started,
+        "seconds": result.seconds, "error": result.error, "cell": result.cell, "executed": result.executed,
+    })
+    return result
+
+
+@contextlib.contextmanager
+def _captured(path: Path):
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(path, "ab") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+def describe_failure(r: RunResult) -> str:
+    """One paragraph naming the notebook, the cell, the error and where to look."""
+    where = f"cell {r.cell}" if r.cell is not None else "before any cell ran"
+    look = f"\n  partial notebook: {r.executed}" if r.executed else ""
+    return (f"{Path(r.notebook).name} failed in {where}: {r.error}\n"
+            f"  output: {r.run_dir}{look}\n"
+            f"  open the notebook in JupyterLab to see the traceback, fix it and rerun")
+
+
+def run_notebook(notebook, parameters: dict[str, Any] | None = None, *, data_dir=None, out_root=None,
+                 kernel_name: str = KERNEL_NAME, from_strings: bool = False, timeout: float | None = None,
+                 log_output: bool = False, progress_bar: bool = False, raise_on_error: bool = True) -> RunResult:
+    """Check parameters, run ``notebook`` and return its :class:`RunResult`.
+
+    Parameters
+    ----------
+    notebook : path
+        The ``.ipynb`` to run.
+    parameters : dict, optional
+        Values for names of its parameters cell (strings parsed by type with ``from_strings=True``).
+    data_dir, out_root : path, optional
+        Data directory injected as ``data_dir``; root of run directories (default ``reports/runs``).
+
+    Raises
+    ------
+    NotebookError
+        Bad parameters (nothing is run), or, with ``raise_on_error``, a failed run: the message names
+        the notebook, the cell, the error and the output path.
+    """
+    spec = make_spec(notebook, parameters, data_dir=data_dir, out_root=out_root, kernel_name=kernel_name,
+                     from_strings=from_strings, timeout=timeout)
+    result = execute(spec, log_output=log_output, progress_bar=progress_bar)
+    if raise_on_error and result.status == "failed":
+        raise NotebookError(describe_failure(result))
+    return result
+
+
