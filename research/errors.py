@@ -51,3 +51,15 @@ class ImplausibleValueError(ImportMappingError):
 
 class EventDetectionError(ResearchError, ValueError):
     """A detector got a panel without the columns it needs or an invalid parameter."""
+
+
+class PanelError(ResearchError, ValueError):
+    """The analysis inputs cannot be loaded (e.g. no hourly bars for the symbol and span in the lake)."""
+
+
+class HypothesisError(ResearchError, ValueError):
+    """Bad input to a hypothesis test (names the column or parameter and what to do)."""
+
+
+class GridError(NotebookError, ValueError):
+    """A batch grid file is unsafe or too large (alias bombs, paths outside the project, too many runs)."""

@@ -159,8 +159,13 @@ _PANEL_ROWS = (
     ("liq_long_musd", "long liquidations ($M)", "bar"),
 )
 MAX_PANEL_ROWS = 5000
-_KIND_COLORS = {"selloff": "#d62728", "funding_reset": "#2ca02c", "oi_collapse": "#9467bd",
-                "liquidation_print": "#ff7f0e"}
+
+
+def _kind_colors() -> dict[str, str]:
+    """Event kind -> colour, from the registry (the one place for them)."""
+    from research.hypotheses.registry import kind_colors
+
+    return kind_colors()
 
 
 def plot_market_panel(
@@ -178,7 +183,7 @@ def plot_market_panel(
     ----------
     frame : polars.DataFrame
         Wide frame ``ts`` plus any of ``price, oi_bn, funding_8h_bp, liq_long_musd`` (and
-        ``oi_unit``), e.g. :func:`research.nbtools.market_panel_frame`; at most
+        ``oi_unit``), e.g. :func:`research.hypotheses.frames.market_panel_frame`; at most
         :data:`MAX_PANEL_ROWS` rows (downsample first).
     events : polars.DataFrame, optional
         ``ts, kind``: drawn as vertical rules on every row, coloured by kind.
@@ -194,7 +199,7 @@ def plot_market_panel(
         raise ValueError(f"plot_market_panel: frame needs a 'ts' column; it has {frame.columns}")
     if frame.height > MAX_PANEL_ROWS:
         raise ValueError(f"plot_market_panel: {frame.height} rows > {MAX_PANEL_ROWS}; aggregate first "
-                         "(research.nbtools.market_panel_frame downsamples)")
+                         "(research.hypotheses.frames.market_panel_frame downsamples)")
     rows = [r for r in _PANEL_ROWS if r[0] in frame.columns and frame[r[0]].is_not_null().any()]
     if not rows:
         raise ValueError("plot_market_panel: frame has none of " + ", ".join(r[0] for r in _PANEL_ROWS))
@@ -221,7 +226,7 @@ def plot_market_panel(
             layers.append(alt.Chart(ev).mark_rule(opacity=0.6).encode(
                 x="ts:T",
                 color=alt.Color("kind:N", title="event",
-                                scale=alt.Scale(domain=kinds, range=[_KIND_COLORS.get(k, "#333") for k in kinds])),
+                                scale=alt.Scale(domain=kinds, range=[_kind_colors().get(k, "#333") for k in kinds])),
                 tooltip=["ts:T", "kind:N"]))
         charts.append(alt.layer(*layers).properties(width=width, height=row_height))
     chart = alt.vconcat(*charts, data=src, spacing=4).resolve_scale(x="shared")
@@ -255,7 +260,7 @@ def plot_event_profiles(
     ----------
     profiles : polars.DataFrame
         Tidy ``event_time, column, mean, lo, hi`` (+ ``n``), e.g. :func:`research.eventstudy.profile`
-        or :func:`research.nbtools.event_profiles`; nothing is computed here.
+        or :func:`research.hypotheses.carstudy.event_profiles`; nothing is computed here.
     columns : list of str, optional
         Which ``column`` values to draw, in order (default: all, in order of appearance).
 

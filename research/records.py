@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import math
-import os
-import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +20,7 @@ from typing import Any
 import polars as pl
 
 from research.errors import ResearchError
+from research.fileio import atomic_path, clean_json, write_json
 
 RECORD_FILE = "record.json"
 SCHEMA_VERSION = 1
@@ -79,28 +77,13 @@ class ResultsRecord:
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict:
-        return _clean(asdict(self))
+        return clean_json(asdict(self))
 
     @classmethod
     def from_dict(cls, d: dict) -> "ResultsRecord":
         d = dict(d)
         d["verdicts"] = [Verdict(**v) for v in d.get("verdicts", [])]
         return cls(**d)
-
-
-def _clean(obj):
-    """JSON-safe: NaN/inf -> None, dates -> ISO strings, numpy scalars -> Python."""
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, float):
-        return None if not math.isfinite(obj) else obj
-    if isinstance(obj, (dt.date, dt.datetime)):
-        return obj.isoformat()
-    if hasattr(obj, "item") and callable(obj.item):  # numpy scalar
-        return _clean(obj.item())
-    return obj
 
 
 class RecordWriter:
@@ -124,9 +107,8 @@ class RecordWriter:
     def table(self, name: str, df: pl.DataFrame) -> Path:
         path = self.out_dir / "tables" / f"{name}.parquet"
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-        df.write_parquet(tmp)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            df.write_parquet(tmp)
         self.record.tables[name] = str(path.relative_to(self.out_dir))
         return path
 
@@ -145,11 +127,7 @@ class RecordWriter:
 
     def save(self) -> Path:
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        path = self.out_dir / RECORD_FILE
-        tmp = path.with_name(f".{RECORD_FILE}.{uuid.uuid4().hex}.tmp")
-        tmp.write_text(json.dumps(self.record.to_dict(), indent=2, sort_keys=False))
-        os.replace(tmp, path)
-        return path
+        return write_json(self.out_dir / RECORD_FILE, self.record.to_dict())
 
 
 def load(out_dir) -> ResultsRecord:
@@ -158,3 +136,78 @@ def load(out_dir) -> ResultsRecord:
     if not path.exists():
         raise ResearchError(f"{path} does not exist: the run did not finish (see its executed notebook)")
     return ResultsRecord.from_dict(json.loads(path.read_text()))
+
+
+# --------------------------------------------------------------------------------------------------
+# a results object -> its record
+# --------------------------------------------------------------------------------------------------
+#: the note every record of the simulated market carries
+SYNTHETIC_NOTE = "SYNTHETIC DATA: simulated market (research.simulate), not real prices"
+
+
+def run_parameters(notebook: str, namespace: dict) -> dict:
+    """The run's parameters: the names of ``notebook``'s ``parameters`` cell, valued from ``namespace``.
+
+    Names come from the notebook itself (:func:`papermill.inspect_notebook`), values from the
+    kernel's globals, so papermill's injected values (and ``params.json`` of a batch run, which
+    holds the same values) are what the record stores; no hand-kept list of names.
+    ``notebook`` is a stem in ``notebooks/`` or a path.
+    """
+    import papermill as pm
+
+    from research import paths
+
+    path = Path(notebook)
+    if path.suffix != ".ipynb":
+        path = paths.NOTEBOOKS_DIR / f"{notebook}.ipynb"
+    names = list(pm.inspect_notebook(str(path)))
+    missing = [n for n in names if n not in namespace]
+    if missing:
+        raise ResearchError(f"{path.name}: parameters {missing} of its parameters cell are not defined in the kernel")
+    return {n: namespace[n] for n in names}
+
+
+def write_result(result, output_dir, *, inputs=None, parameters: dict | None = None, notebook: str | None = None,
+                 title: str | None = None, claim: str | None = None) -> Path:
+    """Write the record of a :class:`research.results.Results` object into ``output_dir``.
+
+    Tables come from ``result.tables()``, figures from ``result.figures()``, verdicts from
+    ``result.verdicts()``, notes from ``result.notes``; coverage and the synthetic label from
+    ``inputs`` (:class:`research.panel.Inputs`). The notebook stem, title and claim default to the
+    registry entry of ``result.key``. ``output_dir`` None means ``reports/runs/manual/<notebook>``.
+    Tables and figures are written first, ``record.json`` last (atomically).
+    """
+    from research.hypotheses.registry import get
+
+    entry = get(result.key) if getattr(result, "key", None) else None
+    w = _writer(result, output_dir, entry, inputs=inputs, parameters=parameters, notebook=notebook, title=title,
+                claim=claim)
+    for name, df in result.tables().items():
+        if df is not None:
+            w.table(name, df)
+    for v in result.verdicts():
+        w.verdict(v)
+    for name, chart in result.figures().items():
+        w.figure(name, chart)
+    return w.save()
+
+
+def _writer(result, output_dir, entry, *, inputs, parameters, notebook, title, claim) -> "RecordWriter":
+    """A :class:`RecordWriter` with the record's header, coverage and notes filled in."""
+    from research import paths
+
+    stem = notebook or (entry.notebook if entry else None)
+    if not stem:
+        raise ResearchError(f"write_result: say which notebook {type(result).__name__} belongs to (notebook=...)")
+    out = Path(output_dir) if output_dir else paths.reports_dir() / "runs" / "manual" / stem
+    synthetic = bool(inputs.synthetic if inputs is not None else getattr(result, "synthetic", False))
+    w = RecordWriter(out, notebook=stem, title=title or (entry.title if entry else stem),
+                     claim=claim if claim is not None else (entry.claim if entry else ""),
+                     parameters=parameters, synthetic=synthetic)
+    if inputs is not None:
+        w.record.coverage = dict(inputs.coverage)
+    if synthetic and (entry is None or entry.kind == "hypothesis"):
+        w.note(SYNTHETIC_NOTE)
+    for n in getattr(result, "notes", None) or []:
+        w.note(n)
+    return w

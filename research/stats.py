@@ -1,8 +1,22 @@
-"""The small test-statistic record shared by the event-study engine and the hypotheses."""
+"""Generic statistics and test records shared by the event-study engine and the hypotheses.
+
+* records: :class:`TestStat` (one test), :class:`NotTestable` (a test that could not run, and why)
+  and :func:`conclude` (the conclusion sentence of a two-group test);
+* two-sample and proportion statistics: :func:`hedges_g`, :func:`bootstrap_diff_ci`,
+  :func:`bootstrap_mean_ci`, :func:`permutation_pvalue`, :func:`wilson_ci`, :func:`t_interval`;
+* binary outcomes: :func:`fisher_row`, :func:`separated`, :func:`fit_logit`.
+
+Randomness is seeded by a ``seed`` argument: the same inputs and seed give the same numbers.
+"""
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import asdict, dataclass
+
+import numpy as np
+import polars as pl
+from scipy import stats as sps
 
 
 @dataclass(frozen=True)
@@ -44,3 +58,204 @@ class TestStat:
     def __str__(self) -> str:
         df = "" if self.df is None else f", df={self.df:g}"
         return f"{self.name}: stat={self.stat:.4f}, p={self.pvalue:.4g}{df} (H0: {self.null})"
+
+
+# --------------------------------------------------------------------------------------------------
+# "not testable": one record type, not free text
+# --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class NotTestable:
+    """A test that could not be run, and why (too few observations, an input missing, ...).
+
+    A conclusion is either a sentence about a test that ran or ``str(NotTestable(...))``; the
+    string form always starts with :attr:`prefix` so a record can be filtered on it.
+
+    Parameters
+    ----------
+    reason : str
+        Why, e.g. ``"n = 1 vs 3"`` or ``"no usable events"``.
+    prefix : str
+        ``"not testable"`` (a hypothesis test) or ``"not tested"`` (a CAR test without events).
+    """
+
+    __test__ = False
+
+    reason: str
+    prefix: str = "not testable"
+
+    def __str__(self) -> str:
+        return f"{self.prefix}: {self.reason}" if self.prefix == "not tested" else f"{self.prefix} ({self.reason})"
+
+    @staticmethod
+    def matches(conclusion: str | None) -> bool:
+        """True when ``conclusion`` is the string form of a :class:`NotTestable`."""
+        return bool(conclusion) and str(conclusion).startswith(("not testable", "not tested"))
+
+
+def conclude(p, n1: int, n2: int, alpha: float = 0.05) -> str:
+    """The conclusion of a two-group test with p-value ``p`` and group sizes ``n1``, ``n2``.
+
+    Fewer than two observations in a group, or no finite p-value, give ``NotTestable``'s text.
+    """
+    if n1 < 2 or n2 < 2 or p is None or not np.isfinite(p):
+        return str(NotTestable(f"n = {n1} vs {n2}"))
+    return f"difference at the {alpha:.0%} level" if p < alpha else f"no difference detected at the {alpha:.0%} level"
+
+
+# --------------------------------------------------------------------------------------------------
+# small generic statistics
+# --------------------------------------------------------------------------------------------------
+def finite_or_none(x) -> float | None:
+    """``float(x)`` when finite, else None (for JSON records)."""
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def fmt(x, spec: str = ".4g") -> str:
+    """Format a number for a summary; ``"nan"`` for missing."""
+    x = finite_or_none(x)
+    return "nan" if x is None else format(x, spec)
+
+
+def nanmean(x: np.ndarray) -> float:
+    """Mean of the finite values (NaN when there are none)."""
+    x = x[np.isfinite(x)]
+    return float(x.mean()) if x.size else float("nan")
+
+
+def hedges_g(a, b) -> float:
+    """Hedges' g of ``mean(a) - mean(b)``: Cohen's d with the pooled SD, times ``1 - 3/(4(na+nb)-9)``."""
+    a = np.asarray(a, float)
+    b = np.asarray(b, float)
+    na, nb = a.size, b.size
+    if na < 2 or nb < 2:
+        return float("nan")
+    sp = math.sqrt(((na - 1) * a.var(ddof=1) + (nb - 1) * b.var(ddof=1)) / (na + nb - 2))
+    if sp == 0:
+        return float("nan")
+    return float((a.mean() - b.mean()) / sp * (1 - 3 / (4 * (na + nb) - 9)))
+
+
+def bootstrap_diff_ci(a, b, *, n_boot: int = 2000, seed: int = 7, level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap CI of ``mean(a) - mean(b)``, resampling within each group (seeded)."""
+    a = np.asarray(a, float)
+    b = np.asarray(b, float)
+    if a.size == 0 or b.size == 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    da = a[rng.integers(0, a.size, (n_boot, a.size))].mean(axis=1)
+    db_ = b[rng.integers(0, b.size, (n_boot, b.size))].mean(axis=1)
+    lo, hi = np.quantile(da - db_, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
+
+
+def bootstrap_mean_ci(x: np.ndarray, n_boot: int, seed: int) -> tuple[float, float]:
+    """Percentile bootstrap 95 % CI of ``mean(x)`` (seeded); NaN for an empty sample."""
+    if x.size == 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    m = x[rng.integers(0, x.size, (n_boot, x.size))].mean(axis=1)
+    lo, hi = np.quantile(m, [0.025, 0.975])
+    return float(lo), float(hi)
+
+
+def permutation_pvalue(a, b, *, n_perm: int = 5000, seed: int = 7) -> float:
+    """Two-sided permutation p-value of ``mean(a) - mean(b)`` (labels shuffled, seeded), ``(1+k)/(1+n)``."""
+    a = np.asarray(a, float)
+    b = np.asarray(b, float)
+    if a.size == 0 or b.size == 0:
+        return float("nan")
+    pooled = np.concatenate([a, b])
+    rng = np.random.default_rng(seed)
+    idx = np.argsort(rng.random((n_perm, pooled.size)), axis=1)
+    perm = pooled[idx]
+    d = perm[:, : a.size].mean(axis=1) - perm[:, a.size:].mean(axis=1)
+    obs = a.mean() - b.mean()
+    k = int(np.sum(np.abs(d) >= abs(obs) - 1e-12))
+    return (1 + k) / (1 + n_perm)
+
+
+def wilson_ci(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion ``k/n`` (NaN when ``n == 0``)."""
+    if n == 0:
+        return float("nan"), float("nan")
+    z = sps.norm.ppf((1 + level) / 2)
+    p = k / n
+    den = 1 + z * z / n
+    mid = (p + z * z / (2 * n)) / den
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    return max(0.0, mid - half), min(1.0, mid + half)
+
+
+def t_interval(x: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
+    """``(mean, lo, hi)``: the t interval of the mean of ``x`` (NaN bounds with fewer than 2 values)."""
+    n = int(x.size)
+    mean = float(x.mean()) if n else math.nan
+    if n < 2:
+        return mean, math.nan, math.nan
+    half = float(sps.t.ppf(0.5 + level / 2, n - 1) * x.std(ddof=1) / math.sqrt(n))
+    return mean, mean - half, mean + half
+
+
+FISHER_SCHEMA = {"condition": pl.String, "n": pl.Int64, "n_yes": pl.Int64, "n_no": pl.Int64,
+                 "leg_if_yes": pl.Int64, "leg_if_no": pl.Int64, "risk_diff": pl.Float64, "rd_ci_low": pl.Float64,
+                 "rd_ci_high": pl.Float64, "odds_ratio": pl.Float64, "pvalue": pl.Float64}
+
+
+def fisher_row(cond: np.ndarray, y: np.ndarray, name: str) -> dict:
+    """Fisher exact test of a binary outcome ``y`` on a binary condition, with the risk difference.
+
+    Returns one row of :data:`FISHER_SCHEMA`: counts, risk difference with its Wald 95 % CI, odds
+    ratio and two-sided p-value (NaN when one of the groups is empty).
+    """
+    a = int(np.sum(cond & y))
+    b = int(np.sum(cond & ~y))
+    c = int(np.sum(~cond & y))
+    d = int(np.sum(~cond & ~y))
+    n_yes, n_no = a + b, c + d
+    if n_yes and n_no:
+        res = sps.fisher_exact([[a, b], [c, d]])
+        orr, p = float(res.statistic), float(res.pvalue)
+        rd = a / n_yes - c / n_no
+        se = math.sqrt((a / n_yes) * (1 - a / n_yes) / n_yes + (c / n_no) * (1 - c / n_no) / n_no)
+        lo, hi = (rd - 1.96 * se, rd + 1.96 * se) if se > 0 else (np.nan, np.nan)
+    else:
+        orr = p = rd = lo = hi = np.nan
+    return {"condition": name, "n": n_yes + n_no, "n_yes": n_yes, "n_no": n_no, "leg_if_yes": a, "leg_if_no": c,
+            "risk_diff": rd, "rd_ci_low": lo, "rd_ci_high": hi, "odds_ratio": orr, "pvalue": p}
+
+
+def separated(x: np.ndarray, y: np.ndarray) -> bool:
+    """(Quasi-)complete separation of a binary outcome by a binary regressor: an empty cell."""
+    x = x.astype(bool)
+    return any(int(np.sum((x == xv) & (y == yv))) == 0 for xv in (False, True) for yv in (False, True)
+               if np.any(x == xv))
+
+
+def fit_logit(y: np.ndarray, X: np.ndarray, names: list[str], notes: list, *, cov_type: str, cov_kwds=None):
+    """statsmodels Logit with robust errors as a table; None (and a note) when the MLE does not exist."""
+    import statsmodels.api as sm
+    from statsmodels.tools.sm_exceptions import PerfectSeparationError
+
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fit = sm.Logit(y.astype(float), X).fit(disp=0, cov_type=cov_type, cov_kwds=cov_kwds or {}, maxiter=200)
+    except (PerfectSeparationError, np.linalg.LinAlgError, ValueError) as exc:
+        notes.append(f"logit not estimable ({type(exc).__name__}: {str(exc)[:160]}); report the exact tests instead")
+        return None
+    sep = [w for w in caught if "separation" in str(w.message).lower() or "Separation" in type(w.message).__name__]
+    if sep:
+        notes.append(f"logit: {str(sep[0].message)[:160]} - coefficients are not identified; report the exact tests instead")
+        return None
+    if not fit.mle_retvals.get("converged", True) or not np.all(np.isfinite(fit.bse)):
+        notes.append("logit did not converge (likely quasi-separation); report the exact tests instead")
+        return None
+    return pl.DataFrame({
+        "term": names, "coef": fit.params, "se": fit.bse, "z": fit.tvalues, "pvalue": fit.pvalues,
+        "odds_ratio": np.exp(fit.params), "ci_low": fit.conf_int()[:, 0], "ci_high": fit.conf_int()[:, 1],
+        "n": np.full(len(names), int(fit.nobs)), "cov_type": [cov_type] * len(names),
+    })

@@ -12,10 +12,26 @@ import nbformat
 import polars as pl
 import pytest
 
-from research import nbtools, paths
+from research import paths
+from research.hypotheses.registry import REGISTRY
 from research.records import load
 
 ALL = sorted(paths.NOTEBOOKS_DIR.glob("*.ipynb"))
+
+#: The real pack's span and the series the events notebooks use on it (CoinGlass aggregate OI,
+#: CoinGlass Binance liquidations).
+REAL_PACK = {"start": "2025-10-01", "end": "2026-04-01", "oi_venue": "all", "liq_venue": "binance"}
+
+
+def notebook_parameters(kind: str = "synthetic", *, data_dir=None, out_root=None) -> dict[str, dict]:
+    """Papermill parameters of the events notebooks, ``{stem: params}`` (synthetic: whole lake)."""
+    if kind not in ("synthetic", "real"):
+        raise ValueError(f"kind={kind!r}; use 'synthetic' or 'real'")
+    base: dict = {"symbol": "BTCUSDT", **(REAL_PACK if kind == "real" else {})}
+    if data_dir is not None:
+        base["data_dir"] = str(data_dir)
+    return {stem: {**base, **({"output_dir": str(Path(out_root) / stem)} if out_root is not None else {})}
+            for stem in MINE}
 MINE = ["00-data-overview", "10-funding-resets", "11-oi-collapses", "12-liquidation-prints"]
 NAME = re.compile(r"^\d{2}-[a-z0-9]+(?:-[a-z0-9]+)*\.ipynb$")
 
@@ -85,7 +101,7 @@ def _check_record(out: Path, stem: str, synthetic: bool):
 @pytest.fixture(scope="session")
 def sim_runs(sim_lake, tmp_path_factory):
     out = tmp_path_factory.mktemp("nb_sim")
-    params = nbtools.notebook_parameters("synthetic", data_dir=sim_lake, out_root=out)
+    params = notebook_parameters("synthetic", data_dir=sim_lake, out_root=out)
     return _run_all(params, out)
 
 
@@ -111,13 +127,16 @@ def test_notebook_runs_on_simulated_market(sim_runs, stem):
     assert caar["event_time"].to_list() == list(range(-24, 73))
 
 
-def test_notebook_parameter_sets():
-    p = nbtools.notebook_parameters("real", out_root="/x")
-    assert set(p) == set(MINE)
-    assert p["11-oi-collapses"]["oi_venue"] == "all" and p["12-liquidation-prints"]["liq_venue"] == "binance"
-    assert p["10-funding-resets"]["output_dir"] == "/x/10-funding-resets"
-    with pytest.raises(ValueError, match="kind"):
-        nbtools.notebook_parameters("other")
+@pytest.mark.parametrize("path", ALL, ids=lambda p: p.name)
+def test_notebook_is_thin_and_registered(path: Path):
+    # parameters, then about four short cells: load inputs, call one function, show it, write the record
+    nb = nbformat.read(path, as_version=4)
+    code = [c.source for c in nb.cells if c.cell_type == "code" and "parameters" not in c.metadata.get("tags", [])]
+    assert len(code) <= 4 and all(len(c.splitlines()) <= 5 for c in code), f"{path.name}: logic belongs in research/"
+    text = "\n".join(code)
+    assert f'H.run("{path.stem}"' in text and "records.write_result(" in text
+    assert "def " not in text and "PARAMETER_NAMES" not in text
+    assert path.stem in {e.notebook for e in REGISTRY.values()}, f"{path.name}: add a registry entry"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -127,7 +146,7 @@ def test_notebook_parameter_sets():
 
 @pytest.mark.slow
 def test_notebooks_run_on_real_pack(real_lake, tmp_path):
-    params = nbtools.notebook_parameters("real", data_dir=real_lake, out_root=tmp_path)
+    params = notebook_parameters("real", data_dir=real_lake, out_root=tmp_path)
     runs = _run_all(params, tmp_path)
     recs = {stem: _check_record(runs[stem], stem, synthetic=False) for stem in MINE}
     cov = recs["00-data-overview"].coverage

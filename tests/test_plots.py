@@ -65,7 +65,7 @@ def test_event_profiles_spec_and_export(profiles, tmp_path):
 
 
 def test_market_panel_frame_downsamples():
-    from research import nbtools
+    from research.hypotheses import frames
 
     n = 4000
     ts = pl.datetime_range(T0, T0 + dt.timedelta(hours=n - 1), "1h", eager=True, time_zone="UTC")
@@ -73,7 +73,7 @@ def test_market_panel_frame_downsamples():
                           "oi_usd": np.full(n, 8e9), "funding_rate_8h": np.full(n, 1e-4),
                           "liq_long_usd": [1e6 if i % 4 == 3 else None for i in range(n)],
                           "liq_short_usd": [None] * n})
-    f = nbtools.market_panel_frame(panel, max_rows=1000)
+    f = frames.market_panel_frame(panel, max_rows=1000)
     assert f.height <= 1000
     assert f["liq_long_musd"].sum() == pytest.approx(1000.0)   # liquidations are summed, not dropped
     assert f["price"].max() == pytest.approx(n - 1)

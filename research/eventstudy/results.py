@@ -11,6 +11,7 @@ import polars as pl
 from scipy import special
 
 from research.errors import EventStudyError
+from research.results import Results
 from research.stats import TestStat
 
 from .statistics import col_moments
@@ -42,7 +43,7 @@ def window_key(w: tuple[int, int]) -> str:
 
 
 @dataclass
-class EventStudyResult:
+class EventStudyResult(Results):
     """Outcome of :func:`research.eventstudy.run`.
 
     Attributes

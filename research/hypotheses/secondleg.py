@@ -1,0 +1,258 @@
+"""H2: after a sell-off and a bounce, how often does a second leg make a new low, and do OI and
+funding raise those odds?"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+
+from research.db import is_synthetic
+from research.panel import oi_units
+from research.results import Results
+from research.stats import FISHER_SCHEMA, conclude, finite_or_none, fisher_row, fit_logit, fmt, nanmean, separated, wilson_ci
+
+from .common import col, hours, require, rows_of, sorted_panel
+
+__all__ = ["SecondLegResult", "second_leg", "second_leg_study"]
+
+_CONDITIONS = ("oi_held", "funding_positive")
+
+
+@dataclass
+class SecondLegResult(Results):
+    """H2 results.
+
+    Attributes
+    ----------
+    events : polars.DataFrame
+        Per sell-off: bounce, ``second_leg`` (bool), ``oi_held``, ``funding_positive`` and their values.
+    rates : polars.DataFrame
+        P(second leg) overall and by condition, with Wilson CIs.
+    fisher : polars.DataFrame
+        Fisher exact tests (2x2) per condition: odds ratio, p-value, risk difference.
+    logit : polars.DataFrame or None
+        Logit coefficients with HC1 errors (None when not estimable; see ``notes``).
+    notes : list of str
+    """
+
+    events: pl.DataFrame
+    rates: pl.DataFrame
+    fisher: pl.DataFrame
+    logit: pl.DataFrame | None
+    params: dict
+    notes: list = field(default_factory=list)
+    synthetic: bool = False
+
+    _frame_fields = ("events", "rates", "fisher", "logit")
+    _figure = "second_leg_rates"
+    key = "second_leg"
+
+    def to_frame(self) -> pl.DataFrame:
+        return self.rates
+
+    def summary(self) -> str:
+        lines = ["H2 second leg", "=" * 13]
+        for r in self.rates.iter_rows(named=True):
+            lines.append(f"  {r['group']:<28} {r['k']}/{r['n']} = {fmt(r['rate'], '.2f')} "
+                         f"[{fmt(r['ci_low'], '.2f')}, {fmt(r['ci_high'], '.2f')}]")
+        for r in self.fisher.iter_rows(named=True):
+            lines.append(f"  Fisher {r['condition']}: risk diff {fmt(r['risk_diff'], '.2f')}, OR {fmt(r['odds_ratio'])}, p={fmt(r['pvalue'])}")
+        if self.logit is not None:
+            lines.append("  Logit (HC1):")
+            for r in self.logit.iter_rows(named=True):
+                lines.append(f"    {r['term']:<18} {fmt(r['coef'])} (se {fmt(r['se'])}, p={fmt(r['pvalue'])})")
+        lines += [f"  note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+    def plot(self):
+        from research import plots
+
+        return plots.plot_conditional_rates(self.rates, title="P(second down-leg makes a new low)",
+                                            y_title="share of sell-offs with a second leg", synthetic=self.synthetic)
+
+    def verdicts(self):
+        from research.records import Verdict
+
+        out = []
+        all_ = self.rates.filter(pl.col("group") == "all")
+        if all_.height:
+            r = all_.row(0, named=True)
+            out.append(Verdict(
+                hypothesis=f"After a sell-off and a bounce a second leg makes a new low within {self.params['horizon_days']} days",
+                effect=finite_or_none(r["rate"]), ci_low=finite_or_none(r["ci_low"]), ci_high=finite_or_none(r["ci_high"]),
+                n_events=int(r["n"]), test="share with Wilson 95% CI", effect_label="P(second leg)", conclusion=""))
+        for r in self.fisher.iter_rows(named=True):
+            out.append(Verdict(
+                hypothesis=f"{r['condition']} raises the probability of a second leg",
+                effect=finite_or_none(r["risk_diff"]), ci_low=finite_or_none(r.get("rd_ci_low")),
+                ci_high=finite_or_none(r.get("rd_ci_high")), pvalue=finite_or_none(r["pvalue"]), n_events=int(r["n"]),
+                test="Fisher exact test (two-sided) on the 2x2 table", effect_label="risk difference",
+                conclusion=conclude(r["pvalue"], r["n_yes"], r["n_no"])))
+        return out
+
+
+_EVENT_SCHEMA = {"event_id": pl.Int64, "bounce": pl.Boolean, "bounce_pct": pl.Float64, "second_leg": pl.Boolean,
+                 "complete": pl.Boolean, "oi_change_pct": pl.Float64, "funding_mean": pl.Float64,
+                 "oi_held": pl.Boolean, "funding_positive": pl.Boolean}
+
+
+def _one_leg(panel, close, oi, fund, r, ip: int, it: int, *, bounce_pct, bounce_hours, H, oi_hold_pct,
+             funding_positive) -> dict:
+    """The bounce and second-leg outcome of one sell-off (conditions known when the bounce is confirmed)."""
+    n = close.size
+    pt = close[it]
+    seg = close[it + 1: min(it + 1 + bounce_hours, n)]
+    up = np.flatnonzero(seg >= pt * (1 + bounce_pct / 100))
+    below = np.flatnonzero(seg < pt)
+    if up.size == 0 or (below.size and below[0] < up[0]):
+        return {"event_id": r["event_id"], "trough_ts": r["trough_ts"], "bounce": False}
+    ib = it + 1 + int(up[0])
+    end = min(it + H, n - 1)
+    lows = np.flatnonzero(close[ib + 1: end + 1] < pt)
+    leg = bool(lows.size)
+    oi_chg = 100 * (oi[ib] / oi[ip] - 1) if np.isfinite(oi[ip]) and oi[ip] > 0 else np.nan
+    f_mean = nanmean(fund[it: ib + 1])
+    return {
+        "event_id": r["event_id"], "trough_ts": r["trough_ts"], "bounce": True,
+        "bounce_ts": panel["ts"][ib], "bounce_pct": 100 * (close[ib] / pt - 1),
+        "second_leg": leg, "second_leg_ts": panel["ts"][ib + 1 + int(lows[0])] if leg else None,
+        "complete": it + H <= n - 1 or leg, "oi_change_pct": oi_chg, "funding_mean": f_mean,
+        "oi_held": bool(oi_chg > -oi_hold_pct) if np.isfinite(oi_chg) else None,
+        "funding_positive": bool(f_mean > funding_positive) if np.isfinite(f_mean) else None,
+    }
+
+
+def _legs(panel: pl.DataFrame, selloffs: pl.DataFrame, **kw) -> pl.DataFrame:
+    n = panel.height
+    close, oi, fund = col(panel, "perp_close"), oi_units(panel), col(panel, "funding_rate_8h")
+    ev = selloffs.sort("trough_ts")
+    h = hours(panel)
+    ip_all, it_all = rows_of(h, ev["peak_ts"]), rows_of(h, ev["trough_ts"])
+    rows = []
+    for k, r in enumerate(ev.iter_rows(named=True)):
+        ip, it = int(ip_all[k]), int(it_all[k])
+        if ip < 0 or it < 0 or it + 1 >= n:
+            continue
+        rows.append(_one_leg(panel, close, oi, fund, r, ip, it, **kw))
+    ts_t = panel.schema["ts"]
+    schema = {"event_id": pl.Int64, "trough_ts": ts_t, "bounce": pl.Boolean, "bounce_ts": ts_t,
+              "bounce_pct": pl.Float64, "second_leg": pl.Boolean, "second_leg_ts": ts_t, "complete": pl.Boolean,
+              "oi_change_pct": pl.Float64, "funding_mean": pl.Float64, "oi_held": pl.Boolean,
+              "funding_positive": pl.Boolean}
+    return pl.DataFrame(rows, schema=schema) if rows else pl.DataFrame(schema=schema)
+
+
+def _condition(use: pl.DataFrame, c: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(value, known)`` of a boolean condition column (unknown where null)."""
+    v = use[c].to_numpy() if use.height else np.zeros(0)
+    ok = np.array([x is not None for x in v], bool)
+    x = np.array([bool(x) if x is not None else False for x in v], bool)
+    return x, ok
+
+
+def _rates_and_tests(use: pl.DataFrame, y: np.ndarray):
+    """Rates (Wilson CIs) overall and by condition, and Fisher exact tests per condition."""
+    rates, fisher = [], []
+
+    def rate(name, mask):
+        kk, nn = int(np.sum(y[mask])), int(np.sum(mask))
+        lo, hi = wilson_ci(kk, nn)
+        rates.append({"group": name, "n": nn, "k": kk, "rate": kk / nn if nn else np.nan, "ci_low": lo, "ci_high": hi})
+
+    rate("all", np.ones(y.size, bool))
+    conds = {}
+    for c in _CONDITIONS:
+        x, ok = conds[c] = _condition(use, c)
+        rate(f"{c}", ok & x)
+        rate(f"not {c}", ok & ~x)
+        if ok.sum():
+            fisher.append(fisher_row(x[ok], y[ok], c))
+    (xo, oko), (xf, okf) = conds["oi_held"], conds["funding_positive"]
+    both_ok = oko & okf
+    rate("oi_held and funding_positive", both_ok & xo & xf)
+    rate("neither/one of them", both_ok & ~(xo & xf))
+    if both_ok.sum():
+        fisher.append(fisher_row((xo & xf)[both_ok], y[both_ok], "oi_held and funding_positive"))
+    rates_df = pl.DataFrame(rates).with_columns(pl.col(pl.Float64).fill_nan(None))
+    fisher_df = (pl.DataFrame(fisher, schema=FISHER_SCHEMA) if fisher else pl.DataFrame(schema=FISHER_SCHEMA)
+                 ).with_columns(pl.col(pl.Float64).fill_nan(None))
+    return rates_df, fisher_df, conds, both_ok
+
+
+def _logit(y: np.ndarray, conds: dict, both_ok: np.ndarray, notes: list) -> pl.DataFrame | None:
+    """``second_leg ~ oi_held + funding_positive`` (HC1), skipping regressors that separate the outcome."""
+    if not (both_ok.sum() >= 4 and 0 < y[both_ok].sum() < both_ok.sum()):
+        notes.append("logit skipped: fewer than 4 usable sell-offs or the outcome takes one value")
+        return None
+    X, names = [np.ones(int(both_ok.sum()))], ["const"]
+    for c in _CONDITIONS:
+        xv = conds[c][0][both_ok]
+        if xv.min() == xv.max():
+            notes.append(f"{c} takes one value in every usable sell-off: left out of the logit")
+            continue
+        if separated(xv, y[both_ok]):
+            notes.append(f"perfect/quasi-separation: {c} has an empty cell against second_leg, so its logit "
+                         "coefficient is infinite; the Fisher exact test is reported instead")
+            continue
+        X.append(xv.astype(float))
+        names.append(c)
+    if len(names) > 1:
+        return fit_logit(y[both_ok], np.column_stack(X), names, notes, cov_type="HC1")
+    return None
+
+
+def second_leg(
+    panel: pl.DataFrame,
+    selloffs: pl.DataFrame,
+    *,
+    bounce_pct: float = 2.0,
+    bounce_hours: int = 72,
+    horizon_days: float = 7,
+    oi_hold_pct: float = 3.0,
+    funding_positive: float = 0.0,
+) -> SecondLegResult:
+    """After a sell-off and a bounce, how often does a second leg make a new low (H2)?
+
+    For each sell-off: the bounce is the first close at least ``bounce_pct`` % above the trough
+    close within ``bounce_hours`` (before any close below the trough); sell-offs without a bounce
+    are left out. The second leg happens when a close after the bounce, within ``horizon_days`` of
+    the trough, is below the trough close. Conditions, known when the bounce is confirmed:
+    ``oi_held`` = OI (base units) at the bounce is above ``-oi_hold_pct`` % of its peak level;
+    ``funding_positive`` = mean 8h funding rate from trough to bounce > ``funding_positive``.
+
+    A logit of ``second_leg ~ oi_held + funding_positive`` with HC1 errors is reported when it
+    exists; with separation (an empty cell, usual with few events) it is skipped with a note and
+    the Fisher exact tests stand alone.
+    """
+    require(panel, ["ts", "perp_close"], "second_leg")
+    params = {"bounce_pct": bounce_pct, "bounce_hours": bounce_hours, "horizon_days": horizon_days,
+              "oi_hold_pct": oi_hold_pct, "funding_positive": funding_positive}
+    panel = sorted_panel(panel)
+    events = _legs(panel, selloffs, bounce_pct=bounce_pct, bounce_hours=bounce_hours, H=int(round(horizon_days * 24)),
+                   oi_hold_pct=oi_hold_pct, funding_positive=funding_positive)
+    notes: list[str] = []
+    n_nob = int((~events["bounce"]).sum()) if events.height else 0
+    if n_nob:
+        notes.append(f"{n_nob} sell-off(s) without a {bounce_pct}% bounce within {bounce_hours} h left out")
+    use = events.filter(pl.col("bounce") & pl.col("complete"))
+    n_inc = int(events.filter(pl.col("bounce") & ~pl.col("complete")).height)
+    if n_inc:
+        notes.append(f"{n_inc} sell-off(s) too close to the end of the data to observe {horizon_days} days left out")
+    y = use["second_leg"].to_numpy().astype(bool) if use.height else np.zeros(0, bool)
+    rates, fisher, conds, both_ok = _rates_and_tests(use, y)
+    logit = _logit(y, conds, both_ok, notes)
+    if y.size < 20:
+        notes.append(f"only {y.size} sell-offs: exact tests are the primary evidence, the logit is descriptive")
+    return SecondLegResult(events=events, rates=rates, fisher=fisher, logit=logit, params=params, notes=notes,
+                           synthetic=is_synthetic(panel))
+
+
+def second_leg_study(inputs, *, drawdown_pct: float = 5.0, within_hours: int = 72, min_spacing_hours: int = 72,
+                     **params) -> SecondLegResult:
+    """Notebook 21: detect sell-offs in ``inputs`` and run :func:`second_leg` (``params`` are its keywords)."""
+    from research.events import detect_selloffs
+
+    selloffs = detect_selloffs(inputs.panel, drawdown_pct=drawdown_pct, within_hours=within_hours,
+                               min_spacing_hours=min_spacing_hours)
+    return second_leg(inputs.panel, selloffs, **params)

@@ -1,0 +1,228 @@
+"""The one input loader of the analysis layer: the hourly (and daily) panel, its coverage, and the
+open-interest unit policy.
+
+Every notebook, hypothesis and plot reads its data through :func:`load` (or
+:func:`from_parameters`, which takes a notebook's parameters), so there is one empty-lake policy,
+one coverage dict and one OI unit.
+
+Empty-lake policy
+-----------------
+``data_dir=None`` means ``$RESEARCH_DATA_DIR`` (else ``./data``). When that lake holds no bars, the
+seeded simulated market (:func:`research.simulate.write_sample`) is written into a **temporary
+directory owned by the returned** :class:`Inputs`: it is removed when the ``Inputs`` object is
+garbage-collected or the interpreter (kernel) exits, so nothing is left behind and the user's lake
+is never written. Every row is then labelled ``synthetic``. (``research report`` writes the
+simulated market into ``<report>/synthetic-data`` itself and passes that lake explicitly, so its
+runs keep the data they used.) An explicit ``data_dir`` without bars for the symbol is an error
+that says how to fill it.
+
+OI unit policy
+--------------
+Open interest is compared in **base units (coins)**: ``oi_base`` where present, else
+``oi_usd / perp_close`` (so price moves do not count as OI changes), and an observation older than
+:data:`OI_MAX_AGE_HOURS` counts as missing (the panel carries the last value forward; a stale value
+would fake a change). :func:`oi_coins` is the polars expression, :func:`oi_units` the numpy array.
+"""
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from research.errors import PanelError
+
+__all__ = ["Inputs", "load", "from_parameters", "coverage", "panel_gaps", "oi_coins", "oi_units",
+           "OI_MAX_AGE_HOURS", "LOADER_PARAMETERS", "PanelError"]
+
+#: OI observations older than this (hours) count as missing.
+OI_MAX_AGE_HOURS = 12
+
+#: The notebook parameters :func:`from_parameters` passes to :func:`load`.
+LOADER_PARAMETERS = ("data_dir", "symbol", "start", "end", "oi_venue", "liq_venue", "sample_seed")
+
+
+@dataclass
+class Inputs:
+    """What an analysis reads: the hourly and daily panels, coverage, and the truth of a simulated market.
+
+    Attributes
+    ----------
+    panel : polars.DataFrame
+        ``queries/hourly_panel.sql`` for the symbol and span.
+    daily : polars.DataFrame
+        ``queries/daily_panel.sql`` (empty when not asked for).
+    data_dir : str
+        The lake read (a temporary directory for the empty-lake fallback, see the module docstring).
+    synthetic : bool
+        True when any row comes from the simulated market.
+    truth : polars.DataFrame or None
+        The planted episodes of a simulated market (:func:`research.simulate.read_truth`).
+    coverage : dict
+        :func:`coverage` of the panel.
+    lake_coverage : polars.DataFrame or None
+        :func:`research.coverage.coverage` of the lake (read while the lake exists).
+    """
+
+    panel: pl.DataFrame
+    daily: pl.DataFrame
+    data_dir: str
+    synthetic: bool
+    truth: pl.DataFrame | None = None
+    coverage: dict = field(default_factory=dict)
+    lake_coverage: pl.DataFrame | None = None
+    _tmp: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def simulated_fallback(self) -> bool:
+        """True when the lake was empty and the simulated market was generated for this load."""
+        return self._tmp is not None
+
+
+def load(data_dir=None, *, symbol: str = "BTCUSDT", start: str | None = None, end: str | None = None,
+         oi_venue: str | None = None, liq_venue: str | None = None, sample_seed: int = 7,
+         sample_days: int = 180, daily: bool = True, lake_coverage: bool = False) -> Inputs:
+    """Load the panels for one symbol and span.
+
+    Parameters
+    ----------
+    data_dir : path, optional
+        The lake; None uses the default lake, or the simulated market when that holds no bars
+        (see the module docstring).
+    symbol, start, end : str
+        Symbol and UTC span (``end`` exclusive); None means the whole lake.
+    oi_venue, liq_venue : str, optional
+        Venue of the OI / liquidation series (e.g. ``"all"``, ``"binance"``); None picks the best.
+    sample_seed, sample_days : int
+        Seed and length of the simulated market (used only when it is generated).
+    daily : bool
+        Also load the daily panel (ETF flows).
+    lake_coverage : bool
+        Also compute the lake's coverage table (:func:`research.coverage.coverage`).
+
+    Returns
+    -------
+    Inputs
+
+    Raises
+    ------
+    PanelError
+        No hourly bars for ``symbol`` in ``[start, end)`` in the lake (names the lake and says how to fill it).
+    """
+    from research import db, lake, paths, simulate
+
+    tmp = None
+    if data_dir is None:
+        data_dir = paths.data_dir()
+        if not lake.table_files("bars", data_dir):
+            # nothing downloaded or imported: run on the simulated market, in a directory this
+            # Inputs owns (removed with it or at exit)
+            tmp = tempfile.TemporaryDirectory(prefix="treadmill-sim-")
+            data_dir = tmp.name
+            simulate.write_sample(data_dir, seed=sample_seed, days=sample_days)
+    kw: dict[str, Any] = {"symbol": symbol, "oi_venue": oi_venue, "liq_venue": liq_venue}
+    if start:
+        kw["start"] = str(start)
+    if end:
+        kw["end"] = str(end)
+    con = db.connect(data_dir)
+    try:
+        panel = db.query("hourly_panel", con=con, **kw)
+        daily_df = db.query("daily_panel", con=con, **kw) if daily else pl.DataFrame()
+    finally:
+        con.close()
+    if panel.height == 0:
+        raise PanelError(
+            f"no hourly bars for {symbol} between {start} and {end} in {data_dir}: import data "
+            "(`research import ...` or `research fetch ...`), write the simulated market (`research sample`), "
+            "or pass data_dir=None with an empty lake to use the simulated market")
+    synthetic = db.is_synthetic(panel)
+    truth = None
+    if synthetic:
+        try:
+            truth = simulate.read_truth(data_dir)
+        except FileNotFoundError:
+            truth = None
+    lake_cov = None
+    if lake_coverage:
+        from research.coverage import coverage as _lake_cov
+
+        lake_cov = _lake_cov(data_dir)
+    return Inputs(panel=panel, daily=daily_df, data_dir=str(data_dir), synthetic=synthetic, truth=truth,
+                  coverage=coverage(panel), lake_coverage=lake_cov, _tmp=tmp)
+
+
+def from_parameters(params: dict, **kwargs) -> Inputs:
+    """:func:`load` with the :data:`LOADER_PARAMETERS` found in a notebook's parameters ``params``."""
+    kw = {k: params[k] for k in LOADER_PARAMETERS if k in params}
+    return load(kw.pop("data_dir", None), **kw, **kwargs)
+
+
+def coverage(panel: pl.DataFrame) -> dict:
+    """JSON-ready summary of what the panel holds (the record's ``coverage``).
+
+    Keys: ``symbol, start, end, hours``, ``share_with_<series>`` (perp, spot, funding, oi,
+    liquidations, positioning), ``funding_settlements``, ``liquidation_buckets``, ``inputs`` (the
+    series chosen), ``synthetic``, and ``has_<series>`` (hours with that series).
+    """
+    from research.db import is_synthetic
+
+    if panel.height == 0:
+        return {"rows": 0}
+
+    def frac(col):
+        return float(panel[col].fill_null(False).mean()) if col in panel.columns else None
+
+    def nonnull(col):
+        return int(panel[col].is_not_null().sum()) if col in panel.columns else 0
+
+    return {
+        "symbol": str(panel["symbol"][0]) if "symbol" in panel.columns else None,
+        "start": panel["ts"].min().isoformat(),
+        "end": panel["ts"].max().isoformat(),
+        "hours": panel.height,
+        **{f"share_with_{name}": frac(col) for name, col in (
+            ("perp", "has_perp"), ("spot", "has_spot"), ("funding", "has_funding"), ("oi", "has_oi"),
+            ("liquidations", "has_liq"), ("positioning", "has_positioning"))},
+        "funding_settlements": nonnull("funding_settled"),
+        "liquidation_buckets": nonnull("liq_long_usd"),
+        "inputs": str(panel["inputs"][0]) if "inputs" in panel.columns else "",
+        "synthetic": is_synthetic(panel),
+        **{c: int(panel[c].sum()) for c in panel.columns if c.startswith("has_")},
+    }
+
+
+def panel_gaps(panel: pl.DataFrame, col: str = "has_perp") -> pl.DataFrame:
+    """Runs of consecutive panel hours where ``col`` is false: ``start, end, hours``."""
+    return (panel.select("ts", (~pl.col(col).fill_null(False)).alias("gap"))
+            .with_columns((pl.col("gap") != pl.col("gap").shift(1)).fill_null(True).cum_sum().alias("run"))
+            .filter(pl.col("gap"))
+            .group_by("run").agg(pl.col("ts").min().alias("start"), pl.col("ts").max().alias("end"),
+                                 pl.len().cast(pl.Int64).alias("hours"))
+            .sort("start").drop("run"))
+
+
+# --------------------------------------------------------------------------------------------------
+# the OI unit policy
+# --------------------------------------------------------------------------------------------------
+def oi_coins(panel: pl.DataFrame, max_age_hours: float | None = OI_MAX_AGE_HOURS) -> pl.Expr:
+    """Open interest in base units (coins) as a polars expression over ``panel``'s columns.
+
+    ``oi_base`` where finite, else ``oi_usd / perp_close``; null where ``oi_age_hours`` exceeds
+    ``max_age_hours`` (None keeps stale values) or no OI column exists.
+    """
+    cols = panel.columns
+    base = pl.col("oi_base").cast(pl.Float64) if "oi_base" in cols else pl.lit(None, pl.Float64)
+    usd = ((pl.col("oi_usd") / pl.col("perp_close")).cast(pl.Float64)
+           if "oi_usd" in cols and "perp_close" in cols else pl.lit(None, pl.Float64))
+    oi = pl.when(base.is_finite()).then(base).otherwise(usd)
+    if max_age_hours is not None and "oi_age_hours" in cols:
+        oi = pl.when(pl.col("oi_age_hours") <= max_age_hours).then(oi)
+    return oi
+
+
+def oi_units(panel: pl.DataFrame, max_age_hours: float | None = OI_MAX_AGE_HOURS) -> np.ndarray:
+    """:func:`oi_coins` as a float numpy array (NaN where missing)."""
+    return panel.select(oi_coins(panel, max_age_hours).fill_null(float("nan"))).to_series().to_numpy().astype(float)

@@ -1,0 +1,61 @@
+"""research.panel: the OI unit policy, the coverage dict and the empty-lake policy."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from research import panel as P
+from tests.hypotheses.helpers import _panel
+
+
+def test_stale_open_interest_counts_as_missing():
+    # CoinGlass-style USD OI that stopped updating: dividing the carried-forward value by a falling
+    # close would fake a rising OI, so hours older than OI_MAX_AGE_HOURS must read as missing
+    close = np.array([100.0, 90.0, 80.0])
+    p = _panel(3, perp_close=close, oi_usd=np.full(3, 1e9), oi_base=np.full(3, np.nan),
+               oi_age_hours=np.array([1.0, P.OI_MAX_AGE_HOURS + 1, 40.0]))
+    oi = P.oi_units(p)
+    assert oi[0] == pytest.approx(1e7) and np.isnan(oi[1:]).all()
+
+
+def test_coverage_dict_keys_and_counts():
+    p = _panel(4, perp_close=[1.0] * 4, has_perp=[True, True, False, True], has_oi=[True, False, False, False],
+               funding_settled=[None, 1e-4, None, None], inputs=["bars=x"] * 4)
+    cov = P.coverage(p)
+    assert cov["hours"] == 4 and cov["symbol"] == "BTCUSDT" and cov["inputs"] == "bars=x"
+    assert cov["share_with_perp"] == pytest.approx(0.75) and cov["share_with_oi"] == pytest.approx(0.25)
+    assert cov["has_perp"] == 3 and cov["funding_settlements"] == 1 and cov["synthetic"] is False
+    assert cov["share_with_spot"] is None          # a series the panel does not carry
+    assert P.coverage(p.head(0)) == {"rows": 0}
+
+
+def test_oi_policy_prefers_coins_and_divides_usd_by_close():
+    p = _panel(2, perp_close=[100.0, 50.0], oi_base=[None, 3.0], oi_usd=[1e4, 1e4])
+    assert P.oi_units(p).tolist() == [100.0, 3.0]
+
+
+def test_explicit_empty_lake_is_an_error_naming_it(tmp_path):
+    with pytest.raises(P.PanelError, match=str(tmp_path)):
+        P.load(tmp_path, symbol="BTCUSDT")
+
+
+@pytest.mark.slow
+def test_empty_default_lake_simulates_into_a_directory_that_is_removed(tmp_path, monkeypatch):
+    import gc
+    from pathlib import Path
+
+    monkeypatch.setenv("RESEARCH_DATA_DIR", str(tmp_path / "empty"))
+    inp = P.load(None, sample_days=130, daily=False)
+    d = Path(inp.data_dir)
+    assert inp.synthetic and inp.simulated_fallback and d.exists() and inp.truth is not None
+    assert not (tmp_path / "empty").exists()         # the user's lake is never written
+    del inp
+    gc.collect()
+    assert not d.exists()
+
+
+def test_from_parameters_passes_only_loader_parameters(monkeypatch):
+    seen = {}
+    monkeypatch.setattr(P, "load", lambda data_dir=None, **kw: seen.update(data_dir=data_dir, **kw))
+    P.from_parameters({"data_dir": "/d", "symbol": "ETHUSDT", "output_dir": "/o", "k": 3}, daily=False)
+    assert seen == {"data_dir": "/d", "symbol": "ETHUSDT", "daily": False}

@@ -1,0 +1,47 @@
+"""research.records: write_result writes a results object's record; run_parameters reads the names
+from the notebook's own parameters cell."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import polars as pl
+import pytest
+
+from research import records
+from research.errors import ResearchError
+from research.panel import Inputs
+from research.results import Results
+
+
+@dataclass
+class _R(Results):
+    t: pl.DataFrame
+    notes: list = field(default_factory=lambda: ["a caveat"])
+
+    _frame_fields = ("t",)
+    key = "settlement_hours"
+
+    def verdicts(self):
+        return [records.Verdict("h", effect=float("nan"), pvalue=0.5)]
+
+
+def test_write_result(tmp_path):
+    inp = Inputs(panel=pl.DataFrame(), daily=pl.DataFrame(), data_dir="d", synthetic=True, coverage={"hours": 3})
+    path = records.write_result(_R(pl.DataFrame({"x": [1]})), tmp_path, inputs=inp, parameters={"window": 1})
+    rec = json.loads(path.read_text())
+    assert rec["notebook"] == "23-funding-settlement-hours" and rec["title"].startswith("Trading around")
+    assert rec["parameters"] == {"window": 1} and rec["coverage"] == {"hours": 3} and rec["synthetic"] is True
+    assert rec["notes"] == [records.SYNTHETIC_NOTE, "a caveat"]
+    assert rec["verdicts"][0]["effect"] is None and rec["tables"] == {"t": "tables/t.parquet"}
+    assert pl.read_parquet(tmp_path / "tables/t.parquet")["x"].to_list() == [1]
+    assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_run_parameters_come_from_the_parameters_cell():
+    ns = {"data_dir": None, "output_dir": "o", "symbol": "BTCUSDT", "start": "a", "end": "b", "oi_venue": None,
+          "liq_venue": None, "sample_seed": 7, "settlement_hours": [0], "window": 1, "hac_lags": 24, "other": 1}
+    p = records.run_parameters("23-funding-settlement-hours", ns)
+    assert "other" not in p and p["settlement_hours"] == [0] and list(p)[0] == "data_dir"
+    with pytest.raises(ResearchError, match="window"):
+        records.run_parameters("23-funding-settlement-hours", {k: v for k, v in ns.items() if k != "window"})
