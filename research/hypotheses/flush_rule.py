@@ -127,7 +127,8 @@ def mirror(f: dict, th: dict) -> dict:
 
 
 def _grid(th: dict) -> list[tuple[str, dict]]:
-    """The sensitivity grid: each band x0.5 and x2 in turn, every band x0.5 / x2, margin 1..3."""
+    """The sensitivity grid: each band x0.5 and x2 in turn, every band x0.5 / x2, each criterion left
+    out in turn, margin 1..3."""
     out = [("default", dict(th))]
     bands = [b for *_x, b, _s in CRITERIA.values()]
     for b, (*_x, scale) in zip(bands, CRITERIA.values()):
@@ -137,6 +138,8 @@ def _grid(th: dict) -> list[tuple[str, dict]]:
     for k in (0.5, 2.0):
         out.append((f"all bands x{k:g}", {**th, **{b: (th[b] ** k if s == "log" else th[b] * k)
                                                     for b, (*_x, s) in zip(bands, CRITERIA.values())}}))
+    for name, (*_x, b, _s) in CRITERIA.items():     # leave one criterion out (it always abstains)
+        out.append((f"without {name}", {**th, b: math.inf}))
     for m in (1, 2, 3):
         if m != th["margin"]:
             out.append((f"margin {m}", {**th, "margin": m}))
