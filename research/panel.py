@@ -35,8 +35,20 @@ import polars as pl
 
 from research.errors import PanelError
 
-__all__ = ["Inputs", "load", "from_parameters", "coverage", "panel_gaps", "oi_coins", "oi_units", "oi_measure", "oi_series",
-           "OI_MAX_AGE_HOURS", "LOADER_PARAMETERS", "PanelError"]
+__all__ = [
+    "LOADER_PARAMETERS",
+    "OI_MAX_AGE_HOURS",
+    "Inputs",
+    "PanelError",
+    "coverage",
+    "from_parameters",
+    "load",
+    "oi_coins",
+    "oi_measure",
+    "oi_series",
+    "oi_units",
+    "panel_gaps",
+]
 
 #: OI observations older than this (hours) count as missing.
 OI_MAX_AGE_HOURS = 12

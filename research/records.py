@@ -135,14 +135,14 @@ class ResultsRecord:
     tables: dict[str, str] = field(default_factory=dict)
     figures: dict[str, list[str]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
-    created: str = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+    created: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict:
         return clean_json(asdict(self))
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ResultsRecord":
+    def from_dict(cls, d: dict) -> ResultsRecord:
         d = dict(d)
         names = set(Verdict.__dataclass_fields__)
         d["verdicts"] = [Verdict(**{k: x for k, x in v.items() if k in names}) for v in d.get("verdicts", [])]
@@ -255,7 +255,7 @@ def write_result(result, output_dir, *, inputs=None, parameters: dict | None = N
     return w.save()
 
 
-def _writer(result, output_dir, entry, *, inputs, parameters, notebook, title, claim) -> "RecordWriter":
+def _writer(result, output_dir, entry, *, inputs, parameters, notebook, title, claim) -> RecordWriter:
     """A :class:`RecordWriter` with the record's header, coverage and notes filled in."""
     from research import paths
 

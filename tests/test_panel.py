@@ -17,7 +17,7 @@ def test_stale_open_interest_counts_as_missing():
     oi = P.oi_units(p)
     # row 1's observation is 1 h old: it is divided by the close of the bar that had closed then (row 0)
     assert oi[0] == pytest.approx(1e7) and oi[1] == pytest.approx(1e7) and np.isnan(oi[2:]).all()
-    vals, rec = P.oi_measure(p)
+    _, rec = P.oi_measure(p)
     assert rec == {"oi_measure": "coins", "oi_method": "oi_usd/price", "oi_approximate": True,
                    "oi_price_col": "perp_close"}
 

@@ -9,9 +9,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats as sps
 
-from research.stats import (ci_agrees, fisher_exact_or, newcombe_rd_ci, permutation_pvalue,
-                            permutation_shift_test)
-from research.stats import _fisher_minlike_p
+from research.stats import (
+    _fisher_minlike_p,
+    ci_agrees,
+    fisher_exact_or,
+    newcombe_rd_ci,
+    permutation_pvalue,
+    permutation_shift_test,
+)
 
 
 # Newcombe (1998), Statistics in Medicine 17:873-890, Table II, method 10 (hybrid score)

@@ -22,8 +22,16 @@ from research.stats import MIN_CLASS_SIZE, NotTestable, finite_or_none, t_interv
 
 from .frames import events_for_plot, market_panel_frame, profile_frame, returns_frame
 
-__all__ = ["CarStudyResult", "car_study", "event_type_study", "event_study", "event_profiles", "car_verdicts",
-           "verdicts_frame", "CAR_DEFAULTS"]
+__all__ = [
+    "CAR_DEFAULTS",
+    "CarStudyResult",
+    "car_study",
+    "car_verdicts",
+    "event_profiles",
+    "event_study",
+    "event_type_study",
+    "verdicts_frame",
+]
 
 #: the study's parameters (notebook names) and their defaults
 CAR_DEFAULTS = {"event_window": [-24, 72], "estimation_window": [-240, -25], "model": "mean",
@@ -230,7 +238,7 @@ class CarStudyResult(Results):
         return car_verdicts(self.study, self.car_windows, label=self.label, test=self.primary_test,
                             primary_window=self.primary_window, kind=self.key, calibration=self.calibration)
 
-    def attach_calibration(self, calibration: dict) -> "CarStudyResult":
+    def attach_calibration(self, calibration: dict) -> CarStudyResult:
         """Record placebo calibration per window (``{"[+1,+24]": {"size", "p_calibrated", "n_placebo"}}``)."""
         self.calibration = dict(calibration)
         return self
@@ -306,8 +314,8 @@ def car_study(inputs, events: pl.DataFrame, *, key: str, label: str, event_windo
 
 
 def _study_notes(key: str, primary_window, primary_test: str) -> list[str]:
-    out = [f"primary test: {primary_test} on CAR{_fmt_window(primary_window)} (from the bar after detection); "
-           "CI = t interval of per-event CARs (same method); q-values by BH across the record's p-values"]
+    out = [(f"primary test: {primary_test} on CAR{_fmt_window(primary_window)} (from the bar after detection); "
+            "CI = t interval of per-event CARs (same method); q-values by BH across the record's p-values")]
     if key in MECHANICAL:
         out.append(f"pre-event returns are mechanical: {MECHANICAL[key]}")
     return out

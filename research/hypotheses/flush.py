@@ -18,14 +18,22 @@ from research.db import is_synthetic
 from research.errors import HypothesisError
 from research.panel import oi_measure
 from research.results import Results
-from research.stats import MIN_CLASS_SIZE, NotTestable, finite_or_none, fmt, hedges_g, nanmean, \
-    permutation_shift_test, t_interval
+from research.stats import (
+    MIN_CLASS_SIZE,
+    NotTestable,
+    finite_or_none,
+    fmt,
+    hedges_g,
+    nanmean,
+    permutation_shift_test,
+    t_interval,
+)
 
 from .common import col, hours, require, rows_of, sorted_panel, window_sum
 from .flush_rule import FLUSH_RULE, LABELS, RULE_DEFAULTS, sensitivity, votes
 from .truth import confusion, match_truth
 
-__all__ = ["FLUSH_RULE", "RULE_DEFAULTS", "FlushExodusResult", "flush_vs_exodus", "flush_study"]
+__all__ = ["FLUSH_RULE", "RULE_DEFAULTS", "FlushExodusResult", "flush_study", "flush_vs_exodus"]
 
 
 @dataclass
@@ -72,11 +80,15 @@ class FlushExodusResult(Results):
 
     @property
     def notes(self) -> list[str]:
-        out = [f"decision time = trough_detected_ts (the rebound that confirms the trough); forward returns start there",
+        out = ["decision time = trough_detected_ts (the rebound that confirms the trough); forward returns start there",
                f"OI measure: {self.oi.get('oi_measure', 'coins')} via {self.oi.get('oi_method', 'none')}"
                + (" (approximate: USD OI / price)" if self.oi.get("oi_approximate") else ""),
-               f"primary test: permutation test of mean forward return flush - exodus at "
-               f"{self.params['primary_horizon']} h; CI by inverting it (same draws); q-values by BH"]
+               (f"primary test: permutation test of mean forward return flush - exodus at "
+                f"{self.params['primary_horizon']} h; CI by inverting it (same draws); q-values by BH")]
+        if self.oi.get("oi_approximate"):
+            out.append("OI is USD OI / price: for a USD aggregate that includes coin-margined contracts a price fall "
+                       "can read as more coins, which leans the OI criterion to 'exodus'; see the sensitivity table's "
+                       "'without oi' row")
         if self.confusion is not None:
             out.append(f"planted labels recovered: accuracy {self.accuracy:.2f} (misses count as errors), "
                        f"{fmt(self.accuracy_detected, '.2f')} among detected episodes")
@@ -168,7 +180,7 @@ class _Series:
     gap: np.ndarray
 
     @classmethod
-    def of(cls, panel: pl.DataFrame, oi: np.ndarray) -> "_Series":
+    def of(cls, panel: pl.DataFrame, oi: np.ndarray) -> _Series:
         liq = col(panel, "liq_long_usd")
         has_liq = panel["has_liq"].fill_null(False).to_numpy() if "has_liq" in panel.columns else np.isfinite(liq)
         liq0 = np.where(np.isfinite(liq) & has_liq, liq, 0.0)

@@ -13,7 +13,7 @@ import math
 import numpy as np
 import polars as pl
 
-__all__ = ["FLUSH_RULE", "CRITERIA", "RULE_DEFAULTS", "votes", "label_of", "mirror", "sensitivity"]
+__all__ = ["CRITERIA", "FLUSH_RULE", "RULE_DEFAULTS", "label_of", "mirror", "sensitivity", "votes"]
 
 FLUSH_RULE = """\
 Each sell-off leg (peak -> trough, decided when the rebound confirms the trough: trough_detected_ts)
@@ -88,9 +88,7 @@ def votes(f: dict, th: dict) -> dict:
         if name == "funding" and v != 0:
             # a reset ends at or below neutral; its mirror image (a rise) ends at or above it
             after = f.get("funding_after_bps")
-            if after is None or not math.isfinite(after):
-                v = 0
-            elif (v == 1 and after > th["neutral_bps"]) or (v == -1 and after < th["neutral_bps"]):
+            if after is None or not math.isfinite(after) or (v == 1 and after > th["neutral_bps"]) or (v == -1 and after < th["neutral_bps"]):
                 v = 0
         out[f"vote_{name}"] = v
     score = sum(out.values())

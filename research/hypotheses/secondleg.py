@@ -12,8 +12,19 @@ from research.db import is_synthetic
 from research.errors import HypothesisError
 from research.panel import oi_measure
 from research.results import Results
-from research.stats import (FISHER_SCHEMA, MIN_CLASS_SIZE, NotTestable, finite_or_none, fisher_exact_or, fit_logit, fmt,
-                            nanmean, newcombe_rd_ci, separated, wilson_ci)
+from research.stats import (
+    FISHER_SCHEMA,
+    MIN_CLASS_SIZE,
+    NotTestable,
+    finite_or_none,
+    fisher_exact_or,
+    fit_logit,
+    fmt,
+    nanmean,
+    newcombe_rd_ci,
+    separated,
+    wilson_ci,
+)
 
 from .common import col, hours, require, rows_of, sorted_panel
 

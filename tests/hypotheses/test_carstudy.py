@@ -46,7 +46,7 @@ def test_calibration_attaches_size_and_warns_outside_band(prints_study):
 
 
 def test_parametric_primary_test_warns_and_prints_no_t_interval(prints_study):
-    res, inputs = prints_study
+    res, _ = prints_study
     vs = H.car_verdicts(res.study, res.car_windows, label="x", test="patell", primary_window=(1, 24))
     assert all("WARNING" in v.test and v.ci_low is None for v in vs)
 

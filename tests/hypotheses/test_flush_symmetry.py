@@ -10,7 +10,7 @@ from research.hypotheses.flush_rule import CRITERIA, RULE_DEFAULTS, mirror, vote
 
 _MIRROR = {"flush": "exodus", "exodus": "flush", "mixed": "mixed", "insufficient": "insufficient"}
 
-_maybe = lambda s: st.one_of(st.just(math.nan), s)  # noqa: E731 - a missing input abstains
+_maybe = lambda s: st.one_of(st.just(math.nan), s)
 features = st.fixed_dictionaries({
     "oi_change_pct": _maybe(st.floats(-40, 40)),
     "funding_drop_bps": _maybe(st.floats(-10, 10)),

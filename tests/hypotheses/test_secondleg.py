@@ -61,8 +61,8 @@ def test_second_leg_rates_and_separation_note():
     tab = r.verdict_table()
     rows = tab.filter(pl.col("pvalue").is_not_null())
     assert rows.height == 3 and rows["q_value"].is_not_null().all()
-    assert tab.filter(pl.col("primary"))["hypothesis"].to_list() == ["oi_held and funding_positive raises the "
-                                                                      "probability of a second leg"]
+    assert tab.filter(pl.col("primary"))["hypothesis"].to_list() == [
+        "oi_held and funding_positive raises the probability of a second leg"]
     for v in r.verdicts():
         assert v.ci_agrees
     # here the three conditions split the sell-offs identically: the note says so
