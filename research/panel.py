@@ -16,12 +16,13 @@ simulated market into ``<report>/synthetic-data`` itself and passes that lake ex
 runs keep the data they used.) An explicit ``data_dir`` without bars for the symbol is an error
 that says how to fill it.
 
-OI unit policy
---------------
-Open interest is compared in **base units (coins)**: ``oi_base`` where present, else
-``oi_usd / perp_close`` (so price moves do not count as OI changes), and an observation older than
-:data:`OI_MAX_AGE_HOURS` counts as missing (the panel carries the last value forward; a stale value
-would fake a change). :func:`oi_coins` is the polars expression, :func:`oi_units` the numpy array.
+OI measure
+----------
+Open interest is :mod:`research.oi`'s one measure, in **coins**: ``oi_base`` where present, else
+``oi_usd`` divided by the close at the OI observation instant (flagged approximate); an
+observation older than :data:`OI_MAX_AGE_HOURS` counts as missing (the panel carries the last value
+forward; a stale value would fake a change). :func:`oi_measure` gives the array and the record of
+the method, :func:`oi_coins` a Series, :func:`oi_units` the array.
 """
 from __future__ import annotations
 
@@ -34,8 +35,20 @@ import polars as pl
 
 from research.errors import PanelError
 
-__all__ = ["Inputs", "load", "from_parameters", "coverage", "panel_gaps", "oi_coins", "oi_units",
-           "OI_MAX_AGE_HOURS", "LOADER_PARAMETERS", "PanelError"]
+__all__ = [
+    "LOADER_PARAMETERS",
+    "OI_MAX_AGE_HOURS",
+    "Inputs",
+    "PanelError",
+    "coverage",
+    "from_parameters",
+    "load",
+    "oi_coins",
+    "oi_measure",
+    "oi_series",
+    "oi_units",
+    "panel_gaps",
+]
 
 #: OI observations older than this (hours) count as missing.
 OI_MAX_AGE_HOURS = 12
@@ -205,24 +218,47 @@ def panel_gaps(panel: pl.DataFrame, col: str = "has_perp") -> pl.DataFrame:
 
 
 # --------------------------------------------------------------------------------------------------
-# the OI unit policy
+# the OI measure: research.oi's, the one every detector, hypothesis, profile and plot uses
 # --------------------------------------------------------------------------------------------------
-def oi_coins(panel: pl.DataFrame, max_age_hours: float | None = OI_MAX_AGE_HOURS) -> pl.Expr:
-    """Open interest in base units (coins) as a polars expression over ``panel``'s columns.
+def oi_series(panel: pl.DataFrame, max_age_hours: float | None = OI_MAX_AGE_HOURS):
+    """:func:`research.oi.oi_coins` of ``panel`` (stale observations missing); None without OI columns."""
+    from research.errors import EventDetectionError
+    from research.oi import oi_coins as _oi_coins
 
-    ``oi_base`` where finite, else ``oi_usd / perp_close``; null where ``oi_age_hours`` exceeds
-    ``max_age_hours`` (None keeps stale values) or no OI column exists.
+    if "oi_base" not in panel.columns and "oi_usd" not in panel.columns:
+        return None
+    # NaN (not null) OI from numpy-built panels means "not observed", as null does in the lake's panels
+    fix = [pl.col(c).cast(pl.Float64).fill_nan(None) for c in ("oi_base", "oi_usd") if c in panel.columns]
+    try:
+        return _oi_coins(panel.with_columns(fix), max_age_hours=max_age_hours)
+    except EventDetectionError as exc:
+        raise PanelError(str(exc)) from None
+
+
+def oi_measure(panel: pl.DataFrame, max_age_hours: float | None = OI_MAX_AGE_HOURS) -> tuple[np.ndarray, dict]:
+    """``(oi, record)``: OI in coins per row (NaN where missing) and the measure used, for the record.
+
+    The record is :meth:`research.oi.OISeries.to_dict` (``oi_measure, oi_method, oi_approximate,
+    oi_price_col``), ``oi_method = "none"`` without OI columns.
     """
-    cols = panel.columns
-    base = pl.col("oi_base").cast(pl.Float64) if "oi_base" in cols else pl.lit(None, pl.Float64)
-    usd = ((pl.col("oi_usd") / pl.col("perp_close")).cast(pl.Float64)
-           if "oi_usd" in cols and "perp_close" in cols else pl.lit(None, pl.Float64))
-    oi = pl.when(base.is_finite()).then(base).otherwise(usd)
-    if max_age_hours is not None and "oi_age_hours" in cols:
-        oi = pl.when(pl.col("oi_age_hours") <= max_age_hours).then(oi)
-    return oi
+    s = oi_series(panel, max_age_hours)
+    if s is None:
+        return np.full(panel.height, np.nan), {"oi_measure": "coins", "oi_method": "none", "oi_approximate": False,
+                                                "oi_price_col": None}
+    return s.frame["oi_coins"].cast(pl.Float64).fill_null(float("nan")).to_numpy().astype(float), s.to_dict()
+
+
+def oi_coins(panel: pl.DataFrame, max_age_hours: float | None = OI_MAX_AGE_HOURS) -> pl.Series:
+    """OI in coins (:func:`research.oi.oi_coins`) as a polars Series in the panel's row order.
+
+    Usable inside ``panel.select(...)`` like a column; all-null without OI columns.
+    """
+    s = oi_series(panel, max_age_hours)
+    if s is None:
+        return pl.Series("oi_coins", [None] * panel.height, dtype=pl.Float64)
+    return s.frame["oi_coins"].cast(pl.Float64)
 
 
 def oi_units(panel: pl.DataFrame, max_age_hours: float | None = OI_MAX_AGE_HOURS) -> np.ndarray:
-    """:func:`oi_coins` as a float numpy array (NaN where missing)."""
-    return panel.select(oi_coins(panel, max_age_hours).fill_null(float("nan"))).to_series().to_numpy().astype(float)
+    """:func:`oi_measure`'s array: OI in coins as float numpy (NaN where missing)."""
+    return oi_measure(panel, max_age_hours)[0]

@@ -28,7 +28,16 @@ SCHEMA_VERSION = 1
 
 @dataclass
 class Verdict:
-    """One tested hypothesis: the effect, its interval, the test and the sample behind it."""
+    """One tested hypothesis: the effect, its interval, the test and the sample behind it.
+
+    Inference fields (#12): ``pvalue`` (alias ``p_value``; either name may be passed) comes from
+    ``test``; ``ci_low``/``ci_high`` come from the same method (``ci_method``), so the CI excludes
+    ``null`` exactly when ``pvalue < alpha``; ``q_value`` is the Benjamini-Hochberg q-value across
+    the p-values of the record (filled by :func:`write_result` / :func:`with_qvalues`); ``size`` is
+    the primary test's empirical rejection rate on placebo draws (None until calibrated);
+    ``p_calibrated`` a placebo-calibrated p-value where one exists; ``primary`` marks the one test a
+    hypothesis declares primary. A test that could not run has no p-value and no CI.
+    """
 
     hypothesis: str
     effect: float | None
@@ -39,6 +48,59 @@ class Verdict:
     test: str = ""
     effect_label: str = ""
     conclusion: str = ""
+    q_value: float | None = None
+    size: float | None = None
+    primary: bool = False
+    ci_method: str = ""
+    null: float = 0.0
+    alpha: float = 0.05
+    p_calibrated: float | None = None
+    n_placebo: int | None = None
+    p_value: float | None = None
+
+    def __post_init__(self):
+        # one value under two names (the claims modules may use either)
+        if self.pvalue is None and self.p_value is not None:
+            self.pvalue = self.p_value
+        self.p_value = self.pvalue
+
+    @property
+    def ci_agrees(self) -> bool:
+        """True when "CI excludes ``null``" and "``pvalue < alpha``" agree (or either is missing)."""
+        from research.stats import ci_agrees
+
+        return ci_agrees(self.pvalue, self.ci_low, self.ci_high, self.null, self.alpha)
+
+
+#: Verdict fields in table order (:func:`verdicts_frame`)
+VERDICT_COLUMNS = {"hypothesis": pl.String, "primary": pl.Boolean, "effect": pl.Float64, "ci_low": pl.Float64,
+                   "ci_high": pl.Float64, "null": pl.Float64, "pvalue": pl.Float64, "q_value": pl.Float64,
+                   "size": pl.Float64, "p_calibrated": pl.Float64, "n_placebo": pl.Int64, "n_events": pl.Int64,
+                   "test": pl.String, "ci_method": pl.String, "effect_label": pl.String, "conclusion": pl.String}
+
+
+def with_qvalues(verdicts: list) -> list:
+    """Set every verdict's ``q_value``: Benjamini-Hochberg across the finite p-values of ``verdicts``.
+
+    One family per record (a notebook's verdicts); rows without a p-value keep ``q_value=None``.
+    Returns the same list (changed in place).
+    """
+    from research.eventstudy.inference import bh
+    from research.stats import finite_or_none
+
+    idx = [i for i, v in enumerate(verdicts) if finite_or_none(v.pvalue) is not None]
+    if idx:
+        q, _ = bh([float(verdicts[i].pvalue) for i in idx])
+        for i, qi in zip(idx, q):
+            verdicts[i].q_value = float(qi)
+    return verdicts
+
+
+def verdicts_frame(verdicts: list) -> pl.DataFrame:
+    """Verdicts as a table (:data:`VERDICT_COLUMNS`), q-values filled in."""
+    with_qvalues(verdicts)
+    rows = [{k: getattr(v, k) for k in VERDICT_COLUMNS} for v in verdicts]
+    return pl.DataFrame(rows, schema=VERDICT_COLUMNS)
 
 
 @dataclass
@@ -73,16 +135,17 @@ class ResultsRecord:
     tables: dict[str, str] = field(default_factory=dict)
     figures: dict[str, list[str]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
-    created: str = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+    created: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict:
         return clean_json(asdict(self))
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ResultsRecord":
+    def from_dict(cls, d: dict) -> ResultsRecord:
         d = dict(d)
-        d["verdicts"] = [Verdict(**v) for v in d.get("verdicts", [])]
+        names = set(Verdict.__dataclass_fields__)
+        d["verdicts"] = [Verdict(**{k: x for k, x in v.items() if k in names}) for v in d.get("verdicts", [])]
         return cls(**d)
 
 
@@ -184,14 +247,14 @@ def write_result(result, output_dir, *, inputs=None, parameters: dict | None = N
     for name, df in result.tables().items():
         if df is not None:
             w.table(name, df)
-    for v in result.verdicts():
+    for v in with_qvalues(list(result.verdicts())):
         w.verdict(v)
     for name, chart in result.figures().items():
         w.figure(name, chart)
     return w.save()
 
 
-def _writer(result, output_dir, entry, *, inputs, parameters, notebook, title, claim) -> "RecordWriter":
+def _writer(result, output_dir, entry, *, inputs, parameters, notebook, title, claim) -> RecordWriter:
     """A :class:`RecordWriter` with the record's header, coverage and notes filled in."""
     from research import paths
 

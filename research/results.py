@@ -10,6 +10,7 @@ arch's result classes:
 ``plot()``               the main figure (``alt.Chart``); plotting never computes statistics
 ``figures()``            every figure for the record, ``{name: alt.Chart}``
 ``verdicts()``           :class:`research.records.Verdict` rows (one per tested hypothesis)
+``verdict_table()``      the verdicts as a polars table, Benjamini-Hochberg q-values beside p-values
 ``notes``                caveats (list of str) for the record
 ``to_dict()``            JSON-ready dict
 ``_repr_html_()``        notebook display: the summary, then the main table
@@ -65,6 +66,12 @@ class Results:
     def verdicts(self) -> list:
         """One :class:`research.records.Verdict` per tested hypothesis."""
         return []
+
+    def verdict_table(self) -> pl.DataFrame:
+        """:meth:`verdicts` as a table with q-values (one BH family: this result's p-values)."""
+        from research.records import verdicts_frame
+
+        return verdicts_frame(list(self.verdicts()))
 
     @property
     def notes_list(self) -> list[str]:

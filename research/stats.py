@@ -259,3 +259,126 @@ def fit_logit(y: np.ndarray, X: np.ndarray, names: list[str], notes: list, *, co
         "odds_ratio": np.exp(fit.params), "ci_low": fit.conf_int()[:, 0], "ci_high": fit.conf_int()[:, 1],
         "n": np.full(len(names), int(fit.nobs)), "cov_type": [cov_type] * len(names),
     })
+
+
+# --------------------------------------------------------------------------------------------------
+# one method per verdict: tests and the intervals got by inverting them
+# --------------------------------------------------------------------------------------------------
+# A CI "from the same method as its test" is the set of null values the test does not reject at
+# alpha = 1 - level (test inversion). Acceptance is p >= alpha and rejection p < alpha, so "the CI
+# excludes the null" and "p < alpha" are the same statement (up to a non-convex acceptance set,
+# which :func:`ci_agrees` would catch).
+
+#: smallest group size for which a two-group test is run (smaller: NotTestable, no CI)
+MIN_CLASS_SIZE = 3
+
+
+def newcombe_rd_ci(k1: int, n1: int, k2: int, n2: int, level: float = 0.95) -> tuple[float, float]:
+    """Newcombe's hybrid score interval (method 10) of ``k1/n1 - k2/n2``; inside [-1, 1] by construction.
+
+    Descriptive: it is not the inversion of Fisher's exact test (see :func:`fisher_exact_or`).
+    """
+    if n1 == 0 or n2 == 0:
+        return float("nan"), float("nan")
+    p1, p2 = k1 / n1, k2 / n2
+    l1, u1 = wilson_ci(k1, n1, level)
+    l2, u2 = wilson_ci(k2, n2, level)
+    d = p1 - p2
+    lo = d - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2)
+    hi = d + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2)
+    return max(-1.0, lo), min(1.0, hi)
+
+
+def _fisher_minlike_p(a: int, row1: int, col1: int, n: int, psi: np.ndarray) -> np.ndarray:
+    """Two-sided conditional p-value of cell ``a`` under odds ratio ``psi`` (each value of an array).
+
+    Fisher's noncentral hypergeometric distribution of ``a`` given the margins; the p-value sums the
+    probabilities of tables no more likely than the observed one ("minlike", as
+    :func:`scipy.stats.fisher_exact` does at ``psi = 1``).
+    """
+    lo, hi = max(0, row1 + col1 - n), min(row1, col1)
+    x = np.arange(lo, hi + 1)
+    logc = (sps.hypergeom.logpmf(x, n, col1, row1))[None, :]     # central weights
+    logw = logc + x[None, :] * np.log(psi)[:, None]
+    logw -= logw.max(axis=1, keepdims=True)
+    w = np.exp(logw)
+    pmf = w / w.sum(axis=1, keepdims=True)
+    obs = pmf[:, a - lo][:, None]
+    return np.minimum(1.0, np.sum(np.where(pmf <= obs * (1 + 1e-7), pmf, 0.0), axis=1))
+
+
+def fisher_exact_or(a: int, b: int, c: int, d: int, level: float = 0.95, grid: int = 2001) -> dict:
+    """Fisher's exact test of the 2x2 table ``[[a, b], [c, d]]`` and the CI got by inverting it.
+
+    Returns ``odds_ratio`` (sample), ``pvalue`` (two-sided, minlike; equals scipy's
+    ``fisher_exact``), ``ci_low``/``ci_high``: the odds ratios whose conditional (noncentral
+    hypergeometric) test has p >= 1 - level, so the CI excludes 1 exactly when p < 1 - level.
+    An unbounded side is 0 or ``inf``.
+    """
+    alpha = 1 - level
+    row1, col1, n = a + b, a + c, a + b + c + d
+    p = float(sps.fisher_exact([[a, b], [c, d]]).pvalue)
+    orr = (a * d) / (b * c) if b * c else (math.inf if a * d else math.nan)
+    psi = np.exp(np.linspace(-12, 12, grid))
+    psi = np.union1d(psi, [1.0])
+    pv = _fisher_minlike_p(a, row1, col1, n, psi)
+    acc = psi[pv >= alpha]
+    if acc.size == 0:
+        return {"odds_ratio": orr, "pvalue": p, "ci_low": math.nan, "ci_high": math.nan}
+    lo = 0.0 if acc[0] == psi[0] else float(acc[0])
+    hi = math.inf if acc[-1] == psi[-1] else float(acc[-1])
+    if p < alpha and lo <= 1.0 <= hi:    # non-convex acceptance set: report what the test says
+        lo, hi = (lo, min(hi, float(np.nextafter(1.0, 0)))) if orr < 1 else (max(lo, float(np.nextafter(1.0, 2))), hi)
+    return {"odds_ratio": orr, "pvalue": p, "ci_low": lo, "ci_high": hi}
+
+
+def permutation_shift_test(a, b, *, n_perm: int = 5000, seed: int = 7, level: float = 0.95,
+                           grid: int = 801) -> dict:
+    """Permutation test of ``mean(a) - mean(b) = 0`` and its inverted CI (location-shift model).
+
+    The p-value is :func:`permutation_pvalue`'s (same draws). The CI is the set of shifts ``delta``
+    for which the permutation test of ``(a - delta, b)`` with the *same* permutations has
+    p >= 1 - level, so it excludes 0 exactly when p < 1 - level. Vectorised: shifting ``a`` moves
+    each permuted difference by ``-delta * c`` with ``c`` the permutation's share of ``a`` rows.
+    """
+    a = np.asarray(a, float)
+    b = np.asarray(b, float)
+    na, nb = a.size, b.size
+    if na == 0 or nb == 0:
+        return {"diff": math.nan, "pvalue": math.nan, "ci_low": math.nan, "ci_high": math.nan}
+    alpha = 1 - level
+    pooled = np.concatenate([a, b])
+    rng = np.random.default_rng(seed)
+    idx = np.argsort(rng.random((n_perm, pooled.size)), axis=1)
+    in1 = idx[:, :na]
+    d0 = pooled[in1].mean(axis=1) - pooled[idx[:, na:]].mean(axis=1)
+    m1 = (in1 < na).sum(axis=1)                       # original a-rows drawn into group 1
+    c = m1 / na - (na - m1) / nb
+    obs = a.mean() - b.mean()
+
+    def pval(delta: np.ndarray) -> np.ndarray:
+        dp = d0[None, :] - delta[:, None] * c[None, :]
+        ob = np.abs(obs - delta)[:, None]
+        return (1 + np.sum(np.abs(dp) >= ob - 1e-12, axis=1)) / (1 + n_perm)
+
+    p0 = float(pval(np.zeros(1))[0])
+    spread = np.concatenate([a - a.mean(), b - b.mean()])
+    se = math.sqrt(max(spread.var() * (1 / na + 1 / nb), 1e-24))
+    deltas = np.union1d(obs + np.linspace(-8 * se, 8 * se, grid), [0.0])
+    acc = deltas[pval(deltas) >= alpha]
+    lo, hi = (float(acc[0]), float(acc[-1])) if acc.size else (math.nan, math.nan)
+    if p0 < alpha and acc.size and lo <= 0.0 <= hi:   # non-convex acceptance set: keep the side of obs
+        lo, hi = (max(lo, float(np.nextafter(0.0, 1))), hi) if obs > 0 else (lo, min(hi, float(np.nextafter(0.0, -1))))
+    return {"diff": float(obs), "pvalue": p0, "ci_low": lo, "ci_high": hi}
+
+
+def ci_agrees(pvalue, ci_low, ci_high, null: float = 0.0, alpha: float = 0.05) -> bool:
+    """True when "the CI excludes ``null``" and "``pvalue < alpha``" say the same (or either is missing)."""
+    p = finite_or_none(pvalue)
+    if p is None or ci_low is None or ci_high is None:
+        return True
+    lo = -math.inf if ci_low is None else float(ci_low)
+    hi = math.inf if ci_high is None else float(ci_high)
+    if math.isnan(lo) or math.isnan(hi):
+        return True
+    return (not lo <= null <= hi) == (p < alpha)

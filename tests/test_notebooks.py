@@ -15,6 +15,7 @@ import pytest
 from research import paths
 from research.hypotheses.registry import REGISTRY
 from research.records import load
+from tests.test_notebooks_hypotheses import assert_inference
 
 ALL = sorted(paths.NOTEBOOKS_DIR.glob("*.ipynb"))
 
@@ -53,7 +54,7 @@ def test_notebook_structure(path: Path):
     assert nb.cells[0].cell_type == "markdown", f"{path.name}: the first cell should state the claim (markdown)"
     src = tagged[0].source
     for name in ("data_dir", "output_dir"):
-        assert re.search(rf"^{name}\s*=", src, re.M), f"{path.name}: parameters cell lacks {name}"
+        assert re.search(rf"^{name}\s*=", src, re.MULTILINE), f"{path.name}: parameters cell lacks {name}"
     assert nb.metadata.get("kernelspec", {}).get("name") == "python3"
 
 
@@ -62,7 +63,7 @@ def test_my_notebooks_parameters(stem):
     nb = nbformat.read(paths.NOTEBOOKS_DIR / f"{stem}.ipynb", as_version=4)
     src = next(c.source for c in nb.cells if "parameters" in c.metadata.get("tags", []))
     for name in ("symbol", "start", "end", "oi_venue", "liq_venue"):
-        assert re.search(rf"^{name}\s*=", src, re.M), f"{stem}: parameters cell lacks {name}"
+        assert re.search(rf"^{name}\s*=", src, re.MULTILINE), f"{stem}: parameters cell lacks {name}"
     assert f'output_dir = "reports/runs/manual/{stem}"' in src
 
 
@@ -95,6 +96,7 @@ def _check_record(out: Path, stem: str, synthetic: bool):
         assert {Path(f).suffix for f in files} == {".png", ".svg", ".pdf"}
         assert all((out / f).stat().st_size > 500 for f in files), name
     assert "market_panel" in rec.figures
+    assert_inference(json.loads((out / "record.json").read_text()), out)
     return rec
 
 
@@ -120,6 +122,7 @@ def test_notebook_runs_on_simulated_market(sim_runs, stem):
     events = pl.read_parquet(out / rec.tables["events"])
     assert events.height >= 3 and {"event_id", "ts", "symbol", "kind"} <= set(events.columns)
     assert len(rec.verdicts) == 4
+    assert [v.primary for v in rec.verdicts] == [False, False, True, False]    # CAR(+1, +24): after detection
     for v in rec.verdicts:
         assert v.n_events >= 3 and v.effect is not None and 0 <= v.pvalue <= 1
         assert v.ci_low <= v.effect <= v.ci_high
@@ -156,7 +159,7 @@ def test_notebooks_run_on_real_pack(real_lake, tmp_path):
     # the causal default keeps the first print of a cascade, known at its own bar: on 2025-10-10 the
     # 12:00-16:00 bucket (the 235.6M 20:00-24:00 one is pinned in tests/events/test_liquidations.py)
     oct10 = prints.filter(pl.col("ts").dt.date() == dt.date(2025, 10, 10))
-    assert oct10["ts"].to_list() == [dt.datetime(2025, 10, 10, 15, tzinfo=dt.timezone.utc)]
+    assert oct10["ts"].to_list() == [dt.datetime(2025, 10, 10, 15, tzinfo=dt.UTC)]
     assert (prints["detected_ts"] == prints["ts"]).all()
     oi = pl.read_parquet(runs["11-oi-collapses"] / recs["11-oi-collapses"].tables["events"])
     assert oi.filter(pl.col("ts").dt.date().is_in([dt.date(2025, 10, 10), dt.date(2025, 10, 11)])).height >= 1

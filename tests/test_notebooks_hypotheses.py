@@ -52,7 +52,55 @@ def _run(stem: str, out: Path, data_dir, **params) -> dict:
             assert (out / f).stat().st_size > 0
     assert rec["parameters"]["symbol"] == "BTCUSDT"
     assert rec["coverage"]["hours"] > 0
+    _check_inference(stem, rec, out)
     return rec
+
+
+#: notebooks whose verdicts the claims branch (#12: H3-H6) brings to the inference contract; a
+#: failure there is an expected failure on this branch. Empty this set once that branch has landed.
+PENDING_CLAIMS = {"22-crowding-early-warning", "23-funding-settlement-hours", "24-liquidation-waves",
+                  "25-liquidation-heatmap"}
+
+
+def _check_inference(stem: str, rec: dict, out: Path) -> None:
+    try:
+        assert_inference(rec, out)
+    except AssertionError as exc:
+        if stem in PENDING_CLAIMS:
+            pytest.xfail(f"inference contract pending on the claims branch: {exc}")
+        raise
+
+
+def assert_inference(rec: dict, out: Path) -> None:
+    """#12's inference contract over every verdict row of a record.
+
+    CI and p-value agree ("CI excludes the null" iff p < alpha); every p-value has a BH q-value
+    (q >= p); a not-testable row prints no CI and no p-value; risk-difference CIs stay in [-1, 1];
+    at most one row is primary.
+    """
+    from research.records import Verdict
+    from research.stats import NotTestable
+
+    names = set(Verdict.__dataclass_fields__)
+    vs = [Verdict(**{k: x for k, x in v.items() if k in names}) for v in rec["verdicts"]]
+    for v in vs:
+        assert v.ci_agrees, f"{rec['notebook']}: CI [{v.ci_low}, {v.ci_high}] contradicts p = {v.pvalue}: {v.hypothesis}"
+        if v.pvalue is not None:
+            assert v.q_value is not None and v.q_value >= v.pvalue - 1e-12, v.hypothesis
+        if NotTestable.matches(v.conclusion):
+            assert v.ci_low is None and v.ci_high is None and v.pvalue is None, v.hypothesis
+        if "risk diff" in (v.effect_label or ""):
+            assert -1 <= (v.ci_low if v.ci_low is not None else -1) <= (v.ci_high if v.ci_high is not None else 1) <= 1
+    assert sum(bool(v.primary) for v in vs) <= 1, f"{rec['notebook']}: more than one primary test"
+    for name in ("fisher",):
+        if name in rec["tables"]:
+            import polars as pl
+
+            t = pl.read_parquet(out / rec["tables"][name])
+            for c in ("rd_ci_low", "rd_ci_high"):
+                if c in t.columns:
+                    vals = t[c].drop_nulls()
+                    assert ((vals >= -1) & (vals <= 1)).all(), f"{rec['notebook']}: {c} outside [-1, 1]"
 
 
 @pytest.mark.parametrize("stem", NOTEBOOKS)
@@ -65,6 +113,10 @@ def test_notebook_runs_on_simulated_market(stem, sim_lake, tmp_path):
         assert "confusion" in rec["tables"] and "matches" in rec["tables"]
         acc = [v for v in rec["verdicts"] if "planted" in v["hypothesis"]]
         assert acc and acc[0]["effect"] >= 0.8
+        assert "sensitivity" in rec["tables"] and rec["parameters"]["primary_horizon"] == 72
+        assert any("OI measure: coins" in n for n in rec["notes"])
+    if stem in ("20-flush-vs-exodus", "21-second-leg"):
+        assert sum(bool(v["primary"]) for v in rec["verdicts"]) == 1
 
 
 def test_notebook_default_data_dir_falls_back_to_simulated_market(tmp_path, monkeypatch):

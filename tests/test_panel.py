@@ -11,11 +11,26 @@ from tests.hypotheses.helpers import _panel
 def test_stale_open_interest_counts_as_missing():
     # CoinGlass-style USD OI that stopped updating: dividing the carried-forward value by a falling
     # close would fake a rising OI, so hours older than OI_MAX_AGE_HOURS must read as missing
-    close = np.array([100.0, 90.0, 80.0])
-    p = _panel(3, perp_close=close, oi_usd=np.full(3, 1e9), oi_base=np.full(3, np.nan),
-               oi_age_hours=np.array([1.0, P.OI_MAX_AGE_HOURS + 1, 40.0]))
+    close = np.array([100.0, 90.0, 80.0, 70.0])
+    p = _panel(4, perp_close=close, oi_usd=np.full(4, 1e9), oi_base=np.full(4, np.nan),
+               oi_age_hours=np.array([0.0, 1.0, P.OI_MAX_AGE_HOURS + 1, 40.0]))
     oi = P.oi_units(p)
-    assert oi[0] == pytest.approx(1e7) and np.isnan(oi[1:]).all()
+    # row 1's observation is 1 h old: it is divided by the close of the bar that had closed then (row 0)
+    assert oi[0] == pytest.approx(1e7) and oi[1] == pytest.approx(1e7) and np.isnan(oi[2:]).all()
+    _, rec = P.oi_measure(p)
+    assert rec == {"oi_measure": "coins", "oi_method": "oi_usd/price", "oi_approximate": True,
+                   "oi_price_col": "perp_close"}
+
+
+def test_oi_is_research_oi_measure():
+    from research.oi import oi_coins
+
+    close = np.array([100.0, 90.0, 80.0])
+    p = _panel(3, perp_close=close, oi_usd=np.array([1e9, 9e8, 9e8]), oi_age_hours=np.zeros(3))
+    expect = oi_coins(p, max_age_hours=P.OI_MAX_AGE_HOURS).frame["oi_coins"].to_numpy()
+    assert np.allclose(P.oi_units(p), expect) and np.allclose(P.oi_coins(p).to_numpy(), expect)
+    bare = _panel(3, perp_close=close)
+    assert np.isnan(P.oi_units(bare)).all() and P.oi_measure(bare)[1]["oi_method"] == "none"
 
 
 def test_coverage_dict_keys_and_counts():
@@ -30,8 +45,10 @@ def test_coverage_dict_keys_and_counts():
 
 
 def test_oi_policy_prefers_coins_and_divides_usd_by_close():
+    # without oi_age_hours the bar's own close converts USD OI (flagged approximate)
     p = _panel(2, perp_close=[100.0, 50.0], oi_base=[None, 3.0], oi_usd=[1e4, 1e4])
     assert P.oi_units(p).tolist() == [100.0, 3.0]
+    assert P.oi_measure(p)[1]["oi_method"] == "mixed"
 
 
 def test_explicit_empty_lake_is_an_error_naming_it(tmp_path):

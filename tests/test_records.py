@@ -45,3 +45,36 @@ def test_run_parameters_come_from_the_parameters_cell():
     assert "other" not in p and p["settlement_hours"] == [0] and list(p)[0] == "data_dir"
     with pytest.raises(ResearchError, match="window"):
         records.run_parameters("23-funding-settlement-hours", {k: v for k, v in ns.items() if k != "window"})
+
+
+# --------------------------------------------------------------------------------------------------
+# inference fields (#12): q-values beside p-values, p_value alias, CI/p agreement
+# --------------------------------------------------------------------------------------------------
+def test_with_qvalues_is_benjamini_hochberg_over_the_record():
+    vs = [records.Verdict("a", 0.1, pvalue=0.01), records.Verdict("b", 0.1, pvalue=0.04),
+          records.Verdict("c", None), records.Verdict("d", 0.1, pvalue=0.03)]
+    records.with_qvalues(vs)
+    # sorted p 0.01, 0.03, 0.04 (m = 3): q = min over k >= i of p_k m / k -> 0.03, 0.04, 0.04
+    assert [v.q_value for v in vs] == [pytest.approx(0.03), pytest.approx(0.04), None, pytest.approx(0.04)]
+
+
+def test_verdict_accepts_p_value_alias_and_round_trips():
+    v = records.Verdict("h", 0.2, ci_low=0.1, ci_high=0.3, p_value=0.02, primary=True, size=0.051)
+    assert v.pvalue == 0.02 and v.p_value == 0.02 and v.ci_agrees
+    rec = records.ResultsRecord(notebook="x", title="x", verdicts=[v])
+    back = records.ResultsRecord.from_dict(json.loads(json.dumps(rec.to_dict())))
+    assert back.verdicts[0].primary and back.verdicts[0].size == 0.051 and back.verdicts[0].pvalue == 0.02
+    assert not records.Verdict("h", 0.5, ci_low=0.1, ci_high=0.9, pvalue=0.09).ci_agrees
+
+
+def test_write_result_fills_qvalues(tmp_path):
+    @dataclass
+    class _V(Results):
+        key = None
+
+        def verdicts(self):
+            return [records.Verdict("a", 1.0, pvalue=0.02), records.Verdict("b", 1.0, pvalue=0.5)]
+
+    records.write_result(_V(), tmp_path, notebook="x", title="x")
+    rec = records.load(tmp_path)
+    assert [v.q_value for v in rec.verdicts] == [pytest.approx(0.04), pytest.approx(0.5)]

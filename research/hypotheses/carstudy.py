@@ -18,21 +18,37 @@ import polars as pl
 
 from research.errors import EventStudyError
 from research.results import Results
-from research.stats import NotTestable, t_interval
+from research.stats import MIN_CLASS_SIZE, NotTestable, finite_or_none, t_interval
 
 from .frames import events_for_plot, market_panel_frame, profile_frame, returns_frame
 
-__all__ = ["CarStudyResult", "car_study", "event_type_study", "event_study", "event_profiles", "car_verdicts",
-           "verdicts_frame", "CAR_DEFAULTS"]
+__all__ = [
+    "CAR_DEFAULTS",
+    "CarStudyResult",
+    "car_study",
+    "car_verdicts",
+    "event_profiles",
+    "event_study",
+    "event_type_study",
+    "verdicts_frame",
+]
 
 #: the study's parameters (notebook names) and their defaults
 CAR_DEFAULTS = {"event_window": [-24, 72], "estimation_window": [-240, -25], "model": "mean",
                 "car_windows": [[-24, -1], [0, 24], [1, 24], [1, 72]], "profile_window": [-48, 72],
-                "liq_profile_hours": 4}
+                "liq_profile_hours": 4, "primary_window": [1, 24], "primary_test": "cross_sectional_t"}
 
-_VERDICT_SCHEMA = {"hypothesis": pl.String, "effect": pl.Float64, "ci_low": pl.Float64, "ci_high": pl.Float64,
-                   "pvalue": pl.Float64, "n_events": pl.Int64, "test": pl.String, "effect_label": pl.String,
-                   "conclusion": pl.String}
+#: the CAR tests whose size held on placebo dates of real hourly BTC returns (#12: cross-sectional t
+#: 4.7-6.0 %; rank/sign tests are conservative); the parametric Patell/BMP/Brown-Warner family is not
+SIZE_HOLDS = ("cross_sectional_t",)
+
+#: the band an empirical size at the 5 % level must fall in (Monte-Carlo band of >= 200 placebo draws)
+SIZE_BAND = (0.035, 0.075)
+
+#: event types whose pre-event returns are mechanical (the event is defined by a price fall)
+MECHANICAL = {"liquidation_print": "longs are liquidated because the price fell, so returns up to and including "
+                                   "the print's bar are mechanical; the test is on what follows the print",
+              "selloff": "a sell-off is defined by its price fall, so returns up to its detection are mechanical"}
 
 
 def event_profiles(panel: pl.DataFrame, events: pl.DataFrame, window: tuple[int, int], *,
@@ -98,43 +114,86 @@ def _car_conclusion(p, mean: float, alpha: float) -> str:
     return f"CAR = 0 not rejected at {alpha:g}"
 
 
+def _calibration_for(calibration: dict | None, w) -> dict:
+    """The placebo calibration of window ``w`` (keys ``[a,b]`` as :func:`research.eventstudy.results.window_key`)."""
+    from research.eventstudy.results import window_key
+
+    if not calibration:
+        return {}
+    return dict(calibration.get(window_key(tuple(w)), calibration.get(str(list(w)), {})) or {})
+
+
 def car_verdicts(result, car_windows, *, label: str, test: str = "cross_sectional_t",
-                 level: float = 0.95, alpha: float = 0.05) -> list:
+                 level: float = 0.95, alpha: float = 0.05, primary_window=(1, 24), kind: str | None = None,
+                 calibration: dict | None = None) -> list:
     """One :class:`~research.records.Verdict` per CAR window: ``CAR(w) after <label> != 0``.
 
-    Effect = CAAR (mean CAR of perp log returns); CI = t interval of the per-event CARs at
-    ``level``; p-value from the engine's ``test`` (default the cross-sectional t), with the Wilcoxon
-    signed-rank p-value added to ``test`` when it was run. Without a result every verdict has
-    ``n_events=0`` and is :class:`~research.stats.NotTestable`.
+    Effect = CAAR (mean CAR of perp log returns). The test is the engine's ``test`` (default and
+    primary: the cross-sectional t, whose size holds on this data); the CI is the t interval of the
+    per-event CARs at ``level``, i.e. the inversion of that same test, so it excludes 0 exactly when
+    p < 1 - level (for another ``test`` no CI is printed). ``primary_window`` marks the primary row; a
+    window starting before +1 includes the event's own bar and earlier (known before or at
+    detection), and for :data:`MECHANICAL` event types says so. ``calibration`` (e.g. from
+    :mod:`research.hypotheses.calibration`) maps a window key (``"[+1,+24]"``) to ``{"size": ..,
+    "p_calibrated": .., "n_placebo": ..}``; the size is recorded and a note warns when it lies outside
+    :data:`SIZE_BAND`. Without a result every verdict is :class:`~research.stats.NotTestable`.
     """
     from research.records import Verdict
 
     out = []
+    pw = tuple(int(v) for v in primary_window) if primary_window is not None else None
     for w in car_windows:
+        wt = tuple(int(v) for v in w)
         hyp = f"CAR{_fmt_window(w)} after {label} != 0"
+        primary = wt == pw
+        pre = wt[0] < 1
+        mech = MECHANICAL.get(kind or "", "") if pre else ""
+        cal = _calibration_for(calibration, wt)
         if result is None:
-            out.append(Verdict(hypothesis=hyp, effect=None, n_events=0, test=test,
+            out.append(Verdict(hypothesis=hyp, effect=None, n_events=0, test=test, primary=primary,
                                effect_label="CAAR of perp log returns",
                                conclusion=str(NotTestable("no usable events", prefix="not tested"))))
             continue
-        car = result.car(tuple(w))["car"].to_numpy()
+        car = result.car(wt)["car"].to_numpy()
         car = car[np.isfinite(car)]
         mean, lo, hi = t_interval(car, level)
-        tests = result.car_test(tuple(w))
+        tests = result.car_test(wt)
         t = tests.get(test)
         p = None if t is None or not math.isfinite(t.pvalue) else float(t.pvalue)
+        if test != "cross_sectional_t":
+            lo = hi = math.nan      # a t interval would not be this test's interval
         extra = ""
         if "wilcoxon" in tests and test != "wilcoxon" and math.isfinite(tests["wilcoxon"].pvalue):
-            extra = f"; Wilcoxon signed-rank p = {tests['wilcoxon'].pvalue:.3g}"
-        out.append(Verdict(hypothesis=hyp, effect=mean, ci_low=lo, ci_high=hi, pvalue=p, n_events=int(car.size),
+            extra = f"; Wilcoxon signed-rank p = {tests['wilcoxon'].pvalue:.3g} (not BH-adjusted, descriptive)"
+        if test not in SIZE_HOLDS:
+            extra += "; WARNING: this test's size is not known to hold on fat-tailed, clustered returns"
+        size = cal.get("size")
+        if size is not None and not SIZE_BAND[0] <= size <= SIZE_BAND[1]:
+            extra += f"; WARNING: empirical size {size:.3f} on placebo dates is outside {SIZE_BAND[0]:.3f}-{SIZE_BAND[1]:.3f}"
+        testable = car.size >= MIN_CLASS_SIZE
+        conclusion = (_car_conclusion(p, mean, alpha) if testable else
+                      str(NotTestable(f"n = {car.size} events; needs >= {MIN_CLASS_SIZE}")))
+        if mech:
+            conclusion += f" (mechanical: {mech})"
+        elif pre:
+            conclusion += " (window includes the event bar or earlier: not what follows the event)"
+        out.append(Verdict(hypothesis=hyp, effect=mean if car.size else None,
+                           ci_low=finite_or_none(lo) if testable else None,
+                           ci_high=finite_or_none(hi) if testable else None, pvalue=p if testable else None,
+                           n_events=int(car.size), primary=primary,
                            test=f"{test} (engine, {result.spec['model']} model){extra}",
-                           effect_label="CAAR of perp log returns", conclusion=_car_conclusion(p, mean, alpha)))
+                           ci_method="t interval of per-event CARs (inverts the cross-sectional t)"
+                           if test == "cross_sectional_t" else "",
+                           effect_label="CAAR of perp log returns", conclusion=conclusion,
+                           size=cal.get("size"), p_calibrated=cal.get("p_calibrated"), n_placebo=cal.get("n_placebo")))
     return out
 
 
 def verdicts_frame(verdicts: list) -> pl.DataFrame:
-    """Verdicts as a table."""
-    return pl.DataFrame([{k: getattr(v, k) for k in _VERDICT_SCHEMA} for v in verdicts], schema=_VERDICT_SCHEMA)
+    """Verdicts as a table (:func:`research.records.verdicts_frame`: q-values beside p-values)."""
+    from research.records import verdicts_frame as _vf
+
+    return _vf(verdicts)
 
 
 @dataclass
@@ -171,9 +230,18 @@ class CarStudyResult(Results):
     extra: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
     panel_frame: pl.DataFrame | None = None
+    primary_window: list = field(default_factory=lambda: [1, 24])
+    primary_test: str = "cross_sectional_t"
+    calibration: dict | None = None
 
     def verdicts(self) -> list:
-        return car_verdicts(self.study, self.car_windows, label=self.label)
+        return car_verdicts(self.study, self.car_windows, label=self.label, test=self.primary_test,
+                            primary_window=self.primary_window, kind=self.key, calibration=self.calibration)
+
+    def attach_calibration(self, calibration: dict) -> CarStudyResult:
+        """Record placebo calibration per window (``{"[+1,+24]": {"size", "p_calibrated", "n_placebo"}}``)."""
+        self.calibration = dict(calibration)
+        return self
 
     def to_frame(self) -> pl.DataFrame:
         return verdicts_frame(self.verdicts())
@@ -217,8 +285,22 @@ class CarStudyResult(Results):
 
 def car_study(inputs, events: pl.DataFrame, *, key: str, label: str, event_window=(-24, 72),
               estimation_window=(-240, -25), model: str = "mean", car_windows=((-24, -1), (0, 24), (1, 24), (1, 72)),
-              profile_window=(-48, 72), liq_profile_hours: int = 4) -> CarStudyResult:
-    """The CAR study of perp log returns around ``events`` in ``inputs`` (:class:`research.panel.Inputs`)."""
+              profile_window=(-48, 72), liq_profile_hours: int = 4, primary_window=(1, 24),
+              primary_test: str = "cross_sectional_t") -> CarStudyResult:
+    """The CAR study of perp log returns around ``events`` in ``inputs`` (:class:`research.panel.Inputs`).
+
+    Events are anchored at ``ts``, which every causal detector sets to ``detected_ts``; a table
+    whose ``ts`` precedes its ``detected_ts`` (a lookahead choice) is re-anchored at ``detected_ts``
+    so that windows from +1 measure only what follows the moment the event was known.
+    """
+    from research.errors import HypothesisError
+
+    if primary_window is not None and list(primary_window) not in [list(w) for w in car_windows]:
+        raise HypothesisError(f"car_study: primary_window={list(primary_window)} is not one of car_windows")
+    if "detected_ts" in events.columns and events.height:
+        late = events.filter(pl.col("detected_ts").is_not_null() & (pl.col("detected_ts") > pl.col("ts")))
+        if late.height:
+            events = events.with_columns(pl.max_horizontal("ts", "detected_ts").alias("ts"))
     panel = inputs.panel
     study, note = event_study(panel, events, window=tuple(event_window), estimation=tuple(estimation_window),
                               model=model, car_windows=car_windows)
@@ -226,7 +308,17 @@ def car_study(inputs, events: pl.DataFrame, *, key: str, label: str, event_windo
     symbol = str(panel["symbol"][0]) if "symbol" in panel.columns and panel.height else ""
     return CarStudyResult(key=key, label=label, events=events, study=study, profiles=profiles,
                           car_windows=[list(w) for w in car_windows], symbol=symbol, synthetic=inputs.synthetic,
-                          notes=[note] if note else [], panel_frame=market_panel_frame(panel))
+                          notes=([note] if note else []) + _study_notes(key, primary_window, primary_test),
+                          panel_frame=market_panel_frame(panel), primary_window=list(primary_window),
+                          primary_test=primary_test)
+
+
+def _study_notes(key: str, primary_window, primary_test: str) -> list[str]:
+    out = [(f"primary test: {primary_test} on CAR{_fmt_window(primary_window)} (from the bar after detection); "
+            "CI = t interval of per-event CARs (same method); q-values by BH across the record's p-values")]
+    if key in MECHANICAL:
+        out.append(f"pre-event returns are mechanical: {MECHANICAL[key]}")
+    return out
 
 
 def _accepted(fn, params: dict) -> dict:

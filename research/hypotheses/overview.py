@@ -7,6 +7,7 @@ import polars as pl
 
 from research.panel import panel_gaps
 from research.results import Results
+from research.stats import fmt
 
 from .frames import events_for_plot, market_panel_frame
 
@@ -61,8 +62,9 @@ class OverviewResult(Results):
         d = self.daily_perp_share["perp_share"]
         return [Verdict(
             hypothesis="Perps carry most BTC volume (article: ~68 % across venues in 2025, Kaiko)",
-            effect=self.perp_share, ci_low=d.quantile(0.05), ci_high=d.quantile(0.95), n_events=self.daily_perp_share.height,
-            test="descriptive; interval = 5-95 % range of daily shares",
+            effect=self.perp_share, n_events=self.daily_perp_share.height,
+            test=f"descriptive (no test); daily shares range {fmt(d.quantile(0.05), '.2f')}-{fmt(d.quantile(0.95), '.2f')} "
+                 "(5-95 %)",
             effect_label="perp share of Binance BTCUSDT perp+spot volume",
             conclusion=("not comparable to Kaiko's cross-venue figure; one venue only" if self.perp_share is not None
                         else "no volume data"))]
@@ -78,16 +80,16 @@ class OverviewResult(Results):
         return {"market_panel": self.plot()}
 
 
-def data_overview(inputs, *, selloff_drawdown_pct: float = 5.0, selloff_within_hours: int = 48,
-                  selloff_min_spacing_hours: int = 72) -> OverviewResult:
+def data_overview(inputs, *, selloff_drawdown_pct: float = 5.0, selloff_within_hours: float | None = None,
+                  selloff_min_spacing_hours: float | None = 72, selloff_rebound_pct: float = 3.0) -> OverviewResult:
     """Notebook 00 on ``inputs`` (:class:`research.panel.Inputs`, loaded with ``lake_coverage=True``)."""
     from research.coverage import coverage as lake_coverage
     from research.events import detect_selloffs
 
     panel = inputs.panel
     share, daily = perp_share(panel)
-    selloffs = detect_selloffs(panel, drawdown_pct=selloff_drawdown_pct, within_hours=selloff_within_hours,
-                               min_spacing_hours=selloff_min_spacing_hours)
+    selloffs = detect_selloffs(panel, drawdown_pct=selloff_drawdown_pct, rebound_pct=selloff_rebound_pct,
+                               within_hours=selloff_within_hours, min_spacing_hours=selloff_min_spacing_hours)
     lake = inputs.lake_coverage if inputs.lake_coverage is not None else lake_coverage(inputs.data_dir)
     cov = {k: v for k, v in inputs.coverage.items() if not k.startswith("has_")}
     return OverviewResult(lake_coverage=lake, panel_gaps=panel_gaps(panel, "has_perp"), daily_perp_share=daily,

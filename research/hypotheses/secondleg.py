@@ -2,21 +2,37 @@
 funding raise those odds?"""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
 
 from research.db import is_synthetic
-from research.panel import oi_units
+from research.errors import HypothesisError
+from research.panel import oi_measure
 from research.results import Results
-from research.stats import FISHER_SCHEMA, conclude, finite_or_none, fisher_row, fit_logit, fmt, nanmean, separated, wilson_ci
+from research.stats import (
+    FISHER_SCHEMA,
+    MIN_CLASS_SIZE,
+    NotTestable,
+    finite_or_none,
+    fisher_exact_or,
+    fit_logit,
+    fmt,
+    nanmean,
+    newcombe_rd_ci,
+    separated,
+    wilson_ci,
+)
 
 from .common import col, hours, require, rows_of, sorted_panel
 
 __all__ = ["SecondLegResult", "second_leg", "second_leg_study"]
 
 _CONDITIONS = ("oi_held", "funding_positive")
+#: the condition H2 declares primary (the article: OI held and funding still supporting longs)
+PRIMARY = "oi_held and funding_positive"
 
 
 @dataclass
@@ -57,7 +73,10 @@ class SecondLegResult(Results):
             lines.append(f"  {r['group']:<28} {r['k']}/{r['n']} = {fmt(r['rate'], '.2f')} "
                          f"[{fmt(r['ci_low'], '.2f')}, {fmt(r['ci_high'], '.2f')}]")
         for r in self.fisher.iter_rows(named=True):
-            lines.append(f"  Fisher {r['condition']}: risk diff {fmt(r['risk_diff'], '.2f')}, OR {fmt(r['odds_ratio'])}, p={fmt(r['pvalue'])}")
+            lines.append(f"  {'*' if r['condition'] == PRIMARY else ' '}Fisher {r['condition']}: OR {fmt(r['odds_ratio'])} "
+                         f"[{fmt(r['or_ci_low'])}, {fmt(r['or_ci_high'])}], p={fmt(r['pvalue'])}; "
+                         f"risk diff {fmt(r['risk_diff'], '.2f')} (Newcombe [{fmt(r['rd_ci_low'], '.2f')}, "
+                         f"{fmt(r['rd_ci_high'], '.2f')}])")
         if self.logit is not None:
             lines.append("  Logit (HC1):")
             for r in self.logit.iter_rows(named=True):
@@ -81,14 +100,31 @@ class SecondLegResult(Results):
             out.append(Verdict(
                 hypothesis=f"After a sell-off and a bounce a second leg makes a new low within {self.params['horizon_days']} days",
                 effect=finite_or_none(r["rate"]), ci_low=finite_or_none(r["ci_low"]), ci_high=finite_or_none(r["ci_high"]),
-                n_events=int(r["n"]), test="share with Wilson 95% CI", effect_label="P(second leg)", conclusion=""))
+                n_events=int(r["n"]), test="share (descriptive, no test)", ci_method="Wilson score 95%",
+                effect_label="P(second leg)", conclusion=""))
         for r in self.fisher.iter_rows(named=True):
+            hyp = f"{r['condition']} raises the probability of a second leg"
+            primary = r["condition"] == PRIMARY
+            if min(r["n_yes"], r["n_no"]) < MIN_CLASS_SIZE:
+                out.append(Verdict(hypothesis=hyp, effect=None, n_events=int(r["n"]), primary=primary, null=1.0,
+                                   test="Fisher exact test (two-sided)", effect_label="odds ratio",
+                                   conclusion=str(NotTestable(f"n = {r['n_yes']} with vs {r['n_no']} without; "
+                                                              f"each group needs >= {MIN_CLASS_SIZE}"))))
+                continue
+            p = finite_or_none(r["pvalue"])
+            hi = r["or_ci_high"]
             out.append(Verdict(
-                hypothesis=f"{r['condition']} raises the probability of a second leg",
-                effect=finite_or_none(r["risk_diff"]), ci_low=finite_or_none(r.get("rd_ci_low")),
-                ci_high=finite_or_none(r.get("rd_ci_high")), pvalue=finite_or_none(r["pvalue"]), n_events=int(r["n"]),
-                test="Fisher exact test (two-sided) on the 2x2 table", effect_label="risk difference",
-                conclusion=conclude(r["pvalue"], r["n_yes"], r["n_no"])))
+                hypothesis=hyp, effect=finite_or_none(r["odds_ratio"]) if math.isfinite(r["odds_ratio"] or math.nan)
+                else None, ci_low=finite_or_none(r["or_ci_low"]),
+                ci_high=finite_or_none(hi), pvalue=p, n_events=int(r["n"]), primary=primary, null=1.0,
+                test=f"Fisher exact test (two-sided, minlike) on the 2x2 table; risk difference "
+                     f"{fmt(r['risk_diff'], '.2f')} (Newcombe 95% [{fmt(r['rd_ci_low'], '.2f')}, {fmt(r['rd_ci_high'], '.2f')}], "
+                     "descriptive)" + ("; OR infinite (an empty cell), CI unbounded above" if hi is None or
+                                       not math.isfinite(hi) else ""),
+                ci_method="exact conditional CI of the odds ratio, inverting the same Fisher test",
+                effect_label="odds ratio (second leg | condition vs not)",
+                conclusion=("association at the 5% level" if p is not None and p < 0.05
+                            else "no association detected at the 5% level")))
         return out
 
 
@@ -97,44 +133,52 @@ _EVENT_SCHEMA = {"event_id": pl.Int64, "bounce": pl.Boolean, "bounce_pct": pl.Fl
                  "oi_held": pl.Boolean, "funding_positive": pl.Boolean}
 
 
-def _one_leg(panel, close, oi, fund, r, ip: int, it: int, *, bounce_pct, bounce_hours, H, oi_hold_pct,
-             funding_positive) -> dict:
-    """The bounce and second-leg outcome of one sell-off (conditions known when the bounce is confirmed)."""
+def _one_leg(panel, close, oi, fund, r, ip: int, it: int, idt: int, *, bounce_pct, bounce_hours, H, oi_hold_pct,
+             funding_positive, pre_hours) -> dict:
+    """The bounce and second-leg outcome of one confirmed leg.
+
+    Decision bar = the bounce: the first close at or after the trough's confirmation (``idt``, the
+    detector's rebound bar) at least ``bounce_pct`` % above the trough, within ``bounce_hours`` of the
+    confirmation. The conditions use data up to the bounce, the outcome only bars after it.
+    """
     n = close.size
     pt = close[it]
-    seg = close[it + 1: min(it + 1 + bounce_hours, n)]
+    stop = min(idt + 1 + int(bounce_hours), n)
+    seg = close[idt:stop]
     up = np.flatnonzero(seg >= pt * (1 + bounce_pct / 100))
     below = np.flatnonzero(seg < pt)
     if up.size == 0 or (below.size and below[0] < up[0]):
         return {"event_id": r["event_id"], "trough_ts": r["trough_ts"], "bounce": False}
-    ib = it + 1 + int(up[0])
-    end = min(it + H, n - 1)
+    ib = idt + int(up[0])
+    end = min(ib + H, n - 1)
     lows = np.flatnonzero(close[ib + 1: end + 1] < pt)
     leg = bool(lows.size)
-    oi_chg = 100 * (oi[ib] / oi[ip] - 1) if np.isfinite(oi[ip]) and oi[ip] > 0 else np.nan
+    oi_pre = nanmean(oi[max(ip - pre_hours, 0): ip + 1])
+    oi_chg = 100 * (oi[ib] / oi_pre - 1) if np.isfinite(oi_pre) and oi_pre > 0 else np.nan
     f_mean = nanmean(fund[it: ib + 1])
     return {
         "event_id": r["event_id"], "trough_ts": r["trough_ts"], "bounce": True,
         "bounce_ts": panel["ts"][ib], "bounce_pct": 100 * (close[ib] / pt - 1),
         "second_leg": leg, "second_leg_ts": panel["ts"][ib + 1 + int(lows[0])] if leg else None,
-        "complete": it + H <= n - 1 or leg, "oi_change_pct": oi_chg, "funding_mean": f_mean,
+        "complete": ib + H <= n - 1 or leg, "oi_change_pct": oi_chg, "funding_mean": f_mean,
         "oi_held": bool(oi_chg > -oi_hold_pct) if np.isfinite(oi_chg) else None,
         "funding_positive": bool(f_mean > funding_positive) if np.isfinite(f_mean) else None,
     }
 
 
-def _legs(panel: pl.DataFrame, selloffs: pl.DataFrame, **kw) -> pl.DataFrame:
+def _legs(panel: pl.DataFrame, selloffs: pl.DataFrame, oi: np.ndarray, **kw) -> pl.DataFrame:
     n = panel.height
-    close, oi, fund = col(panel, "perp_close"), oi_units(panel), col(panel, "funding_rate_8h")
-    ev = selloffs.sort("trough_ts")
+    close, fund = col(panel, "perp_close"), col(panel, "funding_rate_8h")
+    ev = selloffs.filter(pl.col("trough_detected_ts").is_not_null()).sort("trough_ts")
     h = hours(panel)
     ip_all, it_all = rows_of(h, ev["peak_ts"]), rows_of(h, ev["trough_ts"])
+    id_all = rows_of(h, ev["trough_detected_ts"])
     rows = []
     for k, r in enumerate(ev.iter_rows(named=True)):
-        ip, it = int(ip_all[k]), int(it_all[k])
-        if ip < 0 or it < 0 or it + 1 >= n:
+        ip, it, idt = int(ip_all[k]), int(it_all[k]), int(id_all[k])
+        if ip < 0 or it < 0 or idt < 0 or idt + 1 >= n:
             continue
-        rows.append(_one_leg(panel, close, oi, fund, r, ip, it, **kw))
+        rows.append(_one_leg(panel, close, oi, fund, r, ip, it, idt, **kw))
     ts_t = panel.schema["ts"]
     schema = {"event_id": pl.Int64, "trough_ts": ts_t, "bounce": pl.Boolean, "bounce_ts": ts_t,
               "bounce_pct": pl.Float64, "second_leg": pl.Boolean, "second_leg_ts": ts_t, "complete": pl.Boolean,
@@ -167,17 +211,36 @@ def _rates_and_tests(use: pl.DataFrame, y: np.ndarray):
         rate(f"{c}", ok & x)
         rate(f"not {c}", ok & ~x)
         if ok.sum():
-            fisher.append(fisher_row(x[ok], y[ok], c))
+            fisher.append(_fisher_row(x[ok], y[ok], c))
     (xo, oko), (xf, okf) = conds["oi_held"], conds["funding_positive"]
     both_ok = oko & okf
     rate("oi_held and funding_positive", both_ok & xo & xf)
     rate("neither/one of them", both_ok & ~(xo & xf))
     if both_ok.sum():
-        fisher.append(fisher_row((xo & xf)[both_ok], y[both_ok], "oi_held and funding_positive"))
+        fisher.append(_fisher_row((xo & xf)[both_ok], y[both_ok], PRIMARY))
     rates_df = pl.DataFrame(rates).with_columns(pl.col(pl.Float64).fill_nan(None))
-    fisher_df = (pl.DataFrame(fisher, schema=FISHER_SCHEMA) if fisher else pl.DataFrame(schema=FISHER_SCHEMA)
+    fisher_df = (pl.DataFrame(fisher, schema=_FISHER_SCHEMA) if fisher else pl.DataFrame(schema=_FISHER_SCHEMA)
                  ).with_columns(pl.col(pl.Float64).fill_nan(None))
     return rates_df, fisher_df, conds, both_ok
+
+
+_FISHER_SCHEMA = {**FISHER_SCHEMA, "or_ci_low": pl.Float64, "or_ci_high": pl.Float64, "primary": pl.Boolean}
+
+
+def _fisher_row(cond: np.ndarray, y: np.ndarray, name: str) -> dict:
+    """Fisher's exact test of ``y`` on ``cond``: OR with the CI inverting the same test, risk difference (Newcombe)."""
+    a, b = int(np.sum(cond & y)), int(np.sum(cond & ~y))
+    c, d = int(np.sum(~cond & y)), int(np.sum(~cond & ~y))
+    n_yes, n_no = a + b, c + d
+    row = {"condition": name, "n": n_yes + n_no, "n_yes": n_yes, "n_no": n_no, "leg_if_yes": a, "leg_if_no": c,
+           "primary": name == PRIMARY}
+    if not (n_yes and n_no):
+        return {**row, **{k: np.nan for k in ("risk_diff", "rd_ci_low", "rd_ci_high", "odds_ratio", "pvalue",
+                                              "or_ci_low", "or_ci_high")}}
+    f = fisher_exact_or(a, b, c, d)
+    lo, hi = newcombe_rd_ci(a, n_yes, c, n_no)
+    return {**row, "risk_diff": a / n_yes - c / n_no, "rd_ci_low": lo, "rd_ci_high": hi,
+            "odds_ratio": f["odds_ratio"], "pvalue": f["pvalue"], "or_ci_low": f["ci_low"], "or_ci_high": f["ci_high"]}
 
 
 def _logit(y: np.ndarray, conds: dict, both_ok: np.ndarray, notes: list) -> pl.DataFrame | None:
@@ -211,27 +274,42 @@ def second_leg(
     horizon_days: float = 7,
     oi_hold_pct: float = 3.0,
     funding_positive: float = 0.0,
+    pre_hours: int = 24,
 ) -> SecondLegResult:
     """After a sell-off and a bounce, how often does a second leg make a new low (H2)?
 
-    For each sell-off: the bounce is the first close at least ``bounce_pct`` % above the trough
-    close within ``bounce_hours`` (before any close below the trough); sell-offs without a bounce
-    are left out. The second leg happens when a close after the bounce, within ``horizon_days`` of
-    the trough, is below the trough close. Conditions, known when the bounce is confirmed:
-    ``oi_held`` = OI (base units) at the bounce is above ``-oi_hold_pct`` % of its peak level;
-    ``funding_positive`` = mean 8h funding rate from trough to bounce > ``funding_positive``.
+    For each confirmed leg of :func:`research.events.detect_selloffs` (``trough_detected_ts`` set):
+    the bounce (the decision bar) is the first close at or after the trough's confirmation that is at
+    least ``bounce_pct`` % above the trough close, within ``bounce_hours`` of the confirmation and
+    before any close below the trough; legs without one are left out. The second leg happens when a
+    close within ``horizon_days`` after the bounce is below the trough close (so it is never the first
+    leg continuing: the detector's rebound ended that leg). Conditions, known at the bounce:
+    ``oi_held`` = OI in coins (:func:`research.panel.oi_measure`) at the bounce above
+    ``-oi_hold_pct`` % of its mean over the ``pre_hours`` before the peak; ``funding_positive`` = mean
+    8h funding from trough to bounce > ``funding_positive``.
 
-    A logit of ``second_leg ~ oi_held + funding_positive`` with HC1 errors is reported when it
-    exists; with separation (an empty cell, usual with few events) it is skipped with a note and
-    the Fisher exact tests stand alone.
+    Primary test: Fisher's exact test of ``second_leg`` on :data:`PRIMARY`; each test's CI is the
+    exact conditional CI of the odds ratio got by inverting the same test. A group smaller than
+    :data:`research.stats.MIN_CLASS_SIZE` is not testable. A logit with HC1 errors is descriptive.
     """
     require(panel, ["ts", "perp_close"], "second_leg")
-    params = {"bounce_pct": bounce_pct, "bounce_hours": bounce_hours, "horizon_days": horizon_days,
-              "oi_hold_pct": oi_hold_pct, "funding_positive": funding_positive}
+    for c in ("peak_ts", "trough_ts", "trough_detected_ts"):
+        if c not in selloffs.columns:
+            raise HypothesisError(f"second_leg: selloffs has no column {c!r}; pass research.events.detect_selloffs(panel)")
     panel = sorted_panel(panel)
-    events = _legs(panel, selloffs, bounce_pct=bounce_pct, bounce_hours=bounce_hours, H=int(round(horizon_days * 24)),
-                   oi_hold_pct=oi_hold_pct, funding_positive=funding_positive)
-    notes: list[str] = []
+    oi, oi_info = oi_measure(panel)
+    params = {"bounce_pct": bounce_pct, "bounce_hours": bounce_hours, "horizon_days": horizon_days,
+              "oi_hold_pct": oi_hold_pct, "funding_positive": funding_positive, "pre_hours": pre_hours,
+              "primary": PRIMARY, **oi_info}
+    events = _legs(panel, selloffs, oi, bounce_pct=bounce_pct, bounce_hours=bounce_hours,
+                   H=int(round(horizon_days * 24)), oi_hold_pct=oi_hold_pct, funding_positive=funding_positive,
+                   pre_hours=pre_hours)
+    notes: list[str] = [f"OI measure: coins via {oi_info['oi_method']}"
+                        + (" (approximate: USD OI / price)" if oi_info["oi_approximate"] else ""),
+                        f"primary test: Fisher exact test on '{PRIMARY}'; CIs invert the same test; q-values by BH"]
+    n_open = selloffs.height - selloffs.filter(pl.col("trough_detected_ts").is_not_null()).height
+    if n_open:
+        notes.append(f"{n_open} sell-off(s) without a confirmed trough by the panel's end left out")
     n_nob = int((~events["bounce"]).sum()) if events.height else 0
     if n_nob:
         notes.append(f"{n_nob} sell-off(s) without a {bounce_pct}% bounce within {bounce_hours} h left out")
@@ -241,6 +319,7 @@ def second_leg(
         notes.append(f"{n_inc} sell-off(s) too close to the end of the data to observe {horizon_days} days left out")
     y = use["second_leg"].to_numpy().astype(bool) if use.height else np.zeros(0, bool)
     rates, fisher, conds, both_ok = _rates_and_tests(use, y)
+    _same_split_note(conds, both_ok, notes)
     logit = _logit(y, conds, both_ok, notes)
     if y.size < 20:
         notes.append(f"only {y.size} sell-offs: exact tests are the primary evidence, the logit is descriptive")
@@ -248,11 +327,24 @@ def second_leg(
                            synthetic=is_synthetic(panel))
 
 
-def second_leg_study(inputs, *, drawdown_pct: float = 5.0, within_hours: int = 72, min_spacing_hours: int = 72,
-                     **params) -> SecondLegResult:
-    """Notebook 21: detect sell-offs in ``inputs`` and run :func:`second_leg` (``params`` are its keywords)."""
+def _same_split_note(conds: dict, both_ok: np.ndarray, notes: list) -> None:
+    """Say so when two conditions split the usable legs identically (their rows then repeat one test)."""
+    if not both_ok.sum():
+        return
+    xo, xf = conds["oi_held"][0][both_ok], conds["funding_positive"][0][both_ok]
+    splits = {"oi_held": xo, "funding_positive": xf, PRIMARY: xo & xf}
+    names = list(splits)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            if np.array_equal(splits[a], splits[b]):
+                notes.append(f"'{a}' and '{b}' split the usable sell-offs identically: their tests are one test")
+
+
+def second_leg_study(inputs, *, drawdown_pct: float = 5.0, rebound_pct: float = 3.0, within_hours: float | None = None,
+                     min_spacing_hours: float | None = 72, **params) -> SecondLegResult:
+    """Notebook 21: detect sell-off legs in ``inputs`` and run :func:`second_leg` (``params`` are its keywords)."""
     from research.events import detect_selloffs
 
-    selloffs = detect_selloffs(inputs.panel, drawdown_pct=drawdown_pct, within_hours=within_hours,
-                               min_spacing_hours=min_spacing_hours)
+    selloffs = detect_selloffs(inputs.panel, drawdown_pct=drawdown_pct, rebound_pct=rebound_pct,
+                               within_hours=within_hours, min_spacing_hours=min_spacing_hours)
     return second_leg(inputs.panel, selloffs, **params)

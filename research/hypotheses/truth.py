@@ -47,7 +47,7 @@ def match_truth(events: pl.DataFrame, truth: pl.DataFrame, *, tolerance_hours: f
 
 def confusion(matches: pl.DataFrame) -> pl.DataFrame:
     """``truth`` x ``predicted`` counts of :func:`match_truth`'s rows."""
-    preds = ["flush", "exodus", "mixed", "missed"]
+    preds = ["flush", "exodus", "mixed", "insufficient", "missed"]
     out = []
     for t in ["flush", "exodus", "none"]:
         sub = matches.filter(pl.col("truth") == t)

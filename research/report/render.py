@@ -114,6 +114,10 @@ def _verdicts_html(entries: list[Entry], out_dir: Path) -> str:
             p = _fmt_p(v.pvalue)
             if v.pvalue is not None and v.pvalue < 0.05:
                 p = f'<span class="sig">{p}</span>'
+            if getattr(v, "q_value", None) is not None:   # BH q-value across the notebook's p-values
+                p += f"<small>q {_fmt_p(v.q_value)}</small>"
+            if getattr(v, "primary", False):
+                p += "<small>primary</small>"
             effect = f'<span class="n">{_fmt(v.effect)}</span>' + (f"<small>{_e(v.effect_label)}</small>" if v.effect_label else "")
             body.append("<tr>" + "".join([
                 f"<td>{_e(v.hypothesis)}</td>", f'<td class="eff">{effect}</td>', f'<td class="num">{ci}</td>',

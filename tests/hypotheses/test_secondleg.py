@@ -35,8 +35,10 @@ def _legs(n_events=6):
         peaks.append(s - 1)
         troughs.append(s + 9)
     p = _panel(n, perp_close=close, oi_base=oi, oi_usd=oi * close, funding_rate_8h=fund)
+    # the trough is confirmed by a 3 % rebound (close >= 92.7): the 9th bar of the bounce
+    confirmed = [t + 1 + int(np.flatnonzero(close[t + 1:] >= close[t] * 1.03)[0]) for t in troughs]
     sell = pl.DataFrame({"event_id": list(range(n_events)), "peak_ts": p["ts"].gather(peaks),
-                         "trough_ts": p["ts"].gather(troughs)})
+                         "trough_ts": p["ts"].gather(troughs), "trough_detected_ts": p["ts"].gather(confirmed)})
     return p, sell
 
 
@@ -51,8 +53,35 @@ def test_second_leg_rates_and_separation_note():
     # 3/3 vs 0/3: two-sided Fisher p = 2 / C(6,3) = 0.1
     assert fis["pvalue"] == pytest.approx(0.1, abs=1e-12)
     assert fis["risk_diff"] == pytest.approx(1.0)
+    assert -1 <= fis["rd_ci_low"] <= fis["rd_ci_high"] <= 1
+    # the bounce (decision bar) is at or after the detector's confirmation of the trough
+    ev = r.events.join(sell.select("event_id", "trough_detected_ts"), on="event_id")
+    assert (ev["bounce_ts"] >= ev["trough_detected_ts"]).all()
+    # verdicts: the exact CI of the odds ratio agrees with Fisher's p; q-values beside p-values
+    tab = r.verdict_table()
+    rows = tab.filter(pl.col("pvalue").is_not_null())
+    assert rows.height == 3 and rows["q_value"].is_not_null().all()
+    assert tab.filter(pl.col("primary"))["hypothesis"].to_list() == [
+        "oi_held and funding_positive raises the probability of a second leg"]
+    for v in r.verdicts():
+        assert v.ci_agrees
+    # here the three conditions split the sell-offs identically: the note says so
+    assert any("split the usable sell-offs identically" in n for n in r.notes)
     # perfect separation: no logit, and a note says why
     assert r.logit is None
     assert any("separation" in n for n in r.notes)
     json.dumps(r.to_dict())
     r.plot().to_dict()
+
+
+def test_second_leg_small_group_is_not_testable():
+    p, sell = _legs(4)
+    r = H.second_leg(p, sell.filter(pl.col("event_id") != 1), bounce_pct=2.0, bounce_hours=24, horizon_days=3)
+    rows = [v for v in r.verdicts() if v.pvalue is None and v.hypothesis.startswith("oi_held raises")]
+    assert rows and rows[0].conclusion.startswith("not testable") and rows[0].ci_low is None
+
+
+def test_second_leg_needs_confirmed_troughs():
+    p, sell = _legs(2)
+    with pytest.raises(H.HypothesisError, match="trough_detected_ts"):
+        H.second_leg(p, sell.drop("trough_detected_ts"))
