@@ -169,10 +169,10 @@ def rank_pvalue(observed: float, null: np.ndarray, two_sided: bool = True) -> fl
 
 
 def rejection_rate(pvalues: np.ndarray, alpha: float = 0.05) -> float:
-    """Share of finite p-values below ``alpha`` (NaN when there are none)."""
+    """Share of finite p-values at or below ``alpha`` (a permutation p ``(1+k)/(1+n)`` is valid with ``<=``)."""
     p = np.asarray(pvalues, float)
     p = p[np.isfinite(p)]
-    return float(np.mean(p < alpha)) if p.size else float("nan")
+    return float(np.mean(p <= alpha)) if p.size else float("nan")
 
 
 def mc_band(n_draws: int, alpha: float = 0.05, level: float = 0.95) -> tuple[float, float]:
