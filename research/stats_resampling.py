@@ -20,7 +20,7 @@ import numpy as np
 from scipy import stats as sps
 
 __all__ = ["nw_lags", "hac_ols", "HacFit", "stratified_permutations", "circular_shifts", "moving_blocks",
-           "rank_pvalue", "rejection_rate", "mc_band", "SIZE_BAND", "strata_of"]
+           "rank_pvalue", "rank_critical_value", "rejection_rate", "mc_band", "SIZE_BAND", "strata_of"]
 
 #: the empirical-size band a primary test must fall in at the 5 % level (issue #12)
 SIZE_BAND = (0.035, 0.075)
@@ -168,11 +168,26 @@ def rank_pvalue(observed: float, null: np.ndarray, two_sided: bool = True) -> fl
     return (1 + k) / (1 + null.size)
 
 
+def rank_critical_value(null: np.ndarray, alpha: float = 0.05, axis: int = 0) -> np.ndarray | float:
+    """The critical value that agrees with :func:`rank_pvalue`: ``|obs| > c`` exactly when ``p < alpha``.
+
+    With ``n`` null values, ``p = (1 + k)/(1 + n) < alpha`` means at most ``kmax`` of them reach
+    ``|obs|``, so ``c`` is the ``(kmax + 1)``-th largest ``|null|`` (``inf`` when no ``k`` qualifies).
+    An interval ``effect ± c se`` then excludes 0 exactly when the calibrated p is below ``alpha``.
+    """
+    a = -np.sort(-np.abs(np.asarray(null, float)), axis=axis)  # descending; NaN sort last
+    n = np.sum(np.isfinite(a), axis=axis)
+    kmax = np.ceil(alpha * (1 + n) - 1).astype(int) - 1
+    take = np.clip(kmax, 0, None)
+    c = np.take_along_axis(a, np.expand_dims(take, axis), axis=axis).squeeze(axis) if a.ndim > 1 else a[int(take)]
+    return np.where(kmax < 0, np.inf, c) if a.ndim > 1 else (float("inf") if kmax < 0 else float(c))
+
+
 def rejection_rate(pvalues: np.ndarray, alpha: float = 0.05) -> float:
-    """Share of finite p-values at or below ``alpha`` (a permutation p ``(1+k)/(1+n)`` is valid with ``<=``)."""
+    """Share of finite p-values below ``alpha`` (the rule :func:`research.stats.conclude` applies)."""
     p = np.asarray(pvalues, float)
     p = p[np.isfinite(p)]
-    return float(np.mean(p <= alpha)) if p.size else float("nan")
+    return float(np.mean(p < alpha)) if p.size else float("nan")
 
 
 def mc_band(n_draws: int, alpha: float = 0.05, level: float = 0.95) -> tuple[float, float]:

@@ -28,7 +28,7 @@ import numpy as np
 import polars as pl
 
 from research.errors import EventStudyError
-from research.stats_resampling import SIZE_BAND, mc_band, rank_pvalue, rejection_rate
+from research.stats_resampling import SIZE_BAND, mc_band, rank_critical_value, rank_pvalue, rejection_rate
 
 __all__ = ["Calibration", "PrimaryDesign", "calibrate", "calibrate_design", "placebo_dates"]
 
@@ -53,7 +53,8 @@ class Calibration:
     observed_stat, observed_p : float
         The statistic and nominal p-value on the real events/data.
     critical_value : float
-        ``1 - alpha`` quantile of ``|placebo stat|`` (the calibrated critical value).
+        The calibrated critical value: ``|observed stat| > critical_value`` exactly when
+        ``calibrated_p < alpha`` (:func:`research.stats_resampling.rank_critical_value`).
     mc_band : (float, float)
         Where an exact test's size would fall with this many draws (95 %).
     design : dict
@@ -120,7 +121,7 @@ def _finish(test, stats, pvals, observed_stat, observed_p, alpha, design, extra=
     ok = np.isfinite(stats) & np.isfinite(pvals)
     n = int(ok.sum())
     size = rejection_rate(pvals[ok], alpha)
-    crit = float(np.quantile(np.abs(stats[ok]), 1 - alpha)) if n else float("nan")
+    crit = rank_critical_value(stats[ok], alpha) if n else float("nan")
     warn = None
     if not n:
         warn = "no placebo draw produced a statistic: size not measured"

@@ -20,7 +20,7 @@ from research.db import is_synthetic
 from research.errors import HypothesisError
 from research.results import Results
 from research.stats import NotTestable, conclude, finite_or_none, fmt, wilson_ci
-from research.stats_resampling import circular_shifts, hac_ols, nw_lags
+from research.stats_resampling import circular_shifts, hac_ols, nw_lags, rank_critical_value
 
 from .common import backward_any, col, hours, require, rows_of, sorted_panel
 
@@ -40,7 +40,7 @@ DEGENERATE_SHARE = 0.02
 
 @dataclass
 class CrowdingResult(Results):
-    """H3 results.
+    """H3 results (p-values: the HAC t among rotations of the signal).
 
     Attributes
     ----------
@@ -63,6 +63,7 @@ class CrowdingResult(Results):
     notes: list = field(default_factory=list)
     synthetic: bool = False
     calibration: object = None
+    _design: object = field(default=None, repr=False, compare=False)
 
     _frame_fields = ("rates",)
     _figure = "crowding_rates"
@@ -81,7 +82,8 @@ class CrowdingResult(Results):
             lines.append(f"  {r['label']:<44} every {r['step_hours']} h, {r['n_signal']}/{r['n']} rows: "
                          f"P(cascade in {H} h) {fmt(r['precision'], '.3f')} vs {fmt(r['rate_other'], '.3f')} "
                          f"(base {fmt(r['base_rate'], '.3f')}, lift {fmt(r['lift'], '.2f')}); diff {fmt(r['risk_diff'], '.3f')} "
-                         f"[{fmt(r['ci_low'], '.3f')}, {fmt(r['ci_high'], '.3f')}] HAC({r['hac_lags']}) p={fmt(r['pvalue'])}; "
+                         f"[{fmt(r['rot_ci_low'], '.3f')}, {fmt(r['rot_ci_high'], '.3f')}] rotation p={fmt(r['p_rotation'])} "
+                         f"(HAC({r['hac_lags']}) normal p={fmt(r['pvalue'])}); "
                          f"recall {fmt(r['recall'], '.2f')}")
         if self.calibration is not None:
             lines.append(f"  primary test calibration: {self.calibration.summary()}")
@@ -117,10 +119,12 @@ class CrowdingResult(Results):
                                    test="risk difference, HAC", effect_label="P(cascade | signal) - P(cascade | no signal)",
                                    conclusion=r["reason"]))
                 continue
-            p, lo, hi, test = r["pvalue"], r["ci_low"], r["ci_high"], ""
+            # the p-value among signal rotations, and the interval with the same rotation critical value
+            p, lo, hi = r["p_rotation"], r["rot_ci_low"], r["rot_ci_high"]
             cal = self.calibration
+            test = f"; p among {self.params['n_rotations']} signal rotations (HAC normal p={fmt(r['pvalue'])})"
             if primary and cal is not None:
-                test = "; " + cal.label()
+                test += "; " + cal.label()
                 if not cal.ok:
                     p = cal.calibrated_p
                     lo, hi = cal.interval(r["risk_diff"], r["se"])
@@ -201,7 +205,7 @@ class _Setup:
         self.span = (int(span[0]), int(span[-1])) if span.size else (0, -1)
 
 
-def _test(setup: _Setup, name, label, s, d, inputs, panel, neutral_info) -> tuple[dict, dict | None]:
+def _test(setup: _Setup, name, label, s, d, inputs, panel, neutral_info, n_rot) -> tuple[dict, dict | None]:
     """One condition's row (and the arrays its primary design needs)."""
     steps = [_update_step(setup.h, col(panel, c)) for c in inputs]
     step, anchor = min(steps)
@@ -219,6 +223,7 @@ def _test(setup: _Setup, name, label, s, d, inputs, panel, neutral_info) -> tupl
            "rate_other": math.nan, "base_rate": math.nan, "lift": math.nan, "risk_diff": math.nan, "se": math.nan,
            "stat": math.nan, "ci_low": math.nan, "ci_high": math.nan, "pvalue": math.nan, "hac_lags": 0,
            "precision_ci_low": math.nan, "precision_ci_high": math.nan,
+           "p_rotation": math.nan, "rot_ci_low": math.nan, "rot_ci_high": math.nan,
            "recall": float(np.mean(warned)) if warned.size else math.nan, "cascades": int(casc.size),
            "cascades_warned": int(np.sum(warned)), "testable": False, "reason": ""}
     if name == "funding_article" and n_sig == 0:
@@ -241,35 +246,60 @@ def _test(setup: _Setup, name, label, s, d, inputs, panel, neutral_info) -> tupl
                lift=prec / base if base > 0 else math.nan, risk_diff=float(fit.beta[1]), se=float(fit.se[1]),
                stat=float(fit.t[1]), ci_low=float(lo[1]), ci_high=float(hi[1]), pvalue=float(fit.pvalue[1]),
                hac_lags=int(lags), testable=True)
-    return row, {"rows": rows, "X": X, "lags": lags, "signal_rows": rows[sig == 1]}
+    test = _rotation_test(X, lags, step, n_rot)
+    _, p_rot, crit = test(Y[:, None])
+    rlo, rhi = row["risk_diff"] - crit[0] * row["se"], row["risk_diff"] + crit[0] * row["se"]
+    row.update(p_rotation=float(p_rot[0]), rot_ci_low=float(rlo), rot_ci_high=float(rhi))
+    return row, {"rows": rows, "X": X, "lags": lags, "signal_rows": rows[sig == 1], "test": test}
+
+
+def _rotation_test(X: np.ndarray, lags: int, step: int, n_rot: int, seed: int = 0):
+    """``test(Y) -> (t, p)``: the HAC t of the signal and its p-value among ``n_rot`` rotations of the
+    signal along the grid (at least a week apart): a rare, persistent signal makes the HAC normal
+    reference unreliable, its rotations keep the signal's own persistence and break its timing."""
+    n = X.shape[0]
+    k = circular_shifts(n, n_rot, seed, min_shift=min(max(1, 168 // max(step, 1)), max(1, n // 4)))
+    S = X[:, 1][(np.arange(n)[None, :] + k[:, None]) % n]  # (n_rot, n)
+
+    def test(Y):
+        t0 = hac_ols(X, Y, lags, coef=1).t[1]
+        tr = np.stack([hac_ols(np.column_stack([X[:, 0], s_]), Y, lags, coef=1).t[1] for s_ in S])
+        with np.errstate(invalid="ignore"):
+            k_ = np.sum(np.abs(tr) >= np.abs(t0)[None, ...] - 1e-12, axis=0)
+        crit = rank_critical_value(tr, 0.05, axis=0)
+        return t0, (1 + k_) / (1 + n_rot), crit
+
+    return test
 
 
 def crowding_design(setup: _Setup, arrays: dict, row: dict):
     """H3's primary test as a :class:`~research.hypotheses.calibration.PrimaryDesign`.
 
-    Null draws rotate the hourly cascade indicator within its coverage span by a random offset of
-    at least a week (shuffled time: the cascades keep their clustering, the signal its persistence,
-    their alignment is broken). Planting ``pi``: each signal grid row gains a cascade at a uniform
-    lag of 1..H hours with probability ``pi``.
+    The test: the risk difference's HAC t on the grid, with its p-value among rotations of the
+    signal (:func:`_rotation_test`). Null draws for its size: the hourly cascade indicator rebuilt
+    from moving blocks of a week inside its coverage span (cascades keep their clustering, lose
+    any link to the signal). Planting ``pi``: each signal grid row gains a cascade at a uniform lag
+    of 1..H hours with probability ``pi``.
     """
     from .calibration import PrimaryDesign
+    from research.stats_resampling import moving_blocks
 
     lo, hi = setup.span
     seg = np.arange(lo, hi + 1)
-    L = seg.size
     rows, X, lags, srows = arrays["rows"], arrays["X"], arrays["lags"], arrays["signal_rows"]
     H = setup.horizon
+    test = arrays["test"]
 
     def null_draws(m, rng):
-        k = circular_shifts(L, m, rng, min_shift=min(168, max(1, L // 4)))
+        idx = moving_blocks(seg.size, 168, m, rng)
         M = np.zeros((m, setup.ind.size), bool)
-        M[:, seg] = setup.ind[seg][(np.arange(L)[None, :] + k[:, None]) % L]
+        M[:, seg] = setup.ind[seg][idx]
         return M
 
     def statistic(M):
         Y = _forward_any_2d(M, H)[:, rows].T
-        g = hac_ols(X, Y, lags, coef=1)
-        return g.t[1], g.pvalue[1], g.beta[1]
+        t, p, _ = test(Y)
+        return t, p, t
 
     def plant(M, pi, rng):
         M = M.copy()
@@ -280,11 +310,11 @@ def crowding_design(setup: _Setup, arrays: dict, row: dict):
         M[r[ok], t[ok]] = True
         return M
 
-    return PrimaryDesign(test=f"H3 risk difference ({row['condition']}), HAC t", observed={
-        "effect": row["risk_diff"], "se": row["se"], "stat": row["stat"], "pvalue": row["pvalue"]},
+    return PrimaryDesign(test=f"H3 risk difference ({row['condition']}), HAC t against signal rotations", observed={
+        "effect": row["risk_diff"], "se": row["se"], "stat": row["stat"], "pvalue": row["p_rotation"]},
         effect_label="added P(cascade within H) per signal row", null_draws=null_draws, statistic=statistic,
-        plant=plant, design={"kind": "rotated cascades (>= 1 week), same grid and HAC", "hac_lags": int(lags),
-                             "grid_rows": int(rows.size), "step_hours": row["step_hours"]})
+        plant=plant, design={"kind": "cascades from moving blocks of 168 h; p from signal rotations",
+                             "hac_lags": int(lags), "grid_rows": int(rows.size), "step_hours": row["step_hours"]})
 
 
 def crowding_early_warning(
@@ -296,6 +326,7 @@ def crowding_early_warning(
     neutral_funding: float = NEUTRAL_FUNDING,
     funding_factors=(1.0, 2.0),
     signal: str = "both",
+    n_rotations: int = 199,
     n_draws: int = 200,
     seed: int = 7,
 ) -> CrowdingResult:
@@ -318,8 +349,11 @@ def crowding_early_warning(
         Conditions ``funding >= factor x neutral``; the first also enters ``both``/``either``.
     signal : {"both", "either", "funding", "ls"}
         The primary condition (``funding``: the first factor, ``ls``: the first ratio).
+    n_rotations : int
+        Rotations of the signal along its grid: the p-value of every condition's test.
     n_draws, seed : int
-        Placebo draws (rotated cascades) for the primary test's empirical size; 0 skips it.
+        Placebo draws (cascades rebuilt from week-long blocks) for the primary test's empirical
+        size; 0 skips it.
     """
     who = "crowding_early_warning"
     require(panel, ["ts", "funding_rate_8h"], who)
@@ -340,7 +374,7 @@ def crowding_early_warning(
     setup = _Setup(panel, cascades, horizon_hours)
     rows, arrays = [], {}
     for name, label, s, d, inputs in _conditions(panel, f, neutral_funding, factors, ls_threshold, ratios):
-        r, a = _test(setup, name, label, s, d, inputs, panel, info)
+        r, a = _test(setup, name, label, s, d, inputs, panel, info, n_rotations)
         rows.append(r)
         arrays[name] = a
     primary = {"both": "both", "either": "either", "funding": f"funding_x{factors[0]:g}",
@@ -349,20 +383,23 @@ def crowding_early_warning(
         notes.append(str(NotTestable(f"primary condition '{signal}' needs a long/short ratio, none in the data")))
     rates = pl.DataFrame(rows, infer_schema_length=None).with_columns(pl.col(pl.Float64).fill_nan(None))
     rule = next((r for r in rows if r["condition"] == primary), {"condition": primary})
-    cal = None
-    if arrays.get(primary) is not None and n_draws > 0:
+    cal = design = None
+    if arrays.get(primary) is not None:
+        design = crowding_design(setup, arrays[primary], rule)
+    if design is not None and n_draws > 0:
         from .calibration import calibrate_design
 
-        cal = calibrate_design(crowding_design(setup, arrays[primary], rule), n_draws=n_draws, seed=seed)
+        cal = calibrate_design(design, n_draws=n_draws, seed=seed)
         if cal.warning:
             notes.append(cal.warning)
     params = {"horizon_hours": int(horizon_hours), "ls_threshold": ls_threshold, "neutral_funding": neutral_funding,
-              "funding_factors": list(factors), "signal": signal, "n_draws": int(n_draws), "seed": int(seed)}
+              "funding_factors": list(factors), "signal": signal, "n_rotations": int(n_rotations),
+              "n_draws": int(n_draws), "seed": int(seed)}
     thresholds = {"neutral_funding_8h": neutral_funding, "funding_factors": list(factors),
                   "article_funding_8h": ARTICLE_FUNDING, "max_funding_8h": fmax, "ls_threshold": ls_threshold,
                   "ls_ratios": ratios}
     return CrowdingResult(rates=rates, rule=rule, thresholds=thresholds, params=params, notes=notes,
-                          synthetic=is_synthetic(panel), calibration=cal)
+                          synthetic=is_synthetic(panel), calibration=cal, _design=design)
 
 
 def crowding_study(inputs, *, cascade_side: str = "long", cascade_k: float = 5.0, cascade_window_hours: int = 720,

@@ -51,6 +51,7 @@ class SettlementResult(Results):
     spot_control: pl.DataFrame | None = None
     calibration: object = None
     notes: list = field(default_factory=list)
+    _design: object = field(default=None, repr=False, compare=False)
 
     _frame_fields = ("spot_control", "comparison", "profile", "contrast")
     _figure = "hour_profile"
@@ -325,7 +326,7 @@ def settlement_hours(
                             profile=pl.DataFrame(prof),
                             contrast=pl.DataFrame(con).with_columns(pl.col(pl.Float64).fill_nan(None)),
                             params=params, synthetic=is_synthetic(panel), spot_control=spot_table,
-                            calibration=cal, notes=notes)
+                            calibration=cal, notes=notes, _design=design)
 
 
 def settlement_study(inputs, **params) -> SettlementResult:

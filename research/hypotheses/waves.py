@@ -48,6 +48,7 @@ class LiquidationWavesResult(Results):
     notes: list = field(default_factory=list)
     synthetic: bool = False
     calibration: object = None
+    _design: object = field(default=None, repr=False, compare=False)
 
     _frame_fields = ("acf", "series")
     _figure = "acf"
@@ -332,18 +333,19 @@ def liquidation_waves(
               "seed": seed, "bucket_hours": step_h, "print_rule": rule, "rv_hours": rv_hours, "n_regimes": n_regimes,
               "regime_rule": regime_rule, "n_draws": n_draws, "n_perm_placebo": n_perm_placebo}
     cond = _conditional(ind, strata, k_bars, n_perm, seed)
-    notes, cal = [], None
-    if n_draws > 0 and cond["n_prints"] >= 2 and np.isfinite(log_rv).any():
-        from .calibration import calibrate_design
-
+    notes, cal, design = [], None, None
+    if cond["n_prints"] >= 2 and np.isfinite(log_rv).any():
         design = waves_design(ind, strata, log_rv, k_bars=k_bars, n_perm=n_perm_placebo,
                               observed={"effect": cond["excess_regime"], "stat": cond["p_conditional"],
                                         "pvalue": cond["p_regime"]})
+    if design is not None and n_draws > 0:
+        from .calibration import calibrate_design
+
         cal = calibrate_design(design, n_draws=n_draws, seed=seed)
         if cal.warning:
             notes.append(cal.warning)
     return LiquidationWavesResult(acf=acf_df, ljung_box=lb, conditional=cond, series=s, params=params, notes=notes,
-                                  synthetic=is_synthetic(panel), calibration=cal)
+                                  synthetic=is_synthetic(panel), calibration=cal, _design=design)
 
 
 def waves_study(inputs, *, print_source: str = "detector", print_k: float = 5.0, side: str = "total",
