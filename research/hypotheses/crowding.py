@@ -143,13 +143,17 @@ class CrowdingResult(Results):
 # conditions and their grids
 # --------------------------------------------------------------------------------------------------
 def _update_step(h: np.ndarray, x: np.ndarray) -> tuple[int, int]:
-    """``(step, anchor)`` in hours: the median spacing of an input's changes, and its phase."""
+    """``(step, anchor)`` in hours: the usual spacing of an input's changes, and its phase."""
     ok = np.isfinite(x)
     xs, hs = x[ok], h[ok]
     if xs.size < 3:
         return 1, 0
     ch = hs[np.concatenate([[True], xs[1:] != xs[:-1]])]
-    step = int(max(1, round(float(np.median(np.diff(ch))))) if ch.size > 2 else 1)
+    if ch.size <= 2:
+        return 1, 0
+    # the most common spacing of changes (a value can repeat, so spacings are multiples of the step)
+    gaps, counts = np.unique(np.diff(ch), return_counts=True)
+    step = int(max(1, gaps[np.argmax(counts)]))
     return step, int(np.bincount(ch % step).argmax())
 
 
