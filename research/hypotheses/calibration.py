@@ -59,6 +59,9 @@ class Calibration:
         Where an exact test's size would fall with this many draws (95 %).
     design : dict
         How the placebo draws were made.
+    calibrated_size : float
+        Size of the calibrated test itself, each placebo draw ranked among the others (exact by
+        construction when the draws are exchangeable: a check of the bookkeeping, not of the null).
     """
 
     test: str
@@ -73,6 +76,7 @@ class Calibration:
     critical_value: float = float("nan")
     mc_band: tuple = (float("nan"), float("nan"))
     design: dict = field(default_factory=dict)
+    calibrated_size: float = float("nan")
     null_stats: np.ndarray = field(default=None, repr=False)
     extra: dict = field(default_factory=dict, repr=False)
 
@@ -102,7 +106,8 @@ class Calibration:
         from research.fileio import clean_json
 
         d = {k: getattr(self, k) for k in ("test", "size", "calibrated_p", "n_draws", "warning", "alpha", "band",
-                                           "observed_stat", "observed_p", "critical_value", "mc_band", "design")}
+                                           "observed_stat", "observed_p", "critical_value", "mc_band", "calibrated_size",
+                                           "design")}
         return clean_json(d)
 
     def summary(self) -> str:
@@ -128,10 +133,14 @@ def _finish(test, stats, pvals, observed_stat, observed_p, alpha, design, extra=
     elif not SIZE_BAND[0] <= size <= SIZE_BAND[1]:
         warn = (f"{test}: empirical size {size:.1%} on {n} placebo draws is outside {SIZE_BAND[0]:.1%}-"
                 f"{SIZE_BAND[1]:.1%}; use the calibrated p-value")
+    a = np.abs(stats[ok])
+    # leave-one-out rank of every draw among the others: #{j != i: |a_j| >= |a_i|}
+    k = n - np.searchsorted(np.sort(a), a - 1e-12, side="left") - 1
+    cal_size = float(np.mean((1 + k) / max(n, 1) < alpha)) if n > 1 else float("nan")
     return Calibration(test=test, size=size, calibrated_p=rank_pvalue(observed_stat, stats[ok]), n_draws=n,
                        warning=warn, alpha=alpha, observed_stat=float(observed_stat), observed_p=float(observed_p),
                        critical_value=crit, mc_band=mc_band(max(n, 1), alpha), design=design,
-                       null_stats=stats[ok], extra=extra or {})
+                       calibrated_size=cal_size, null_stats=stats[ok], extra=extra or {})
 
 
 # --------------------------------------------------------------------------------------------------
