@@ -1,6 +1,16 @@
-"""H3: do funding extremes and long/short ratios above a threshold precede liquidation cascades?"""
+"""H3: do funding extremes and long/short ratios above 1.5 precede liquidation cascades?
+
+The thresholds are the articles' own, absolute: funding at or above the venue's neutral rate times
+a factor (neutral = Binance's base rate, 0.01 % per 8 h), the article's "0.5 % per period", and a
+long/short ratio of 1.5 on every ratio the data has. Each condition is tested at its inputs' own
+frequency (funding changes every 8 h, positioning ratios daily): the rows are subsampled to that
+grid, the outcome is a cascade in the next ``horizon_hours``, and a linear probability model (the
+risk difference) gets Bartlett HAC errors with enough lags to cover the overlapping outcome windows
+and the slowest input. A condition that holds in (nearly) all or no rows is "not testable".
+"""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -9,38 +19,53 @@ import polars as pl
 from research.db import is_synthetic
 from research.errors import HypothesisError
 from research.results import Results
-from research.stats import conclude, finite_or_none, fit_logit, fmt, separated, wilson_ci
+from research.stats import NotTestable, conclude, finite_or_none, fmt, wilson_ci
+from research.stats_resampling import circular_shifts, hac_ols, nw_lags, rank_critical_value
 
-from .common import backward_any, col, forward_any, hours, require, rows_of, sorted_panel
+from .common import backward_any, col, hours, require, rows_of, sorted_panel
 
-__all__ = ["CrowdingResult", "crowding_early_warning", "crowding_study"]
+__all__ = ["CrowdingResult", "crowding_early_warning", "crowding_study", "crowding_design",
+           "NEUTRAL_FUNDING", "ARTICLE_FUNDING", "LS_RATIOS"]
+
+#: Binance's neutral funding (interest 0.03 %/day, premium 0): 0.01 % per 8 h
+NEUTRAL_FUNDING = 0.0001
+#: "elevated funding rates - typically exceeding 0.5 % per period" (article 002)
+ARTICLE_FUNDING = 0.005
+#: the long/short ratios the articles' 1.5 can apply to, as the panel names them
+LS_RATIOS = {"top_trader_ls_ratio": "top-trader position L/S", "top_trader_account_ls_ratio": "top-trader account L/S",
+             "account_ls_ratio": "global account L/S"}
+#: a condition holding in fewer than this share of rows (or more than 1 minus it) is not testable
+DEGENERATE_SHARE = 0.02
 
 
 @dataclass
 class CrowdingResult(Results):
-    """H3 results.
+    """H3 results (p-values: the HAC t among rotations of the signal).
 
     Attributes
     ----------
     rates : polars.DataFrame
-        P(cascade within H hours) overall (base rate) and conditional on each signal, lift, Wilson CIs.
-    logit : polars.DataFrame or None
-        Logit ``cascade_next_H ~ funding_extreme + ls_extreme`` with HAC errors (maxlags = H).
+        One row per condition: grid step, rows, signal share, P(cascade within H | signal) (the
+        precision), | no signal, the base rate, lift, risk difference with HAC CI and p, recall,
+        ``testable`` and ``reason``.
     rule : dict
-        Precision, recall and counts of the chosen rule.
+        The primary condition's row.
     thresholds : dict
-        The funding and long/short thresholds used.
+        Neutral funding, factors, the article's level and its maximum in the data, L/S threshold.
+    calibration : research.hypotheses.calibration.Calibration or None
+        Empirical size of the primary test on rotated cascades (shuffled time).
     """
 
     rates: pl.DataFrame
-    logit: pl.DataFrame | None
     rule: dict
     thresholds: dict
     params: dict
     notes: list = field(default_factory=list)
     synthetic: bool = False
+    calibration: object = None
+    _design: object = field(default=None, repr=False, compare=False)
 
-    _frame_fields = ("rates", "logit")
+    _frame_fields = ("rates",)
     _figure = "crowding_rates"
     key = "crowding_early_warning"
 
@@ -48,99 +73,252 @@ class CrowdingResult(Results):
         return self.rates
 
     def summary(self) -> str:
-        lines = ["H3 crowding as early warning", "=" * 28,
-                 f"thresholds: {self.thresholds}"]
+        H = self.params["horizon_hours"]
+        lines = ["H3 crowding as early warning", "=" * 28, f"thresholds: {self.thresholds}"]
         for r in self.rates.iter_rows(named=True):
-            lines.append(f"  {r['condition']:<22} hours={r['n']:>5}  P(cascade in {self.params['horizon_hours']} h)="
-                         f"{fmt(r['rate'], '.3f')} [{fmt(r['ci_low'], '.3f')}, {fmt(r['ci_high'], '.3f')}]  lift={fmt(r['lift'], '.2f')}")
-        lines.append(f"  rule '{self.rule['signal']}': precision {fmt(self.rule['precision'], '.3f')}, recall "
-                     f"{fmt(self.rule['recall'], '.3f')} ({self.rule['cascades_warned']}/{self.rule['cascades']} cascades warned)")
-        if self.logit is not None:
-            for r in self.logit.iter_rows(named=True):
-                lines.append(f"    {r['term']:<18} {fmt(r['coef'])} (HAC se {fmt(r['se'])}, p={fmt(r['pvalue'])})")
+            if not r["testable"]:
+                lines.append(f"  {r['label']:<44} {r['reason']}")
+                continue
+            lines.append(f"  {r['label']:<44} every {r['step_hours']} h, {r['n_signal']}/{r['n']} rows: "
+                         f"P(cascade in {H} h) {fmt(r['precision'], '.3f')} vs {fmt(r['rate_other'], '.3f')} "
+                         f"(base {fmt(r['base_rate'], '.3f')}, lift {fmt(r['lift'], '.2f')}); diff {fmt(r['risk_diff'], '.3f')} "
+                         f"[{fmt(r['rot_ci_low'], '.3f')}, {fmt(r['rot_ci_high'], '.3f')}] rotation p={fmt(r['p_rotation'])} "
+                         f"(HAC({r['hac_lags']}) normal p={fmt(r['pvalue'])}); "
+                         f"recall {fmt(r['recall'], '.2f')}")
+        if self.calibration is not None:
+            lines.append(f"  primary test calibration: {self.calibration.summary()}")
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
 
     def plot(self):
         from research import plots
 
+        t = self.rates.filter(pl.col("testable"))
+        base = t["base_rate"][0] if t.height else None
+        frame = pl.concat([
+            pl.DataFrame({"group": ["base rate"], "n": [int(t["n"][0]) if t.height else 0], "rate": [base],
+                          "ci_low": [base], "ci_high": [base]}, schema_overrides={"rate": pl.Float64, "ci_low": pl.Float64,
+                                                                                   "ci_high": pl.Float64}),
+            t.select(pl.col("label").alias("group"), pl.col("n_signal").alias("n"), pl.col("precision").alias("rate"),
+                     pl.col("precision_ci_low").alias("ci_low"), pl.col("precision_ci_high").alias("ci_high"))],
+            how="vertical_relaxed")
         return plots.plot_conditional_rates(
-            self.rates.rename({"condition": "group"}),
-            title=f"P(liquidation cascade within {self.params['horizon_hours']} h) given crowding",
-            y_title="share of hours", baseline_group="all hours", synthetic=self.synthetic)
+            frame, title=f"P(liquidation cascade within {self.params['horizon_hours']} h) given crowding",
+            y_title="share of grid rows", baseline_group="base rate", synthetic=self.synthetic)
 
     def verdicts(self):
         from research.records import Verdict
 
         out = []
-        sig = self.rule["signal"]
-        row = self.rates.filter(pl.col("condition") == sig)
-        base = self.rates.filter(pl.col("condition") == "all hours")
-        if row.height and base.height:
-            r, b = row.row(0, named=True), base.row(0, named=True)
-            p = None
-            if self.logit is not None:
-                t = self.logit.filter(pl.col("term") == "signal")
-                p = finite_or_none(t["pvalue"][0]) if t.height else None
+        H = self.params["horizon_hours"]
+        for r in self.rates.iter_rows(named=True):
+            primary = r["condition"] == self.rule.get("condition")
+            hyp = (("" if primary else "(secondary) ") + f"{r['label']} precedes liquidation cascades within {H} h")
+            if not r["testable"]:
+                out.append(Verdict(hypothesis=hyp, effect=None, n_events=int(r["cascades"] or 0),
+                                   test="risk difference, HAC", effect_label="P(cascade | signal) - P(cascade | no signal)",
+                                   conclusion=r["reason"]))
+                continue
+            # the p-value among signal rotations, and the interval with the same rotation critical value
+            p, lo, hi = r["p_rotation"], r["rot_ci_low"], r["rot_ci_high"]
+            cal = self.calibration
+            test = f"; p among {self.params['n_rotations']} signal rotations (HAC normal p={fmt(r['pvalue'])})"
+            if primary and cal is not None:
+                test += "; " + cal.label()
+                if not cal.ok:
+                    p = cal.calibrated_p
+                    lo, hi = cal.interval(r["risk_diff"], r["se"])
             out.append(Verdict(
-                hypothesis=f"Crowding ({sig}) precedes liquidation cascades within {self.params['horizon_hours']} h",
-                effect=finite_or_none(r["rate"] - b["rate"]) if r["rate"] is not None and b["rate"] is not None else None,
-                ci_low=finite_or_none(r["ci_low"] - b["rate"]) if r["ci_low"] is not None and b["rate"] is not None else None,
-                ci_high=finite_or_none(r["ci_high"] - b["rate"]) if r["ci_high"] is not None and b["rate"] is not None else None,
-                pvalue=p, n_events=int(self.rule["cascades"]),
-                test="logit of cascade-within-H on the signal, HAC (Newey-West) errors",
-                effect_label="P(cascade | signal) - base rate",
-                conclusion=(f"precision {fmt(self.rule['precision'], '.2f')}, recall {fmt(self.rule['recall'], '.2f')}; "
-                            + (conclude(p, 2, 2) if p is not None else "logit not estimable"))))
+                hypothesis=hyp, effect=finite_or_none(r["risk_diff"]), ci_low=finite_or_none(lo), ci_high=finite_or_none(hi),
+                pvalue=finite_or_none(p), n_events=int(r["cascades"]),
+                test=(f"linear probability model on the {r['step_hours']} h grid of its inputs, HAC ({r['hac_lags']} lags)"
+                      + test),
+                effect_label="P(cascade | signal) - P(cascade | no signal)",
+                conclusion=(f"precision {fmt(r['precision'], '.2f')} vs base rate {fmt(r['base_rate'], '.2f')}, recall "
+                            f"{fmt(r['recall'], '.2f')}; " + conclude(p, int(r["n_signal"]), int(r["n"] - r["n_signal"])))))
         return out
 
 
-
-def _pick_ls_column(panel: pl.DataFrame, ls_column: str) -> str:
-    if ls_column != "auto":
-        return ls_column
-    cands = [c for c in ("account_ls_ratio", "top_trader_ls_ratio") if c in panel.columns and panel[c].drop_nulls().len()]
-    return cands[0] if cands else "account_ls_ratio"
-
-
-def _rates(yb, ok, fe, le, n, funding_threshold, ls_column, ls_threshold, base) -> pl.DataFrame:
-    """P(cascade within H) overall and given each signal, with Wilson CIs and the lift over the base rate."""
-    rates = []
-    for name, m in [("all hours", np.ones(n, bool)), (f"funding >= {funding_threshold:.6f}", fe),
-                    (f"{ls_column} >= {ls_threshold}", le), ("both", fe & le), ("either", fe | le),
-                    ("neither", ~(fe | le))]:
-        mm = ok & m
-        kk, nn = int(np.sum(yb[mm])), int(mm.sum())
-        lo, hi = wilson_ci(kk, nn)
-        r = kk / nn if nn else float("nan")
-        rates.append({"condition": name, "n": nn, "k": kk, "rate": r, "ci_low": lo, "ci_high": hi,
-                      "lift": r / base if base and base > 0 else float("nan")})
-    # short names for the rule lookup, the thresholds in the label
-    rates[1]["condition"], rates[2]["condition"] = "funding", "ls"
-    rates[1]["label"] = f"funding_rate_8h >= {funding_threshold:.6f}"
-    rates[2]["label"] = f"{ls_column} >= {ls_threshold}"
-    for r in rates:
-        r.setdefault("label", r["condition"])
-    return pl.DataFrame(rates).with_columns(pl.col(pl.Float64).fill_nan(None))
+# --------------------------------------------------------------------------------------------------
+# conditions and their grids
+# --------------------------------------------------------------------------------------------------
+def _update_step(h: np.ndarray, x: np.ndarray) -> tuple[int, int]:
+    """``(step, anchor)`` in hours: the usual spacing of an input's changes, and its phase."""
+    ok = np.isfinite(x)
+    xs, hs = x[ok], h[ok]
+    if xs.size < 3:
+        return 1, 0
+    ch = hs[np.concatenate([[True], xs[1:] != xs[:-1]])]
+    if ch.size <= 2:
+        return 1, 0
+    # the most common spacing of changes (a value can repeat, so spacings are multiples of the step)
+    gaps, counts = np.unique(np.diff(ch), return_counts=True)
+    step = int(max(1, gaps[np.argmax(counts)]))
+    return step, int(np.bincount(ch % step).argmax())
 
 
-def _signal_logit(yb, ok, s, signal: str, lags: int, notes: list) -> pl.DataFrame | None:
-    """Logit of cascade-within-H on the signal with HAC errors; None (and a note) when not estimable."""
-    if ok.sum() < 50:
-        notes.append(f"only {int(ok.sum())} hours with funding, long/short ratio and liquidation coverage: logit skipped")
-        return None
-    if yb[ok].min() == yb[ok].max():
-        notes.append("the outcome takes one value in every usable hour: logit skipped")
-        return None
-    xs = s[ok].astype(float)
-    if xs.min() == xs.max():
-        notes.append(f"signal '{signal}' takes one value in every usable hour: logit skipped")
-        return None
-    if separated(xs, yb[ok]):
-        notes.append(f"perfect/quasi-separation of the outcome by signal '{signal}': logit skipped")
-        return None
-    X = np.column_stack([np.ones(int(ok.sum())), xs])
-    return fit_logit(yb[ok], X, ["const", "signal"], notes, cov_type="HAC", cov_kwds={"maxlags": lags})
+def _conditions(panel, f, neutral, factors, ls_threshold, ratios):
+    """``[(name, label, signal, defined, inputs)]`` of every condition the data allows."""
+    out = []
+    for k in factors:
+        out.append((f"funding_x{k:g}", f"funding >= {k:g} x neutral ({k * neutral:.4%} / 8 h)",
+                    f >= k * neutral - 1e-12, np.isfinite(f), ["funding_rate_8h"]))
+    out.append(("funding_article", f"funding >= {ARTICLE_FUNDING:.1%} / 8 h (article)",
+                f >= ARTICLE_FUNDING, np.isfinite(f), ["funding_rate_8h"]))
+    for c in ratios:
+        x = col(panel, c)
+        out.append((f"ls_{c}", f"{LS_RATIOS.get(c, c)} >= {ls_threshold:g}", x >= ls_threshold, np.isfinite(x), [c]))
+    if ratios:
+        x = col(panel, ratios[0])
+        fk = factors[0]
+        fe = f >= fk * neutral - 1e-12
+        le = x >= ls_threshold
+        d = np.isfinite(f) & np.isfinite(x)
+        lab = f"funding >= {fk:g} x neutral and {LS_RATIOS.get(ratios[0], ratios[0])} >= {ls_threshold:g}"
+        out.append(("both", lab, fe & le, d, ["funding_rate_8h", ratios[0]]))
+        out.append(("either", lab.replace(" and ", " or "), fe | le, d, ["funding_rate_8h", ratios[0]]))
+    return out
+
+
+def _forward_any_2d(ind: np.ndarray, h: int) -> np.ndarray:
+    """``forward_any`` of every row of the (m, n) matrix ``ind`` (NaN where the window runs off the end)."""
+    m, n = ind.shape
+    cs = np.concatenate([np.zeros((m, 1), np.int32), np.cumsum(ind, axis=1, dtype=np.int32)], axis=1)
+    t = np.arange(n)
+    hi = np.minimum(t + h, n - 1)
+    out = ((cs[:, hi + 1] - cs[:, t + 1]) > 0).astype(float)
+    out[:, t + h > n - 1] = np.nan
+    return out
+
+
+class _Setup:
+    """The hourly arrays a condition is tested on: cascades, coverage and the outcome."""
+
+    def __init__(self, panel, cascades, horizon):
+        self.h = hours(panel)
+        n = panel.height
+        idx = rows_of(self.h, cascades["ts"]) if cascades.height else np.zeros(0, int)
+        self.ind = np.zeros(n, bool)
+        self.ind[idx[idx >= 0]] = True
+        self.cov = panel["has_liq"].fill_null(False).to_numpy() if "has_liq" in panel.columns else np.ones(n, bool)
+        self.horizon = int(horizon)
+        # usable outcome: liquidation coverage over the row and its whole forward window
+        unc = _forward_any_2d((~self.cov)[None, :], self.horizon)[0]
+        self.ok_y = self.cov & (unc == 0)
+        span = np.flatnonzero(self.cov)
+        self.span = (int(span[0]), int(span[-1])) if span.size else (0, -1)
+
+
+def _test(setup: _Setup, name, label, s, d, inputs, panel, neutral_info, n_rot) -> tuple[dict, dict | None]:
+    """One condition's row (and the arrays its primary design needs)."""
+    steps = [_update_step(setup.h, col(panel, c)) for c in inputs]
+    step, anchor = min(steps)
+    slowest = max(st for st, _ in steps)
+    grid = ((setup.h - anchor) % step == 0) & d & setup.ok_y
+    y = _forward_any_2d(setup.ind[None, :], setup.horizon)[0]
+    rows = np.flatnonzero(grid & np.isfinite(y))
+    n = rows.size
+    sig = s[rows].astype(float)
+    n_sig = int(sig.sum())
+    casc = np.flatnonzero(setup.ind & setup.cov)
+    warned = backward_any(s & d, setup.horizon)[casc] if casc.size else np.zeros(0, bool)
+    row = {"condition": name, "label": label, "inputs": ",".join(inputs), "step_hours": step, "n": n,
+           "n_signal": n_sig, "share_signal": n_sig / n if n else math.nan, "precision": math.nan,
+           "rate_other": math.nan, "base_rate": math.nan, "lift": math.nan, "risk_diff": math.nan, "se": math.nan,
+           "stat": math.nan, "ci_low": math.nan, "ci_high": math.nan, "pvalue": math.nan, "hac_lags": 0,
+           "precision_ci_low": math.nan, "precision_ci_high": math.nan,
+           "p_rotation": math.nan, "rot_ci_low": math.nan, "rot_ci_high": math.nan,
+           "recall": float(np.mean(warned)) if warned.size else math.nan, "cascades": int(casc.size),
+           "cascades_warned": int(np.sum(warned)), "testable": False, "reason": ""}
+    if name == "funding_article" and n_sig == 0:
+        row["reason"] = str(NotTestable(f"never reached: funding peaked at {neutral_info['max_funding']:.4%} per 8 h"))
+        return row, None
+    share = n_sig / n if n else 0.0
+    if n < 20 or n_sig < 5 or n - n_sig < 5 or share < DEGENERATE_SHARE or share > 1 - DEGENERATE_SHARE:
+        row["reason"] = str(NotTestable(f"the condition holds in {n_sig} of {n} grid rows ({share:.0%}): "
+                                        "(nearly) all or none"))
+        return row, None
+    Y = y[rows]
+    lags = max(math.ceil(setup.horizon / step), math.ceil(slowest / step), nw_lags(n))
+    X = np.column_stack([np.ones(n), sig])
+    fit = hac_ols(X, Y, lags)
+    lo, hi = fit.ci()
+    base = float(Y.mean())
+    prec = float(Y[sig == 1].mean())
+    plo, phi = wilson_ci(int(Y[sig == 1].sum()), n_sig)
+    row.update(precision_ci_low=plo, precision_ci_high=phi, precision=prec, rate_other=float(Y[sig == 0].mean()), base_rate=base,
+               lift=prec / base if base > 0 else math.nan, risk_diff=float(fit.beta[1]), se=float(fit.se[1]),
+               stat=float(fit.t[1]), ci_low=float(lo[1]), ci_high=float(hi[1]), pvalue=float(fit.pvalue[1]),
+               hac_lags=int(lags), testable=True)
+    test = _rotation_test(X, lags, step, n_rot)
+    _, p_rot, crit = test(Y[:, None])
+    rlo, rhi = row["risk_diff"] - crit[0] * row["se"], row["risk_diff"] + crit[0] * row["se"]
+    row.update(p_rotation=float(p_rot[0]), rot_ci_low=float(rlo), rot_ci_high=float(rhi))
+    return row, {"rows": rows, "X": X, "lags": lags, "signal_rows": rows[sig == 1], "test": test}
+
+
+def _rotation_test(X: np.ndarray, lags: int, step: int, n_rot: int, seed: int = 0):
+    """``test(Y) -> (t, p)``: the HAC t of the signal and its p-value among ``n_rot`` rotations of the
+    signal along the grid (at least a week apart): a rare, persistent signal makes the HAC normal
+    reference unreliable, its rotations keep the signal's own persistence and break its timing."""
+    n = X.shape[0]
+    k = circular_shifts(n, n_rot, seed, min_shift=min(max(1, 168 // max(step, 1)), max(1, n // 4)))
+    S = X[:, 1][(np.arange(n)[None, :] + k[:, None]) % n]  # (n_rot, n)
+
+    def test(Y):
+        t0 = hac_ols(X, Y, lags, coef=1).t[1]
+        tr = np.stack([hac_ols(np.column_stack([X[:, 0], s_]), Y, lags, coef=1).t[1] for s_ in S])
+        with np.errstate(invalid="ignore"):
+            k_ = np.sum(np.abs(tr) >= np.abs(t0)[None, ...] - 1e-12, axis=0)
+        crit = rank_critical_value(tr, 0.05, axis=0)
+        return t0, (1 + k_) / (1 + n_rot), crit
+
+    return test
+
+
+def crowding_design(setup: _Setup, arrays: dict, row: dict):
+    """H3's primary test as a :class:`~research.hypotheses.calibration.PrimaryDesign`.
+
+    The test: the risk difference's HAC t on the grid, with its p-value among rotations of the
+    signal (:func:`_rotation_test`). Null draws for its size: the hourly cascade indicator rebuilt
+    from moving blocks of a week inside its coverage span (cascades keep their clustering, lose
+    any link to the signal). Planting ``pi``: each signal grid row gains a cascade at a uniform lag
+    of 1..H hours with probability ``pi``.
+    """
+    from .calibration import PrimaryDesign
+    from research.stats_resampling import moving_blocks
+
+    lo, hi = setup.span
+    seg = np.arange(lo, hi + 1)
+    rows, X, lags, srows = arrays["rows"], arrays["X"], arrays["lags"], arrays["signal_rows"]
+    H = setup.horizon
+    test = arrays["test"]
+
+    def null_draws(m, rng):
+        idx = moving_blocks(seg.size, 168, m, rng)
+        M = np.zeros((m, setup.ind.size), bool)
+        M[:, seg] = setup.ind[seg][idx]
+        return M
+
+    def statistic(M):
+        Y = _forward_any_2d(M, H)[:, rows].T
+        t, p, _ = test(Y)
+        return t, p, t
+
+    def plant(M, pi, rng):
+        M = M.copy()
+        hit = rng.random((M.shape[0], srows.size)) < pi
+        r, j = np.nonzero(hit)
+        t = srows[j] + rng.integers(1, H + 1, r.size)
+        ok = t < M.shape[1]
+        M[r[ok], t[ok]] = True
+        return M
+
+    return PrimaryDesign(test=f"H3 risk difference ({row['condition']}), HAC t against signal rotations", observed={
+        "effect": row["risk_diff"], "se": row["se"], "stat": row["stat"], "pvalue": row["p_rotation"]},
+        effect_label="added P(cascade within H) per signal row", null_draws=null_draws, statistic=statistic,
+        plant=plant, design={"kind": "cascades from moving blocks of 168 h; p from signal rotations",
+                             "hac_lags": int(lags), "grid_rows": int(rows.size), "step_hours": row["step_hours"]})
 
 
 def crowding_early_warning(
@@ -149,34 +327,37 @@ def crowding_early_warning(
     *,
     horizon_hours: int = 24,
     ls_threshold: float = 1.5,
-    ls_column: str = "auto",
-    funding_threshold: float | None = None,
-    funding_quantile: float = 0.9,
+    neutral_funding: float = NEUTRAL_FUNDING,
+    funding_factors=(1.0, 2.0),
     signal: str = "both",
-    hac_lags: int | None = None,
+    n_rotations: int = 199,
+    n_draws: int = 200,
+    seed: int = 7,
 ) -> CrowdingResult:
-    """Do funding extremes and long/short ratios above a threshold precede liquidation cascades (H3)?
+    """Do funding above neutral and long/short ratios above 1.5 precede liquidation cascades (H3)?
 
     Parameters
     ----------
     panel : polars.DataFrame
-        Hourly panel (``funding_rate_8h`` and a long/short ratio column).
+        Hourly panel (``funding_rate_8h``, and the long/short ratios it has).
     cascades : polars.DataFrame
         Cascade events with ``ts`` (the row at whose close the cascade is known), e.g.
         :func:`research.events.detect_liquidation_prints`.
     horizon_hours : int
-        Outcome: a cascade in rows ``t+1 .. t+H`` after the signal row ``t``.
+        Outcome: a cascade in the ``H`` hours after a grid row.
     ls_threshold : float
-        Long/short ratio threshold (the article names 1.5).
-    ls_column : str
-        ``"auto"`` (``account_ls_ratio``, else ``top_trader_ls_ratio``) or a column name.
-    funding_threshold : float, optional
-        8h funding rate above which funding is "extreme"; default: the ``funding_quantile`` quantile
-        of the sample (the article's 0.5 % per period is never reached in BTCUSDT).
+        The articles' 1.5, applied to every ratio in :data:`LS_RATIOS` the panel has.
+    neutral_funding : float
+        The venue's neutral 8 h rate (Binance 0.01 %).
+    funding_factors : sequence of float
+        Conditions ``funding >= factor x neutral``; the first also enters ``both``/``either``.
     signal : {"both", "either", "funding", "ls"}
-        The rule whose precision and recall are reported.
-    hac_lags : int, optional
-        Newey-West lags for the logit (default ``horizon_hours``: the outcome windows overlap).
+        The primary condition (``funding``: the first factor, ``ls``: the first ratio).
+    n_rotations : int
+        Rotations of the signal along its grid: the p-value of every condition's test.
+    n_draws, seed : int
+        Placebo draws (cascades rebuilt from week-long blocks) for the primary test's empirical
+        size; 0 skips it.
     """
     who = "crowding_early_warning"
     require(panel, ["ts", "funding_rate_8h"], who)
@@ -184,53 +365,45 @@ def crowding_early_warning(
         raise HypothesisError(f"{who}: signal={signal!r}; use 'both', 'either', 'funding' or 'ls'")
     if "ts" not in cascades.columns:
         raise HypothesisError(f"{who}: cascades has no column 'ts'; pass research.events.detect_liquidation_prints(panel)")
-    ls_column = _pick_ls_column(panel, ls_column)
-    params = {"horizon_hours": horizon_hours, "ls_threshold": ls_threshold, "ls_column": ls_column,
-              "funding_threshold": funding_threshold, "funding_quantile": funding_quantile, "signal": signal,
-              "hac_lags": hac_lags}
+    factors = tuple(float(k) for k in funding_factors) or (1.0,)
     panel = sorted_panel(panel)
-    n = panel.height
     notes: list[str] = []
     f = col(panel, "funding_rate_8h")
-    ls = col(panel, ls_column)
-    if funding_threshold is None:
-        fin = f[np.isfinite(f)]
-        funding_threshold = float(np.quantile(fin, funding_quantile)) if fin.size else float("nan")
-        notes.append(f"funding threshold = {funding_quantile:.0%} quantile of the sample = {funding_threshold:.6f} per 8 h "
-                     f"(the article's 0.5 % = 0.005 is exceeded in {int(np.sum(fin >= 0.005))} of {fin.size} hours)")
-    idx = rows_of(hours(panel), cascades["ts"]) if cascades.height else np.zeros(0, int)
-    ind = np.zeros(n, bool)
-    ind[idx[idx >= 0]] = True
-    liq_cov = panel["has_liq"].to_numpy() if "has_liq" in panel.columns else np.ones(n, bool)
-    y = forward_any(ind, horizon_hours)
-    has_ls = bool(np.isfinite(ls).any())
-    if not has_ls:
-        notes.append(f"no long/short ratio in the data ({ls_column} is empty: positioning not imported): only the "
-                     "funding signal is tested")
-        if signal in ("both", "ls"):
-            signal = "funding"
-            params["signal_used"] = signal
-    fe = f >= funding_threshold
-    le = ls >= ls_threshold
-    ok = np.isfinite(y) & np.isfinite(f) & (np.isfinite(ls) if has_ls else True) & liq_cov
-    # the outcome needs liquidation coverage over the whole forward window
-    ok &= forward_any(~liq_cov, horizon_hours) == 0
-    yb = y == 1
-    base = float(np.mean(yb[ok])) if ok.sum() else float("nan")
-    rates = _rates(yb, ok, fe, le, n, funding_threshold, ls_column, ls_threshold, base)
-    s = {"funding": fe, "ls": le, "both": fe & le, "either": fe | le}[signal]
-    casc_rows = np.flatnonzero(ind & liq_cov)
-    s_def = s & np.isfinite(f) & (np.isfinite(ls) if has_ls else True)
-    warned = backward_any(s_def, horizon_hours)[casc_rows] if casc_rows.size else np.zeros(0, bool)
-    tp = int(np.sum(yb[ok & s]))
-    rule = {"signal": signal, "precision": tp / int((ok & s).sum()) if (ok & s).sum() else float("nan"),
-            "recall": float(np.mean(warned)) if warned.size else float("nan"),
-            "cascades": int(casc_rows.size), "cascades_warned": int(np.sum(warned)),
-            "signal_hours": int((ok & s).sum()), "hours": int(ok.sum()), "base_rate": base}
-    logit = _signal_logit(yb, ok, s, signal, int(hac_lags if hac_lags is not None else horizon_hours), notes)
-    return CrowdingResult(rates=rates, logit=logit, rule=rule,
-                          thresholds={"funding_rate_8h": funding_threshold, ls_column: ls_threshold},
-                          params=params, notes=notes, synthetic=is_synthetic(panel))
+    ratios = [c for c in LS_RATIOS if c in panel.columns and np.isfinite(col(panel, c)).any()]
+    missing = [LS_RATIOS[c] for c in LS_RATIOS if c not in ratios]
+    if missing:
+        notes.append(f"not in the data: {', '.join(missing)} (no condition on them)")
+    fmax = float(np.nanmax(f)) if np.isfinite(f).any() else math.nan
+    info = {"max_funding": fmax}
+    setup = _Setup(panel, cascades, horizon_hours)
+    rows, arrays = [], {}
+    for name, label, s, d, inputs in _conditions(panel, f, neutral_funding, factors, ls_threshold, ratios):
+        r, a = _test(setup, name, label, s, d, inputs, panel, info, n_rotations)
+        rows.append(r)
+        arrays[name] = a
+    primary = {"both": "both", "either": "either", "funding": f"funding_x{factors[0]:g}",
+               "ls": f"ls_{ratios[0]}" if ratios else "none"}[signal]
+    if primary not in arrays:
+        notes.append(str(NotTestable(f"primary condition '{signal}' needs a long/short ratio, none in the data")))
+    rates = pl.DataFrame(rows, infer_schema_length=None).with_columns(pl.col(pl.Float64).fill_nan(None))
+    rule = next((r for r in rows if r["condition"] == primary), {"condition": primary})
+    cal = design = None
+    if arrays.get(primary) is not None:
+        design = crowding_design(setup, arrays[primary], rule)
+    if design is not None and n_draws > 0:
+        from .calibration import calibrate_design
+
+        cal = calibrate_design(design, n_draws=n_draws, seed=seed)
+        if cal.warning:
+            notes.append(cal.warning)
+    params = {"horizon_hours": int(horizon_hours), "ls_threshold": ls_threshold, "neutral_funding": neutral_funding,
+              "funding_factors": list(factors), "signal": signal, "n_rotations": int(n_rotations),
+              "n_draws": int(n_draws), "seed": int(seed)}
+    thresholds = {"neutral_funding_8h": neutral_funding, "funding_factors": list(factors),
+                  "article_funding_8h": ARTICLE_FUNDING, "max_funding_8h": fmax, "ls_threshold": ls_threshold,
+                  "ls_ratios": ratios}
+    return CrowdingResult(rates=rates, rule=rule, thresholds=thresholds, params=params, notes=notes,
+                          synthetic=is_synthetic(panel), calibration=cal, _design=design)
 
 
 def crowding_study(inputs, *, cascade_side: str = "long", cascade_k: float = 5.0, cascade_window_hours: int = 720,

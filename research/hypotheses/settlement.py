@@ -1,19 +1,24 @@
 """H4: are volume, |return| and return different around the 00/08/16 UTC funding settlements?"""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
 from scipy import stats as sps
 
 from research.db import is_synthetic
+from research.errors import HypothesisError
 from research.results import Results
-from research.stats import conclude, finite_or_none, fmt, nanmean
+from research.stats import NotTestable, conclude, finite_or_none, fmt, nanmean
+from research.stats_resampling import hac_ols, moving_blocks
 
 from .common import col, require, sorted_panel
 
-__all__ = ["SettlementResult", "settlement_hours", "settlement_study"]
+__all__ = ["SettlementResult", "settlement_hours", "settlement_study", "spot_control_design", "PRIMARY"]
+
+#: the primary test's metric
+PRIMARY = "perp_minus_spot"
 
 
 @dataclass
@@ -30,6 +35,12 @@ class SettlementResult(Results):
     contrast : polars.DataFrame
         Per metric: settlement hours vs the hours 2-3 away (a local contrast that absorbs smooth
         intraday seasonality), HAC, and the joint F-test of no hour-of-day effect.
+    spot_control : polars.DataFrame
+        The primary test and its two halves: the settlement-window coefficient for log perp volume,
+        log spot volume and their difference (perp minus spot), with day fixed effects and smooth
+        hour-of-day harmonics, HAC errors (see :func:`spot_control_design`). Empty without spot volume.
+    calibration : research.hypotheses.calibration.Calibration or None
+        Empirical size of the primary test on day-block placebo data (``n_draws``).
     """
 
     comparison: pl.DataFrame
@@ -37,8 +48,12 @@ class SettlementResult(Results):
     contrast: pl.DataFrame
     params: dict
     synthetic: bool = False
+    spot_control: pl.DataFrame | None = None
+    calibration: object = None
+    notes: list = field(default_factory=list)
+    _design: object = field(default=None, repr=False, compare=False)
 
-    _frame_fields = ("comparison", "profile", "contrast")
+    _frame_fields = ("spot_control", "comparison", "profile", "contrast")
     _figure = "hour_profile"
     key = "settlement_hours"
 
@@ -47,6 +62,12 @@ class SettlementResult(Results):
 
     def summary(self) -> str:
         lines = ["H4 funding settlement hours", "=" * 27]
+        for r in (self.spot_control.iter_rows(named=True) if self.spot_control is not None else ()):
+            lines.append(f"  {r['metric']:<22} settlement-window coefficient {fmt(r['effect'])} (HAC se {fmt(r['se'])}, "
+                         f"p={fmt(r['pvalue'])}; {r['n_days']} days, day FE + {self.params['harmonics']} harmonics)")
+        if self.calibration is not None:
+            lines.append(f"  primary test calibration: {self.calibration.summary()}")
+        lines.append("  secondary (no spot control, intraday seasonality not removed):")
         for r in self.comparison.iter_rows(named=True):
             lines.append(f"  {r['metric']:<12} in {fmt(r['mean_in'])} vs out {fmt(r['mean_out'])}: diff {fmt(r['diff'])} "
                          f"(HAC CI [{fmt(r['ci_low'])}, {fmt(r['ci_high'])}], p={fmt(r['p_hac'])}; Welch p={fmt(r['p_welch'])}, "
@@ -64,17 +85,41 @@ class SettlementResult(Results):
     def verdicts(self):
         from research.records import Verdict
 
-        out = []
+        out = [v for v in [self._primary_verdict(Verdict)] if v is not None]
         labels = {"log_volume": "log perp volume", "abs_ret": "|hourly log return|", "ret": "hourly log return"}
         for r in self.comparison.iter_rows(named=True):
             out.append(Verdict(
-                hypothesis=f"{labels.get(r['metric'], r['metric'])} differs in the settlement hours ±{self.params['window']} "
+                hypothesis=f"(secondary, no spot control) {labels.get(r['metric'], r['metric'])} differs in the settlement hours ±{self.params['window']} "
                            f"({', '.join(f'{h:02d}' for h in self.params['settlement_hours'])} UTC) from other hours",
                 effect=finite_or_none(r["diff"]), ci_low=finite_or_none(r["ci_low"]), ci_high=finite_or_none(r["ci_high"]), pvalue=finite_or_none(r["p_hac"]),
                 n_events=int(r["n_in"]), test=f"OLS on a settlement-window dummy, HAC ({self.params['hac_lags']} lags); "
                 f"Welch p={fmt(r['p_welch'])}, Mann-Whitney p={fmt(r['p_mannwhitney'])}",
                 effect_label="mean in window - mean outside", conclusion=conclude(r["p_hac"], r["n_in"], r["n_out"])))
         return out
+
+    def _primary_verdict(self, Verdict):
+        hyp = ("Funding settlement raises perp volume beyond spot (perp minus spot log volume higher in the settlement "
+               f"hours ±{self.params['window']}, net of day effects and smooth intraday seasonality)")
+        row = (self.spot_control.filter(pl.col("metric") == PRIMARY)
+               if self.spot_control is not None and self.spot_control.height else None)
+        if row is None or not row.height:
+            return Verdict(hypothesis=hyp, effect=None, n_events=0, test="perp minus spot, HAC",
+                           effect_label="log volume, settlement window - other hours",
+                           conclusion=str(NotTestable("no hours with both perp and spot volume")))
+        r = row.row(0, named=True)
+        cal = self.calibration
+        p, lo, hi = r["pvalue"], r["ci_low"], r["ci_high"]
+        if cal is not None and not cal.ok:
+            p = cal.calibrated_p
+            lo, hi = cal.interval(r["effect"], r["se"])
+        return Verdict(hypothesis=hyp, effect=finite_or_none(r["effect"]), ci_low=finite_or_none(lo),
+                       ci_high=finite_or_none(hi), pvalue=finite_or_none(p), n_events=int(r["n_days"]),
+                       test=(f"OLS of log(perp/spot volume) on a settlement-window dummy, day fixed effects and "
+                             f"{self.params['harmonics']} daily harmonics, HAC ({self.params['hac_lags']} lags); "
+                             + (cal.label() if cal is not None else "size not measured")),
+                       effect_label="perp minus spot log volume, settlement window - other hours",
+                       conclusion=conclude(p, int(r["n_in"]), int(r["n_out"])))
+
 
 def _window_test(name: str, y: np.ndarray, ok: np.ndarray, inw: np.ndarray, hac_lags: int) -> dict:
     """In-window vs out-of-window: means, HAC OLS on a window dummy, Welch t and Mann-Whitney U."""
@@ -123,6 +168,98 @@ def _hour_profile(name: str, y, ok, D, hod, inw, near, ring, hac_lags: int) -> t
         contrast_val, c_p = float(np.squeeze(tt.effect)), float(np.squeeze(tt.pvalue))
     return prof, {"metric": name, "contrast": contrast_val, "pvalue": c_p, "p_hour_f": f_p}
 
+def _hour_distance(hod: np.ndarray, sh) -> np.ndarray:
+    """Circular distance in hours from each hour of day to the nearest settlement hour."""
+    return np.min(np.stack([np.minimum((hod - s) % 24, (s - hod) % 24) for s in sh]), axis=0)
+
+
+def _day_matrix(panel: pl.DataFrame, col_: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(log(col) per complete UTC day x 24 hours, day numbers)``: days with every hour positive."""
+    h = panel["ts"].dt.epoch("us").to_numpy() // 3_600_000_000
+    v = col(panel, col_)
+    lv = np.where(v > 0, np.log(np.where(v > 0, v, 1.0)), np.nan)
+    days = np.unique(h // 24)
+    M = np.full((days.size, 24), np.nan)
+    M[np.searchsorted(days, h // 24), h % 24] = lv
+    return M, days
+
+
+def spot_control_design(panel: pl.DataFrame, *, settlement_hours=(0, 8, 16), window: int = 1, harmonics: int = 2,
+                        hac_lags: int = 24, block_days: int = 7):
+    """H4's primary test as a :class:`~research.hypotheses.calibration.PrimaryDesign`, and its table.
+
+    The outcome is log perp volume minus log spot volume in each hour of the complete UTC days that
+    have both (spot has the same intraday seasonality and no funding). It is regressed on a
+    settlement-window dummy (hours within ``window`` of a settlement), ``harmonics`` pairs of daily
+    harmonics (periods 24 h, 12 h, ...: smooth intraday seasonality; the 8 h harmonic is left out
+    because it *is* the settlement cadence) and day fixed effects (day-of-week, trends), with
+    Bartlett HAC errors (``hac_lags`` hours). Null draws keep the fitted seasonality and resample the
+    residual days in moving blocks of ``block_days`` (each hour keeps its hour of day, the
+    settlement coefficient is set to 0); planting adds ``effect`` log units in the window hours.
+
+    Returns
+    -------
+    (PrimaryDesign or None, polars.DataFrame)
+        The design (None without a complete day of perp and spot volume) and the rows for log perp,
+        log spot and perp minus spot.
+    """
+    from .calibration import PrimaryDesign
+
+    sh = sorted({int(h) % 24 for h in settlement_hours})
+    if not 0 <= int(harmonics) <= 2:
+        raise HypothesisError(f"settlement_hours: harmonics={harmonics} includes the 8 h harmonic, which is the "
+                              "settlement cadence itself; use 0, 1 or 2")
+    perp, days = _day_matrix(panel, "perp_volume")
+    spot, _ = _day_matrix(panel, "spot_volume")
+    hod = np.arange(24)
+    settle = (_hour_distance(hod, sh) <= window).astype(float)
+    harm = [f(2 * np.pi * k * hod / 24) for k in range(1, harmonics + 1) for f in (np.cos, np.sin)]
+    X24 = np.column_stack([settle, *harm])
+    X24 = X24 - X24.mean(axis=0)  # within-day transformation (day fixed effects) of every regressor
+    rows, fits = [], {}
+    keep = np.isfinite(perp).all(axis=1) & np.isfinite(spot).all(axis=1)
+    n_days = int(keep.sum())
+    for name, M in (("log_perp_volume", perp), ("log_spot_volume", spot), (PRIMARY, perp - spot)):
+        if n_days < 2 * block_days:
+            continue
+        Yd = M[keep] - M[keep].mean(axis=1, keepdims=True)
+        X = np.tile(X24, (n_days, 1))
+        f = hac_ols(X, Yd.ravel(), hac_lags)
+        lo, hi = f.ci()
+        fits[name] = (Yd, f)
+        rows.append({"metric": name, "effect": float(f.beta[0]), "se": float(f.se[0]), "stat": float(f.t[0]),
+                     "pvalue": float(f.pvalue[0]), "ci_low": float(lo[0]), "ci_high": float(hi[0]),
+                     "n_days": n_days, "n_in": int(settle.sum()) * n_days, "n_out": int((1 - settle).sum()) * n_days})
+    schema = {"metric": pl.String, "effect": pl.Float64, "se": pl.Float64, "stat": pl.Float64, "pvalue": pl.Float64,
+              "ci_low": pl.Float64, "ci_high": pl.Float64, "n_days": pl.Int64, "n_in": pl.Int64, "n_out": pl.Int64}
+    table = pl.DataFrame(rows, schema=schema)
+    if PRIMARY not in fits:
+        return None, table
+    Yd, f = fits[PRIMARY]
+    e = Yd - (X24 @ f.beta)[None, :]  # residual days, (n_days, 24)
+    null_mean = X24[:, 1:] @ f.beta[1:]  # the fitted seasonality, settlement coefficient 0
+    X = np.tile(X24, (n_days, 1))
+
+    def null_draws(m, rng):
+        idx = moving_blocks(n_days, block_days, m, rng)  # (m, n_days)
+        return (null_mean[None, None, :] + e[idx]).reshape(m, -1).T  # (n, m)
+
+    def statistic(Y):
+        g = hac_ols(X, Y, hac_lags, coef=0)
+        return g.t[0], g.pvalue[0], g.beta[0]
+
+    def plant(Y, effect, rng):
+        return Y + effect * X[:, :1]
+
+    r = table.filter(pl.col("metric") == PRIMARY).row(0, named=True)
+    design = PrimaryDesign(
+        test="H4 perp-minus-spot settlement coefficient, HAC t", effect_label="log volume (perp minus spot)",
+        observed={"effect": r["effect"], "se": r["se"], "stat": r["stat"], "pvalue": r["pvalue"]},
+        null_draws=null_draws, statistic=statistic, plant=plant,
+        design={"kind": "moving blocks of residual days, settlement coefficient 0", "block_days": int(block_days),
+                "n_days": n_days, "hac_lags": int(hac_lags), "harmonics": int(harmonics)})
+    return design, table
+
 
 def settlement_hours(
     panel: pl.DataFrame,
@@ -130,32 +267,54 @@ def settlement_hours(
     settlement_hours=(0, 8, 16),
     window: int = 1,
     hac_lags: int = 24,
+    harmonics: int = 2,
+    block_days: int = 7,
+    n_draws: int = 200,
+    seed: int = 7,
 ) -> SettlementResult:
-    """Are volume, |return| and return different around the funding settlements (H4)?
+    """Is trading more intense around the funding settlements than funding-free spot (H4)?
 
-    Hours within ``window`` of a settlement hour (circularly: 23, 0, 1 for 00 UTC and ``window=1``)
-    are compared with all other hours: difference of means, Welch t-test, Mann-Whitney U, and OLS
-    of the metric on a window dummy with HAC errors (``hac_lags``). An OLS on 24 hour dummies (HAC)
-    gives the hour-of-day profile, a joint F-test of equal hour means, and a local contrast of the
-    settlement hours against the hours 2-3 away from them.
+    **Primary test** (:func:`spot_control_design`): the settlement-window coefficient of log perp
+    volume minus log spot volume, with day fixed effects and smooth hour-of-day harmonics, HAC
+    errors; its empirical size is measured on ``n_draws`` day-block placebo draws
+    (:func:`research.hypotheses.calibration.calibrate_design`, ``seed``) and the verdict uses the
+    calibrated p-value when the size is outside 3.5-7.5 % (``n_draws=0`` skips the calibration).
+
+    Secondary, descriptive (no spot control, so intraday seasonality is *not* removed): hours
+    within ``window`` of a settlement hour (circularly: 23, 0, 1 for 00 UTC and ``window=1``) vs all
+    other hours for perp log volume, |return| and return (difference of means, Welch t,
+    Mann-Whitney U, OLS on a window dummy with HAC errors), an OLS on 24 hour dummies (HAC) for the
+    hour-of-day profile with a joint F-test, and a local contrast of the settlement hours against
+    the hours 2-3 away from them.
     """
+    from .calibration import calibrate_design
 
     who = "settlement_hours"
     require(panel, ["ts", "perp_ret", "perp_volume"], who)
     sh = sorted({int(h) % 24 for h in settlement_hours})
-    sh = sorted({int(h) % 24 for h in settlement_hours})
-    params = {"settlement_hours": sh, "window": int(window), "hac_lags": int(hac_lags)}
+    params = {"settlement_hours": sh, "window": int(window), "hac_lags": int(hac_lags), "harmonics": int(harmonics),
+              "block_days": int(block_days), "n_draws": int(n_draws), "seed": int(seed)}
     panel = sorted_panel(panel)
+    notes = []
+    design, spot_table = spot_control_design(panel, settlement_hours=sh, window=window, harmonics=harmonics,
+                                             hac_lags=hac_lags, block_days=block_days)
+    cal = None
+    if design is None:
+        notes.append(str(NotTestable("no complete UTC days with both perp and spot volume: the spot control "
+                                     "(the primary test) cannot run")))
+    elif n_draws > 0:
+        cal = calibrate_design(design, n_draws=n_draws, seed=seed)
+        if cal.warning:
+            notes.append(cal.warning)
     hod = panel["ts"].dt.hour().to_numpy().astype(int)
-    dist = np.min(np.stack([np.minimum((hod - s) % 24, (s - hod) % 24) for s in sh]), axis=0)
-    inw = dist <= window
+    inw = _hour_distance(hod, sh) <= window
     vol = col(panel, "perp_volume")
     ret = col(panel, "perp_ret")
     metrics = {"log_volume": np.where(vol > 0, np.log(np.where(vol > 0, vol, 1.0)), np.nan),
                "abs_ret": np.abs(ret), "ret": ret}
     D = (hod[:, None] == np.arange(24)[None, :]).astype(float)
     near = np.isin(np.arange(24), sh)
-    ring = np.array([(min(np.min([(h - s) % 24, (s - h) % 24]) for s in sh) in (2, 3)) for h in range(24)])
+    ring = np.isin(_hour_distance(np.arange(24), sh), (2, 3))
     comp, prof, con = [], [], []
     for name, y in metrics.items():
         ok = np.isfinite(y)
@@ -166,7 +325,8 @@ def settlement_hours(
     return SettlementResult(comparison=pl.DataFrame(comp).with_columns(pl.col(pl.Float64).fill_nan(None)),
                             profile=pl.DataFrame(prof),
                             contrast=pl.DataFrame(con).with_columns(pl.col(pl.Float64).fill_nan(None)),
-                            params=params, synthetic=is_synthetic(panel))
+                            params=params, synthetic=is_synthetic(panel), spot_control=spot_table,
+                            calibration=cal, notes=notes, _design=design)
 
 
 def settlement_study(inputs, **params) -> SettlementResult:

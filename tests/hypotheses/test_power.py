@@ -1,0 +1,57 @@
+"""research.hypotheses.power: planted effects, MDE bisection, CAR power from placebo studies."""
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+from scipy import stats as sps
+
+from research.hypotheses.calibration import PrimaryDesign, _finish
+from research.hypotheses.power import PowerResult, car_mde, car_power, minimum_detectable_effect, power
+
+N = 50
+
+
+def _mean_design() -> PrimaryDesign:
+    def stat(Y):
+        t = Y.mean(0) / (Y.std(0, ddof=1) / np.sqrt(Y.shape[0]))
+        return t, 2 * sps.t.sf(np.abs(t), Y.shape[0] - 1), Y.mean(0)
+
+    return PrimaryDesign(test="one-sample t", effect_label="mean", observed={"stat": 0.0, "pvalue": 1.0, "se": 1 / np.sqrt(N)},
+                         null_draws=lambda m, rng: rng.normal(size=(N, m)), statistic=stat, plant=lambda Y, e, rng: Y + e)
+
+
+def test_power_rises_with_the_planted_effect_and_starts_at_the_size():
+    r = power(_mean_design(), [0.0, 0.2, 0.4, 0.8], n_draws=2000, seed=1)
+    assert isinstance(r, PowerResult)
+    rate = r.table["rejection_rate"].to_list()
+    assert rate[0] == pytest.approx(0.05, abs=0.015)
+    assert rate == sorted(rate) and rate[-1] > 0.99
+    # the analytic power of the t test at d = 0.4, n = 50: ~0.80
+    assert rate[2] == pytest.approx(sps.nct.sf(sps.t.ppf(0.975, N - 1), N - 1, 0.4 * np.sqrt(N)), abs=0.03)
+    assert "one-sample t" in r.summary()
+    cal = power(_mean_design(), [0.0, 0.4], n_draws=2000, seed=1, calibrated=True)
+    assert cal.calibrated and cal.table["rejection_rate"][0] < 0.06
+
+
+def test_minimum_detectable_effect_matches_the_textbook_value():
+    m = minimum_detectable_effect(_mean_design(), n_draws=2000, seed=3)
+    # (z_.975 + z_.8) / sqrt(n) with the t correction: ~0.40
+    assert m["mde"] == pytest.approx(0.40, abs=0.03) and m["power_at_mde"] >= 0.8
+    none = minimum_detectable_effect(_mean_design(), n_draws=200, seed=3, upper=0.01, max_effect=0.05)
+    assert none["mde"] is None and none["power_at_mde"] < 0.8
+
+
+def test_car_power_and_mde_from_placebo_studies():
+    rng = np.random.default_rng(0)
+    se = 0.01
+    caar = rng.normal(0, se, 400)
+    t = caar / se
+    cal = _finish("cross_sectional_t", t, 2 * sps.norm.sf(np.abs(t)), 0.0, 1.0, 0.05, {},
+                  extra={"caar": caar, "stat": t})
+    tab = car_power(cal, [0.0, 0.01, 0.03], calibrated=False)
+    assert isinstance(tab, pl.DataFrame)
+    r = tab["rejection_rate"].to_list()
+    assert r[0] == pytest.approx(0.05, abs=0.025) and r[1] < r[2] and r[2] > 0.8
+    mde = car_mde(cal, calibrated=False)
+    assert mde == pytest.approx((1.96 + 0.8416) * se, rel=0.1)
