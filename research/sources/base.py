@@ -151,6 +151,7 @@ class Provider:
     key_headers: Callable[[str], dict] | None = None
     key_note: str = ""
     params: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
 
     @property
     def base_url_env(self) -> str:
@@ -293,7 +294,7 @@ def fetch(provider: Provider | str, datasets: list[str] | None = None, symbols: 
                               f"{', '.join(ds.intervals)}")
     ddir = paths.data_dir(data_dir)
     b = (base or os.environ.get(prov.base_url_env) or prov.default_base_url).rstrip("/")
-    headers = prov.key_headers(key) if (key and prov.key_headers) else {}
+    headers = {**prov.headers, **(prov.key_headers(key) if (key and prov.key_headers) else {})}
     dl = Downloader(ddir, retries=retries, backoff=backoff, timeout=timeout, headers=headers,
                     secrets=[key] if key else [], sleep=sleep)
     run = _Run(prov, dl, Manifest(ddir), ddir, sleep, throttle, retries, backoff)

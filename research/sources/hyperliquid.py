@@ -71,9 +71,10 @@ def _parse_funding(data: bytes, page: Page) -> Parsed:
         rows.append({"ts": int(num(r.get("time"), "time")), "venue": SOURCE, "symbol": r.get("coin") or page.ctx["symbol"],
                      "rate": num(r.get("fundingRate"), "fundingRate"), "interval_hours": 1})
     nxt = None
-    if len(rows) >= FUNDING_PAGE:
+    if rows:
         last = max(r["ts"] for r in rows)
-        if last + 1 < page.ctx["end"]:
+        # an answer that stops short of the window (the 500-row cap) is continued after its last row
+        if last + 3600 * 1000 < page.ctx["end"]:
             body = {**page.ctx["body"], "startTime": last + 1}
             nxt = Page(page.url, page.dest.replace(".json", f".from{last + 1}.json"), _body(body), page.final,
                        ctx={**page.ctx, "body": body})
@@ -139,6 +140,7 @@ PROVIDER = register(Provider(
           "https://hyperliquid.gitbook.io/hyperliquid-docs/for-developers/api/info-endpoint/perpetuals",
           "https://hyperliquid.gitbook.io/hyperliquid-docs/for-developers/api/rate-limits-and-user-limits"),
     default_base_url="https://api.hyperliquid.xyz",
+    headers={"Content-Type": "application/json"},
     rate_limit=RateLimit(60, 60.0, "1200 weight per minute per IP, info requests weigh 20 (so ~60 per minute); "
                                    "HTTP 429 when exceeded"),
     default_symbols=("BTC",),
