@@ -105,7 +105,8 @@ def _parse_oi(body: bytes, page: Page) -> Parsed:
 
 def _parse_funding(body: bytes, page: Page) -> Parsed:
     q, step = page.ctx["q"], page.ctx["step"]
-    rows = [{"ts": t + step, "venue": "all", "symbol": q["symbol"], "rate": v[0] / 100.0,
+    # percent -> decimal exactly as the importer converts (x * 0.01), so download and import agree bit for bit
+    rows = [{"ts": t + step, "venue": "all", "symbol": q["symbol"], "rate": v[0] * 0.01,
              "interval_hours": FUNDING_HOURS}
             for t, v in _rows(body, page, "funding-rate", ("close",))]
     return Parsed(frame("funding", rows, SOURCE))
