@@ -33,14 +33,15 @@ def _parse_params(pairs: list[str] | None) -> dict[str, str | None]:
 def sample(
     data_dir: Optional[Path] = DataDir,
     seed: int = typer.Option(7, help="Random seed; the same seed gives the same market."),
-    days: int = typer.Option(180, help="Length of the simulated market in days."),
+    days: Optional[int] = typer.Option(None, help="Length in days, ending 2026-03-31 (default: 547 days from 2024-10-01)."),
 ) -> None:
     """Write the simulated treadmill market (source 'synthetic') into the lake."""
     from research import paths, simulate
 
     market = simulate.write_sample(data_dir, seed=seed, days=days)
     n = market.truth.height
-    typer.echo(f"wrote the SYNTHETIC market (seed {seed}, {days} days, {n} planted episodes) "
+    typer.echo(f"wrote the SYNTHETIC market (seed {seed}, {market.params['start']} + {market.params['days']} days, "
+               f"{n} planted episodes) "
                f"into {paths.lake_dir(data_dir)}")
 
 
