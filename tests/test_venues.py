@@ -91,3 +91,20 @@ def test_one_venue_is_an_error(tmp_path):
 def test_coin_matching():
     df = pl.DataFrame({"symbol": ["BTCUSDT", "BTC-USDT-SWAP", "BTC-PERPETUAL", "BTC", "ETHUSDT", "btcusdc"]})
     assert df.select(venues.coin_expr())["symbol"].to_list() == ["BTC", "BTC", "BTC", "BTC", "ETH", "BTC"]
+
+
+@pytest.mark.slow
+def test_notebook_runs_on_the_simulated_market(sim_lake, tmp_path):
+    import papermill as pm
+
+    from research import paths
+    from research.records import load
+
+    out = tmp_path / "26"
+    pm.execute_notebook(str(paths.NOTEBOOKS_DIR / "26-venue-shares.ipynb"), str(tmp_path / "executed.ipynb"),
+                        parameters={"data_dir": str(sim_lake), "output_dir": str(out)}, kernel_name="python3",
+                        progress_bar=False, cwd=str(tmp_path))
+    rec = load(out)
+    assert rec.notebook == "26-venue-shares" and {"selloffs", "venue_shares", "inputs"} <= set(rec.tables)
+    shares = pl.read_parquet(out / rec.tables["venue_shares"])
+    assert shares["venue"].n_unique() == 4 and shares.height >= 8
