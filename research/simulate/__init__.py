@@ -41,10 +41,33 @@ from research import lake, paths
 from research.fileio import atomic_path, write_json
 from research.schema import SYNTHETIC_SOURCE, validate
 from research.simulate._frames import _frames, _truth
-from research.simulate._model import F_CALM, _in, _phases, _plant_quiet_rallies, _quiet_drivers, _run_state_machine, _schedule
-from research.simulate._venues import VENUE_TRUTH_SCHEMA, VENUES, extra_venues, venue_truth  # noqa: F401
-from research.simulate._params import (FG_LABELS, INTEREST_RATE, SYMBOL, TABLE_NAMES, TRUTH_DIR, TRUTH_FILE,  # noqa: F401
-                                       TRUTH_SCHEMA, VENUE, Params, SimulationError)
+from research.simulate._model import (
+    F_CALM,
+    _in,
+    _phases,
+    _plant_quiet_rallies,
+    _quiet_drivers,
+    _run_state_machine,
+    _schedule,
+)
+from research.simulate._params import (
+    FG_LABELS,
+    INTEREST_RATE,
+    SYMBOL,
+    TABLE_NAMES,
+    TRUTH_DIR,
+    TRUTH_FILE,
+    TRUTH_SCHEMA,
+    VENUE,
+    Params,
+    SimulationError,
+)
+from research.simulate._venues import (
+    VENUE_TRUTH_SCHEMA,
+    VENUES,
+    extra_venues,
+    venue_truth,
+)
 
 #: The default simulated span ends here (fixed, so samples are reproducible and recent).
 DEFAULT_END = date(2026, 3, 31)

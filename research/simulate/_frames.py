@@ -7,8 +7,20 @@ import numpy as np
 import polars as pl
 
 from research.schema import SYNTHETIC_SOURCE
-from research.simulate._model import (F_SELL, X_BOUNCE, X_LEG1, X_LEG2, X_PRE, _ar1, _Episode, _fg_label,  # noqa: F401
-                                      _funding, _hour_ts, _in, _premium)
+from research.simulate._model import (
+    F_SELL,
+    X_BOUNCE,
+    X_LEG1,
+    X_LEG2,
+    X_PRE,
+    _ar1,
+    _Episode,
+    _fg_label,
+    _funding,
+    _hour_ts,
+    _in,
+    _premium,
+)
 from research.simulate._params import SYMBOL, TRUTH_SCHEMA, VENUE, Params
 
 

@@ -9,8 +9,13 @@ import numpy as np
 import polars as pl
 
 from research.schema import UTC_TS
-
-from research.simulate._params import _PIN_BAND, INTEREST_RATE, FG_LABELS, Params, SimulationError  # noqa: F401
+from research.simulate._params import (
+    _PIN_BAND,
+    FG_LABELS,
+    INTEREST_RATE,
+    Params,
+    SimulationError,
+)
 
 # ------------------------------------------------------------------------------------------------
 # Schedule

@@ -33,29 +33,13 @@ from typing import Callable, Iterator
 import polars as pl
 
 from research import lake, paths
-from research.errors import SourceError
+from research.errors import MalformedPage, ProviderError, RateLimited, SourceError
 from research.schema import get_table
 from research.sources.http import Downloader, FetchSummary, Manifest
 
 #: Provider modules under ``research.sources`` that register themselves (adding one = one line here).
 PROVIDER_MODULES = ("bybit", "okx", "hyperliquid", "deribit", "tardis", "coinglass")
 REGISTRY: dict[str, "Provider"] = {}
-
-
-class ProviderError(SourceError):
-    """The provider answered with an error (names the provider, its code and message)."""
-
-
-class RateLimited(ProviderError):
-    """The provider's documented rate-limit answer; ``delay`` is its suggested wait, if any."""
-
-    def __init__(self, msg: str, delay: float | None = None):
-        super().__init__(msg)
-        self.delay = delay
-
-
-class MalformedPage(SourceError):
-    """A page is not shaped as the provider documents (truncated, not JSON, missing fields)."""
 
 
 @dataclass(frozen=True)

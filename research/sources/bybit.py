@@ -31,8 +31,23 @@ from __future__ import annotations
 
 import json
 
-from research.sources.base import (Dataset, MalformedPage, Page, Parsed, Provider, ProviderError, RateLimit,
-                                   RateLimited, Request, frame, now_ms, num, path_safe, register, windows)
+from research.sources.base import (
+    Dataset,
+    MalformedPage,
+    Page,
+    Parsed,
+    Provider,
+    ProviderError,
+    RateLimit,
+    RateLimited,
+    Request,
+    frame,
+    now_ms,
+    num,
+    path_safe,
+    register,
+    windows,
+)
 
 SOURCE = "bybit"
 _OI_IV = {"5m": "5min", "15m": "15min", "30m": "30min", "1h": "1h", "4h": "4h", "1d": "1d"}

@@ -33,8 +33,23 @@ from __future__ import annotations
 import json
 
 from research.schema import INTERVALS
-from research.sources.base import (Dataset, MalformedPage, Page, Parsed, Provider, ProviderError, RateLimit,
-                                   RateLimited, Request, frame, now_ms, num, path_safe, register, windows)
+from research.sources.base import (
+    Dataset,
+    MalformedPage,
+    Page,
+    Parsed,
+    Provider,
+    ProviderError,
+    RateLimit,
+    RateLimited,
+    Request,
+    frame,
+    now_ms,
+    num,
+    path_safe,
+    register,
+    windows,
+)
 
 SOURCE = "coinglass"
 _IV = {k: k for k in ("1m", "3m", "5m", "15m", "30m", "1h", "4h", "6h", "8h", "12h", "1d", "1w")}

@@ -23,8 +23,23 @@ from __future__ import annotations
 
 import json
 
-from research.sources.base import (Dataset, MalformedPage, Page, Parsed, Provider, ProviderError, RateLimit,
-                                   RateLimited, Request, frame, now_ms, num, path_safe, register, windows)
+from research.sources.base import (
+    Dataset,
+    MalformedPage,
+    Page,
+    Parsed,
+    Provider,
+    ProviderError,
+    RateLimit,
+    RateLimited,
+    Request,
+    frame,
+    now_ms,
+    num,
+    path_safe,
+    register,
+    windows,
+)
 
 SOURCE = "deribit"
 _RES = {"1m": "60", "1h": "3600", "12h": "43200", "1d": "1D"}

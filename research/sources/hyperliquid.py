@@ -27,8 +27,21 @@ from __future__ import annotations
 
 import json
 
-from research.sources.base import (Dataset, MalformedPage, Page, Parsed, Provider, RateLimit, Request, frame,
-                                   now_ms, num, path_safe, register, windows)
+from research.sources.base import (
+    Dataset,
+    MalformedPage,
+    Page,
+    Parsed,
+    Provider,
+    RateLimit,
+    Request,
+    frame,
+    now_ms,
+    num,
+    path_safe,
+    register,
+    windows,
+)
 
 SOURCE = "hyperliquid"
 _IV = {k: k for k in ("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "8h", "12h", "1d")}

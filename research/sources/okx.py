@@ -28,8 +28,23 @@ from __future__ import annotations
 
 import json
 
-from research.sources.base import (Dataset, MalformedPage, Page, Parsed, Provider, ProviderError, RateLimit,
-                                   RateLimited, Request, frame, now_ms, num, path_safe, register, windows)
+from research.sources.base import (
+    Dataset,
+    MalformedPage,
+    Page,
+    Parsed,
+    Provider,
+    ProviderError,
+    RateLimit,
+    RateLimited,
+    Request,
+    frame,
+    now_ms,
+    num,
+    path_safe,
+    register,
+    windows,
+)
 
 SOURCE = "okx"
 _BAR = {"1m": "1m", "3m": "3m", "5m": "5m", "15m": "15m", "30m": "30m", "1h": "1H", "2h": "2H", "4h": "4H",

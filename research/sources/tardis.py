@@ -29,8 +29,20 @@ from datetime import timedelta
 
 import polars as pl
 
-from research.sources.base import (Dataset, MalformedPage, Page, Parsed, Provider, RateLimit, Request, frame, now_ms,
-                                   path_safe, register, to_ms)
+from research.sources.base import (
+    Dataset,
+    MalformedPage,
+    Page,
+    Parsed,
+    Provider,
+    RateLimit,
+    Request,
+    frame,
+    now_ms,
+    path_safe,
+    register,
+    to_ms,
+)
 
 SOURCE = "tardis"
 VENUES = {"binance-futures": "binance", "binance-delivery": "binance", "bybit": "bybit", "okex-swap": "okx",

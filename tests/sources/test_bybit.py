@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from research import lake
 from research.sources import base, bybit
-from tests.sources.venue_server import FAST, json_answer, venue_server  # noqa: F401
+from tests.sources.venue_server import FAST, json_answer, venue_server
 
 H = 3600_000
 START, END = date(2025, 1, 1), date(2025, 3, 10)
@@ -34,7 +34,7 @@ def route(method, path, q, body, page_cap=None):
         a, b = int(q["start"]), int(q["end"])
         step = {"60": H, "240": 4 * H, "D": 24 * H}[q["interval"]]
         ts = [t for t in range(a - a % step, b + 1, step) if a <= t <= b][::-1][: int(q["limit"])]
-        p = lambda t: 90000 + (t // H) % 100  # noqa: E731
+        p = lambda t: 90000 + (t // H) % 100
         return _ok([[str(t), str(p(t)), str(p(t) + 5), str(p(t) - 5), str(p(t) + 1), "12.5", str(12.5 * p(t))]
                     for t in ts])
     if path in ("/v5/market/open-interest", "/v5/market/account-ratio"):
@@ -70,6 +70,11 @@ def test_download_verify_ingest_and_rerun(tmp_path, venue_server):
     # the server got documented parameters only
     q = [r["query"] for r in srv.log if r["path"] == "/v5/market/open-interest"][0]
     assert q["category"] == "linear" and q["intervalTime"] == "1h" and int(q["limit"]) <= 200
+    from research.sources.http import Manifest
+
+    recs = Manifest(tmp_path).load()
+    assert len(recs) == s.planned and all(r["status"] == "ok" and r["ingest"] == "ok" for r in recs.values())
+    assert all(r["path"].startswith("raw/bybit/") for r in recs.values())
     n = len(srv.log)
     again = _fetch(srv, tmp_path, ["funding", "open_interest", "klines", "spot_klines"])
     assert len(srv.log) == n, "a rerun must download nothing"

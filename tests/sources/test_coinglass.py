@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from research import lake
 from research.sources import base, importer
 from tests.conftest import shared_path
-from tests.sources.venue_server import FAST, assert_no_secret, json_answer, venue_server  # noqa: F401
+from tests.sources.venue_server import FAST, assert_no_secret, json_answer, venue_server
 
 KEY = "cg-9f8e7d6c5b4a-secret"
 START, END = date(2025, 11, 1), date(2025, 12, 31)

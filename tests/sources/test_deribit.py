@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from research import db, lake
 from research.sources import base
-from tests.sources.venue_server import FAST, json_answer, venue_server  # noqa: F401
+from tests.sources.venue_server import FAST, json_answer, venue_server
 
 H = 3600_000
 START, END = date(2025, 4, 1), date(2025, 4, 30)

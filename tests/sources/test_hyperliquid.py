@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from research import lake
 from research.sources import base, hyperliquid
-from tests.sources.venue_server import FAST, json_answer, venue_server  # noqa: F401
+from tests.sources.venue_server import FAST, json_answer, venue_server
 
 H = 3600_000
 START, END = date(2025, 3, 1), date(2025, 3, 31)

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from research import lake
 from research.sources import base
-from tests.sources.venue_server import FAST, json_answer, venue_server  # noqa: F401
+from tests.sources.venue_server import FAST, json_answer, venue_server
 
 H = 3600_000
 START, END = date(2025, 2, 1), date(2025, 2, 28)

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from research import lake
 from research.sources import base
-from tests.sources.venue_server import FAST, assert_no_secret, venue_server  # noqa: F401
+from tests.sources.venue_server import FAST, assert_no_secret, venue_server
 
 KEY = "TD.s3cr3t-key-value"
 HEADER = "exchange,symbol,timestamp,local_timestamp,id,side,price,amount\n"
