@@ -69,6 +69,7 @@ def test_key_any_day_empty_file_rerun_and_no_secret(tmp_path, venue_server, monk
     assert base.fetch("tardis", None, ["bybit:BTCUSDT"], start=date(2025, 2, 13), end=date(2025, 2, 16),
                       data_dir=tmp_path, base=srv.url, **FAST).downloaded == 0 and len(srv.log) == n
     assert_no_secret(tmp_path, KEY)
+    assert all(KEY not in r["url"] for r in srv.log)  # the key travels in the Authorization header only
 
 
 def test_faults_heal_and_unknown_unit_refused(tmp_path, venue_server, monkeypatch):
