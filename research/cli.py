@@ -36,14 +36,15 @@ def _parse_params(pairs: list[str] | None) -> dict[str, str | None]:
 def sample(
     data_dir: Optional[Path] = DataDir,
     seed: int = typer.Option(7, help="Random seed; the same seed gives the same market."),
-    days: int = typer.Option(180, help="Length of the simulated market in days."),
+    days: Optional[int] = typer.Option(None, help="Length in days, ending 2026-03-31 (default: 547 days from 2024-10-01)."),
 ) -> None:
     """Write the simulated treadmill market (source 'synthetic') into the lake."""
     from research import paths, simulate
 
     market = simulate.write_sample(data_dir, seed=seed, days=days)
     n = market.truth.height
-    typer.echo(f"wrote the SYNTHETIC market (seed {seed}, {days} days, {n} planted episodes) "
+    typer.echo(f"wrote the SYNTHETIC market (seed {seed}, {market.params['start']} + {market.params['days']} days, "
+               f"{n} planted episodes) "
                f"into {paths.lake_dir(data_dir)}")
 
 
@@ -514,3 +515,42 @@ def repair_cmd(data_dir: Optional[Path] = DataDir) -> None:
     report = repair(data_dir)
     typer.echo(report.summary(), err=not report.ok)
     raise typer.Exit(0 if report.ok else 1)
+
+
+# --------------------------------------------------------------------------- fetch <provider> from declarations
+def _provider_command(name: str, prov) -> None:
+    """One ``research fetch <name>`` command whose options and help come from the provider declaration."""
+
+    def command(
+        start: str = typer.Option(..., "--start", help="First day, YYYY-MM-DD (or a month, YYYY-MM)."),
+        end: str = typer.Option(..., "--end", help="Last day, inclusive (YYYY-MM-DD)."),
+        dataset: Optional[list[str]] = typer.Option(None, "--dataset", "-d", help=f"Datasets: {', '.join(prov.datasets)} "
+                                                    f"(default: {','.join(prov.default_datasets or prov.datasets)})."),
+        symbol: Optional[list[str]] = typer.Option(None, "--symbol", "-s", help=f"{prov.symbol_help} (default: {','.join(prov.default_symbols)})."),
+        interval: Optional[str] = typer.Option(None, "--interval", help="Canonical interval (5m, 1h, 4h, 1d ...); each dataset's default otherwise."),
+        param: Optional[list[str]] = typer.Option(None, "-p", "--param", help=f"KEY=VALUE provider parameter ({', '.join(prov.params) or 'none'})."),
+        base_url: Optional[str] = typer.Option(None, "--base-url", envvar=prov.base_url_env, help=f"API base (default: {prov.default_base_url})."),
+        retries: int = typer.Option(4, "--retries", help="Extra attempts per request on 429/5xx/drops/malformed pages."),
+        data_dir: Optional[Path] = DataDir,
+    ) -> None:
+        from research.parsing import parse_assignments, parse_date
+        from research.sources import base
+
+        def run():
+            return base.fetch(name, _split_list(dataset) or None, _split_list(symbol) or None,
+                              start=parse_date(start, "--start"), end=parse_date(end, "--end"), interval=interval,
+                              data_dir=data_dir, base=base_url, extra=parse_assignments(param, "-p"), retries=retries)
+
+        _finish(_source_call(run))
+
+    fetch_app.command(name, help=prov.help_text())(command)
+
+
+def _register_provider_commands() -> None:
+    from research.sources.base import providers
+
+    for name, prov in providers().items():
+        _provider_command(name, prov)
+
+
+_register_provider_commands()

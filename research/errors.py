@@ -71,3 +71,19 @@ class HypothesisError(ResearchError, ValueError):
 
 class GridError(NotebookError, ValueError):
     """A batch grid file is unsafe or too large (alias bombs, paths outside the project, too many runs)."""
+
+
+class ProviderError(SourceError):
+    """A data provider answered with an error (names the provider, its code and message)."""
+
+
+class RateLimited(ProviderError):
+    """A provider's documented rate-limit answer; ``delay`` is its suggested wait in seconds, if any."""
+
+    def __init__(self, msg: str, delay: float | None = None):
+        super().__init__(msg)
+        self.delay = delay
+
+
+class MalformedPage(SourceError):
+    """A downloaded page is not shaped as the provider documents (truncated, not JSON, missing fields)."""

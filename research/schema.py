@@ -284,6 +284,29 @@ SENTIMENT = _register(Table(
 ))
 
 
+DVOL = _register(Table(
+    name="dvol",
+    doc="Deribit DVOL volatility index candles (30-day implied volatility of the currency's options).",
+    columns=(
+        _c("ts", UTC_TS, False, "UTC", "candle start"),
+        _c("currency", pl.String, False, "", "underlying currency, e.g. BTC, ETH"),
+        _INTERVAL,
+        _c("open", pl.Float64, False, "index points (annualised %)", "first value of the candle"),
+        _c("high", pl.Float64, False, "index points (annualised %)", "highest value"),
+        _c("low", pl.Float64, False, "index points (annualised %)", "lowest value"),
+        _c("close", pl.Float64, False, "index points (annualised %)", "last value"),
+        _SOURCE,
+    ),
+    key=("source", "currency", "interval", "ts"),
+    partition=("source", "currency", "interval"),
+    checks=(
+        ("interval", pl.col("interval").is_in(list(INTERVALS)), "must be a known interval"),
+        ("high", pl.col("high") >= pl.col("low"), "high must be >= low"),
+        ("low", pl.col("low") >= 0, "must be >= 0"),
+    ),
+))
+
+
 def get_table(name: str) -> Table:
     """Look a table up by name; the error lists the tables that exist."""
     try:

@@ -25,7 +25,13 @@ H = timedelta(hours=1)
 
 @lru_cache(maxsize=None)
 def market(seed: int = 7) -> SimulatedMarket:
-    return simulate(seed=seed)
+    # 180 days keeps the suite fast; the default 18-month span has its own test below
+    return simulate(seed=seed, days=180)
+
+
+def bn(df: pl.DataFrame) -> pl.DataFrame:
+    """The Binance rows: the market the model simulates (other venues are derived from it)."""
+    return df.filter(pl.col("venue") == "binance")
 
 
 def perp(m: SimulatedMarket) -> pl.DataFrame:
@@ -42,7 +48,7 @@ def close_at(m, ts) -> float:
 
 def oi_after(m, ts) -> float:
     """OI snapshot observed at the end of the bar that starts at ``ts``."""
-    return m.open_interest.filter(pl.col("ts") == ts + H)["oi_base"].item()
+    return bn(m.open_interest).filter(pl.col("ts") == ts + H)["oi_base"].item()
 
 
 def episodes(m, kind):
@@ -53,7 +59,7 @@ def episodes(m, kind):
 # determinism and schema
 # ------------------------------------------------------------------------------------------------
 def test_same_seed_gives_identical_frames_and_other_seed_differs():
-    a, b = market(7), simulate(seed=7)
+    a, b = market(7), simulate(seed=7, days=180)
     for name in (*TABLE_NAMES, "truth"):
         assert getattr(a, name).equals(getattr(b, name)), name
     assert a.params == b.params
@@ -78,11 +84,11 @@ def test_every_table_is_canonical_and_synthetic():
     assert set(m.funding["ts"].dt.hour().unique()) == {0, 8, 16}
     assert m.funding["interval_hours"].unique().to_list() == [8] and m.funding.height == 180 * 3
     # OI and positioning are observations at the bar's end
-    assert m.open_interest["ts"].min() == perp(m)["ts"].min() + H
-    assert m.open_interest["interval"].unique().to_list() == ["1h"]
-    assert (m.open_interest["oi_usd"] / m.open_interest["oi_base"]).is_between(1e4, 1e6).all()
-    assert m.positioning["ts"].equals(m.open_interest["ts"])
-    assert m.liquidations.height == n
+    assert bn(m.open_interest)["ts"].min() == perp(m)["ts"].min() + H
+    assert bn(m.open_interest)["interval"].unique().to_list() == ["1h"]
+    assert (bn(m.open_interest)["oi_usd"] / bn(m.open_interest)["oi_base"]).is_between(1e4, 1e6).all()
+    assert m.positioning["ts"].equals(bn(m.open_interest)["ts"])
+    assert bn(m.liquidations).height == n
     assert m.etf_flows["date"].dt.weekday().max() <= 5  # polars: Monday=1 .. Sunday=7
     assert m.etf_flows["product"].unique().to_list() == ["TOTAL"]
 
@@ -134,7 +140,7 @@ def test_truth_is_measured_on_the_series(seed):
         after = f.filter((pl.col("ts") > tr + H) & (pl.col("ts") <= tr + H + timedelta(hours=24)))["rate"]
         assert r["funding_before"] == pytest.approx(before.mean(), abs=1e-10)
         assert r["funding_after"] == pytest.approx(after.mean(), abs=1e-10)
-        liq = m.liquidations.filter(pl.col("ts").is_between(pk, tr + 6 * H))["long_usd"].sum()
+        liq = bn(m.liquidations).filter(pl.col("ts").is_between(pk, tr + 6 * H))["long_usd"].sum()
         assert r["long_liq_usd"] == pytest.approx(liq, rel=1e-9)
         # the peak is the highest close of the episode before the selloff
         window = perp(m).filter(pl.col("ts").is_between(r["start_ts"], pk))
@@ -144,7 +150,7 @@ def test_truth_is_measured_on_the_series(seed):
 @pytest.mark.parametrize("seed", SEEDS)
 def test_flushes_look_like_flushes(seed):
     m = market(seed)
-    liq = m.liquidations.sort("ts")
+    liq = bn(m.liquidations).sort("ts")
     for r in episodes(m, "flush"):
         pk, tr = r["peak_ts"], r["trough_ts"]
         assert -25.0 <= r["oi_change_pct"] <= -5.0, r
@@ -168,7 +174,7 @@ def test_exoduses_look_like_exoduses(seed):
     m = market(seed)
     p, s = perp(m), spot(m)
     share_all = (s["volume"] / p["volume"]).median()
-    liq = m.liquidations
+    liq = bn(m.liquidations)
 
     def burst(r):  # largest hourly long liquidation from the peak to 6 h after the trough
         return liq.filter(pl.col("ts").is_between(r["peak_ts"], r["trough_ts"] + 6 * H))["long_usd"].max()
@@ -235,7 +241,7 @@ def test_a_simple_classifier_recovers_the_planted_labels(seed):
     """Detect selloffs from price alone, then classify on OI change and funding reset."""
     m = market(seed)
     det = _detect(perp(m))
-    oi = m.open_interest.select((pl.col("ts") - H).alias("ts"), "oi_base")
+    oi = bn(m.open_interest).select((pl.col("ts") - H).alias("ts"), "oi_base")
     det = (det.join(oi.rename({"ts": "peak_ts", "oi_base": "oi_pk"}), on="peak_ts")
               .join(oi.rename({"ts": "trough_ts", "oi_base": "oi_tr"}), on="trough_ts"))
     # lowest funding settled in the 24 h after the trough (the reset, if any)
@@ -369,7 +375,7 @@ def test_open_interest_level_and_flush_drops_match_real():
     real_min_72h = 100 * (c[18:] / c[:-18] - 1).min()
     for seed in SEEDS:
         m = market(seed)
-        ratio = m.open_interest["oi_usd"].median() / oi["sum_open_interest_value"].median()
+        ratio = bn(m.open_interest)["oi_usd"].median() / oi["sum_open_interest_value"].median()
         assert 0.5 <= ratio <= 2.0, ratio
         drops = [r["oi_change_pct"] for r in episodes(m, "flush")]
         assert all(-25 <= d <= -5 for d in drops), drops
@@ -383,7 +389,7 @@ def test_liquidations_match_coinglass_binance():
     real_top = np.median(np.sort(real["long_usd"].to_numpy())[-10:])
     for seed in SEEDS:
         m = market(seed)
-        l4 = (m.liquidations.sort("ts").group_by_dynamic("ts", every="4h")
+        l4 = (bn(m.liquidations).sort("ts").group_by_dynamic("ts", every="4h")
               .agg(pl.col("long_usd").sum()))
         ratio = l4["long_usd"].median() / real["long_usd"].median()
         assert 1 / 3 <= ratio <= 3, ratio
@@ -413,3 +419,59 @@ def test_positioning_sentiment_and_etf_flows_match_real():
     sim_etf = m.etf_flows["flow_usd"].to_numpy()
     for q in (5, 95):
         assert 0.5 <= _pct(sim_etf, q) / _pct(etf, q) <= 2.0, q
+
+
+# ------------------------------------------------------------------------------------------------
+# Default span and venues
+# ------------------------------------------------------------------------------------------------
+def test_default_span_is_18_months_ending_on_a_fixed_date():
+    import research.simulate as sim
+
+    m = simulate(seed=7)
+    p = perp(m)
+    assert p["ts"].min().isoformat() == "2024-10-01T00:00:00+00:00"
+    assert p["ts"].max().isoformat() == "2026-03-31T23:00:00+00:00"
+    assert m.params["days"] == sim.DEFAULT_DAYS == 547
+    assert m.truth.height == 24  # 4 of each kind per 180 days
+    oct_mar = m.truth.filter(pl.col("peak_ts").dt.date().is_between(pl.date(2025, 10, 1), pl.date(2026, 3, 31)))
+    assert oct_mar.height >= 4 and set(oct_mar["kind"]) == {"flush", "exodus"}
+    assert not hasattr(sim, "KINDS")
+    # days= alone keeps working and still ends on the fixed date
+    short = simulate(seed=7, days=40, n_flush=1, n_exodus=1)
+    assert perp(short)["ts"].max().isoformat() == "2026-03-31T23:00:00+00:00"
+
+
+def test_venues_and_realistic_shares():
+    m = market(7)
+    assert sorted(m.liquidations["venue"].unique()) == ["binance", "bybit", "hyperliquid", "okx"]
+    assert sorted(m.open_interest["venue"].unique()) == ["binance", "bybit", "hyperliquid", "okx"]
+    oi = m.open_interest.group_by("venue").agg(pl.col("oi_usd").mean())
+    share = dict(zip(oi["venue"], oi["oi_usd"] / oi["oi_usd"].sum()))
+    # typical 2025 BTC perp OI shares among these four venues, +-0.08
+    for v, s in {"binance": 0.37, "bybit": 0.25, "okx": 0.17, "hyperliquid": 0.21}.items():
+        assert abs(share[v] - s) < 0.08, (v, share[v])
+    vt = m.venue_truth
+    assert vt.height == 4 * m.truth.height
+    sums = vt.group_by("episode_id").agg(pl.col("long_liq_share").sum())["long_liq_share"]
+    assert ((sums - 1).abs() < 1e-9).all()
+    # shares differ between selloffs (the venue-share analysis has something to find)
+    assert vt.filter(pl.col("venue") == "hyperliquid")["long_liq_share"].std() > 0.03
+
+
+def test_binance_rows_do_not_depend_on_the_other_venues():
+    from research.simulate import _venues
+
+    m = market(7)
+    b = bn(m.liquidations).sort("ts")
+    t = m.truth.row(0, named=True)
+    w = b.filter(pl.col("ts").is_between(t["peak_ts"], t["trough_ts"] + 6 * H))["long_usd"].sum()
+    assert w == pytest.approx(t["long_liq_usd"], rel=1e-12)
+    assert set(_venues.VENUES) == {"bybit", "okx", "hyperliquid"}
+
+
+def test_write_sample_writes_venue_truth(tmp_path):
+    from research.simulate import read_venue_truth
+
+    m = write_sample(tmp_path, seed=3, days=40, n_flush=1, n_exodus=1)
+    assert read_venue_truth(tmp_path).equals(m.venue_truth)
+    assert sorted(lake.read("open_interest", tmp_path)["venue"].unique()) == ["binance", "bybit", "hyperliquid", "okx"]

@@ -350,8 +350,12 @@ class Downloader:
             return hint
         return min(self.backoff * (2 ** attempt), self.max_backoff)
 
+    #: Body sent with every request (makes it a POST), e.g. a JSON query for an RPC-style API such
+    #: as Hyperliquid's ``/info``; None (the default) sends GETs.
+    request_body: bytes | None = None
+
     def _open(self, url: str, headers: dict):
-        req = urllib.request.Request(url, headers={**self.headers, **headers})
+        req = urllib.request.Request(url, data=self.request_body, headers={**self.headers, **headers})
         try:
             return urllib.request.urlopen(req, timeout=self.timeout)
         except urllib.error.HTTPError as e:
