@@ -39,3 +39,19 @@ class EventStudyError(ResearchError, ValueError):
 
 class NotebookError(ResearchError):
     """A notebook run failed or its parameters do not match its parameters cell."""
+
+
+class LimitError(SourceError):
+    """A download or archive member exceeds a size, line-length, row or time cap (the message names the override)."""
+
+
+class RedirectRefused(SourceError):
+    """A redirect would have carried credentials to another origin or downgraded https to http."""
+
+
+class ArchiveContentError(SourceError):
+    """An archive file's rows contradict what the file claims to be (header, period, invariants, duplicates)."""
+
+
+class LockTimeout(SourceError):
+    """Another process held a per-file download lock for longer than we were willing to wait."""
