@@ -284,6 +284,17 @@ class Downloader:
             return "failed", None, {"error": self.redact(str(e)), "attempts": self.retries + 1}
         return "ok", body, {"attempts": attempts, "last_modified": hdrs.get("Last-Modified"), "etag": hdrs.get("ETag")}
 
+    def probe(self, url: str) -> str:
+        """Whether ``url`` exists: ``ok``, ``missing`` (404/410) or ``failed``; reads at most a few bytes."""
+        try:
+            resp = self._open(url, {"Range": "bytes=0-0"}, time.monotonic() + min(self.limits.deadline, 60.0))
+        except _Missing:
+            return "missing"
+        except (_Fatal, _Retryable, _RangeIgnored):
+            return "failed"
+        resp.close()
+        return "ok"
+
     # -- files
     def download(self, url: str, dest: Path, *, expected_sha256: str | Callable[[], str] | None = None,
                  checksum_retries: int = 1, validate: Callable[[Path], None] | None = None) -> FetchResult:
