@@ -27,17 +27,22 @@ SECRET_PARAMS = re.compile(
 # headers that carry no credential and may follow a redirect anywhere
 SAFE_HEADERS = {"user-agent", "accept", "accept-encoding", "accept-language", "range", "if-range",
                 "if-none-match", "if-modified-since", "connection", "host"}
+_URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
 _CRED_HEADERS = {"authorization", "proxy-authorization", "cookie"}
 
 
-def redact(url: str, secrets: Iterable[str] = ()) -> str:
-    """``url`` with secret query values and every known secret string replaced by ``***``."""
+def _redact_url(url: str) -> str:
     parts = urllib.parse.urlsplit(url)
     if parts.query:
         q = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
         q = [(k, "***" if SECRET_PARAMS.match(k) else v) for k, v in q]
         parts = parts._replace(query=urllib.parse.urlencode(q, safe=",:"))
-    out = urllib.parse.urlunsplit(parts)
+    return urllib.parse.urlunsplit(parts)
+
+
+def redact(url: str, secrets: Iterable[str] = ()) -> str:
+    """``url`` (or a message holding URLs) with secret query values and known secrets replaced by ``***``."""
+    out = _URL.sub(lambda m: _redact_url(m.group(0)), url) if "://" in url else url
     for s in secrets:
         if s:
             out = out.replace(s, "***")
