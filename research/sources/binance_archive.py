@@ -81,9 +81,9 @@ def _read_bounded(zf: zipfile.ZipFile, info: zipfile.ZipInfo, lim: Limits, what:
                 if longest > lim.max_line_bytes:
                     raise lim.exceeded(f"{what}: a line near line {lines:,}", "max_line_bytes", f"{longest:,}")
             if run > lim.max_line_bytes:
-                raise lim.exceeded(f"{what}: line {lines + 1:,}", "max_line_bytes", f"more than {run:,}")
+                raise lim.exceeded(f"{what}: line {lines + 1:,}", "max_line_bytes", f"at least {run:,}")
             if lines > lim.max_rows:
-                raise lim.exceeded(f"{what}", "max_rows", f"more than {lines:,}", unit="lines")
+                raise lim.exceeded(f"{what}", "max_rows", f"at least {lines:,}", unit="lines")
             buf += chunk
     return bytes(buf)
 

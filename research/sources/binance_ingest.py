@@ -102,14 +102,15 @@ def _refuse(task: FileTask, path: Path, err: Exception | str, data_dir, summary:
     """Record a file whose content is refused; its zip goes to quarantine so a re-run fetches it anew."""
     msg = str(err)
     rec = {"path": task.raw_rel, "event": "ingest", "ingest": "failed", "error": msg}
-    if isinstance(err, (ArchiveContentError, LimitError)) or isinstance(err, str):
+    if isinstance(err, (ArchiveContentError, LimitError, str)):
         ddir = paths.data_dir(data_dir)
         q = ddir / "quarantine" / task.raw_rel
         if path.exists():
             q.parent.mkdir(parents=True, exist_ok=True)
             os.replace(path, q)
             rec.update(ingest="rejected", quarantined=q.relative_to(ddir).as_posix())
-        summary.rejected += 1
+        if not isinstance(err, LimitError):  # over a cap: the message names the override instead
+            summary.rejected += 1
     summary.ingest_errors.append((task.raw_rel, msg))
     records.append(rec)
 
