@@ -1,26 +1,18 @@
 """Verified, resumable, bounded HTTP downloads (standard library only).
 
-Every download
+Every download streams into ``<data_dir>/.partial/<path>.part`` under a per-file lock
+(:mod:`.locks`: concurrent fetches of one file wait, never race); resumes a kept ``.part`` with
+``Range``/``If-Range``; retries with backoff on 5xx, 429 (``Retry-After``), dropped connections,
+short bodies and a blown per-attempt deadline (404/410 = ``missing``); obeys
+:class:`.limits.Limits` (size cap by ``Content-Length`` and by count, a deadline from connect to
+last byte that cuts off a trickling server); follows redirects only through
+:class:`.redirects.RedirectGuard` (an API key never reaches another origin or plain http); is
+checked against an expected sha256 (a persistent mismatch is quarantined, ``corrupt``) and by the
+caller's ``validate(path)`` *before* it replaces the previous file (a 200-OK error document
+never overwrites a good one); and is moved into place with :func:`os.replace` only then.
 
-* streams into ``<data_dir>/.partial/<path>.part`` (never into ``raw/``), under a per-file lock
-  (:mod:`research.sources.locks`) so concurrent fetches of one file wait instead of racing;
-* resumes a kept ``.part`` with an HTTP ``Range`` request (``If-Range`` on the ETag or
-  Last-Modified), restarting from zero when the server ignores the range;
-* retries with exponential backoff on 5xx, 429 (honouring ``Retry-After``), dropped
-  connections, short bodies and a blown per-attempt deadline; a 404/410 is ``missing``;
-* obeys :class:`research.sources.limits.Limits`: a size cap (``Content-Length`` and a running
-  count) and a deadline per attempt (connect to last byte) that cuts off a trickling server;
-* follows redirects only through :class:`research.sources.redirects.RedirectGuard`, so an API
-  key never reaches another origin or plain http;
-* when a sha256 is expected, is checked against it; a mismatch is downloaded once more from
-  scratch and, if it still does not match, moved to ``<data_dir>/quarantine/`` (``corrupt``);
-* is checked by the caller's ``validate(path)`` *before* it is moved into place, so an invalid
-  body (a 200-OK error document) never replaces the previous good file;
-* is moved into place with :func:`os.replace` only once complete and verified.
-
-The manifest lives in :mod:`research.sources.manifest`, the results in
-:mod:`research.sources.results`, the lake ingest of one file in :mod:`research.sources.ingest`;
-they are re-exported here for older imports.
+The manifest (:mod:`.manifest`), results (:mod:`.results`), progress sinks (:mod:`.progress`)
+and the one-file lake ingest (:mod:`.ingest`) are re-exported here for older imports.
 """
 from __future__ import annotations
 

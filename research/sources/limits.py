@@ -79,7 +79,8 @@ class Limits:
         for f in fields(self):
             v = getattr(self, f.name)
             if not isinstance(v, (int, float)) or v <= 0:
-                raise LimitError(f"limit {f.name} must be a positive number, not {v!r}")
+                name = "--timeout (deadline)" if f.name == "deadline" else f.name
+                raise LimitError(f"limit {name} must be a positive number, not {v!r}")
 
     def exceeded(self, what: str, name: str, value: int | str, unit: str = "bytes") -> LimitError:
         """The error for ``what`` exceeding cap ``name``, naming the override."""

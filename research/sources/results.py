@@ -84,7 +84,8 @@ class FetchSummary:
                  f"missing {len(self.missing)}, corrupt {len(self.corrupt)}, failed {len(self.failed) + len(self.ingest_errors)}"]
         for t in sorted(self.rows_in):
             lines.append(f"  {t}: {self.rows_in[t]:,} rows read, {self.rows_added.get(t, 0):,} new in the lake")
-        for label, items in (("MISSING", self.missing), ("CORRUPT", self.corrupt), ("FAILED", self.failed)):
+        lines += _grouped("MISSING", self.missing)
+        for label, items in (("CORRUPT", self.corrupt), ("FAILED", self.failed)):
             for r in items:
                 lines.append(f"  {label} {r.url}: {r.error}")
         for p, e in self.ingest_errors:
@@ -107,7 +108,26 @@ class FetchSummary:
         return "\n".join(lines)
 
     def to_frame(self) -> pl.DataFrame:
-        """One row per missing, corrupt or failed download."""
+        """One row per missing, corrupt or failed download (every file, never grouped)."""
+        return self._frame()
+
+    def _frame(self) -> pl.DataFrame:
         rows = [{"status": r.status, "url": r.url, "path": r.path, "error": r.error}
                 for r in (*self.missing, *self.corrupt, *self.failed)]
         return pl.DataFrame(rows, schema={"status": pl.String, "url": pl.String, "path": pl.String, "error": pl.String})
+
+
+def _grouped(label: str, items: list[FetchResult]) -> list[str]:
+    """One line per result, or one line per folder and error when a folder has more than 3."""
+    groups: dict[tuple[str, str | None], list[FetchResult]] = {}
+    for r in items:
+        groups.setdefault((r.url.rsplit("/", 1)[0], r.error), []).append(r)
+    out = []
+    for (folder, error), rs in groups.items():
+        rs = sorted(rs, key=lambda r: r.url)
+        if len(rs) > 3:
+            out.append(f"  {label} {len(rs)} files in {folder}/ ({rs[0].url.rsplit('/', 1)[1]} .. "
+                       f"{rs[-1].url.rsplit('/', 1)[1]}): {error}")
+        else:
+            out += [f"  {label} {r.url}: {r.error}" for r in rs]
+    return out

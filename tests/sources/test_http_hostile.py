@@ -240,3 +240,13 @@ def test_corrupt_manifest_lines_are_skipped_with_a_warning_naming_the_line(data_
     assert [w.split("line ")[1].split(" ")[0] for w in m2.warnings] == ["2", "3", "4", "5", "6"]
     m2.append({"path": "raw/c.zip", "status": "ok"})  # starts a fresh line after the torn one
     assert set(Manifest(data_dir).load()) == {"raw/a.zip", "raw/c.zip"}
+
+
+def test_missing_daily_files_are_one_line_per_folder_not_31():
+    from research.sources.results import FetchResult, FetchSummary
+
+    s = FetchSummary(missing=[FetchResult(f"http://h/d/X-{i:02d}.zip", f"p{i}", "missing", error="HTTP 404")
+                              for i in range(31, 0, -1)])
+    lines = [line for line in s.summary().splitlines() if "MISSING" in line]
+    assert lines == ["  MISSING 31 files in http://h/d/ (X-01.zip .. X-31.zip): HTTP 404"]
+    assert s.to_frame().height == 31 and s.exit_code == 2
