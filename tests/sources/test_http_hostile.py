@@ -250,3 +250,18 @@ def test_missing_daily_files_are_one_line_per_folder_not_31():
     lines = [line for line in s.summary().splitlines() if "MISSING" in line]
     assert lines == ["  MISSING 31 files in http://h/d/ (X-01.zip .. X-31.zip): HTTP 404"]
     assert s.to_frame().height == 31 and s.exit_code == 2
+
+
+def test_feargreed_error_body_is_not_stored_as_raw_and_rerun_heals(tmp_path, serve, data_dir):
+    from research.sources import feargreed
+
+    srv = serve(tmp_path)
+    srv.json_routes["/fng/"] = b'{"data": [], "metadata": {"error": "rate limited"}}'
+    s = feargreed.fetch(data_dir=data_dir, base=srv.url, backoff=0.001)
+    assert s.exit_code == 1 and "rate limited" in s.summary()
+    raw = data_dir / "raw" / "alternative_me"
+    assert not raw.exists() or not list(raw.rglob("*.json"))  # the error document went to quarantine
+    srv.json_routes["/fng/"] = json.dumps({"data": [{"value": "47", "value_classification": "Neutral",
+                                                     "timestamp": "1760054400"}], "metadata": {"error": None}}).encode()
+    assert feargreed.fetch(data_dir=data_dir, base=srv.url, backoff=0.001).exit_code == 0
+    assert lake.read("sentiment", data_dir).height == 1 and len(list(raw.rglob("*.json"))) == 1
