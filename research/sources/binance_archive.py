@@ -75,7 +75,9 @@ def _read_bounded(zf: zipfile.ZipFile, info: zipfile.ZipInfo, lim: Limits, what:
             if first < 0:
                 run += len(chunk)
             else:
-                longest = max(run + first, max(map(len, chunk[first + 1:].split(b"\n"))))
+                # a line inside the chunk cannot be longer than the chunk: small members skip the split
+                inner = max(map(len, chunk[first + 1:].split(b"\n"))) if len(chunk) > lim.max_line_bytes else 0
+                longest = max(run + first, inner)
                 run = len(chunk) - chunk.rfind(b"\n") - 1
                 lines += chunk.count(b"\n")
                 if longest > lim.max_line_bytes:

@@ -32,15 +32,24 @@ __all__ = ["ingest_batch", "parse_group"]
 _FAST = {"fundingRate": (FUNDING_SCHEMA, "funding"), **{d: (KLINE_SCHEMA, "bars") for d in ("klines", *KLINE_MARKET)}}
 
 
-def _body(data: bytes, schema: dict, origin: str) -> tuple[bytes, int] | None:
-    """(data rows with a final newline, first data line number), or None when odd (blank lines)."""
+def _body(data: bytes, schema: dict, origin: str) -> tuple[bytes | memoryview, int, int] | None:
+    """(data rows ending in a newline, their count, first data line number), or None when odd.
+
+    Returns a view into ``data`` where possible (no copy); None for blank lines inside the body,
+    which would break the per-file row counts (the caller then parses file by file).
+    """
     _, has_header, off = split_header(data, (schema,), origin)
-    body = data[off:].rstrip(b"\r\n")
-    if not body:
-        return b"", 1 + has_header
-    if b"\n\n" in body or b"\n\r\n" in body:
-        return None  # blank lines would break the per-file row counts: use the per-file path
-    return body + b"\n", 1 + has_header
+    end = len(data)
+    while end > off and data[end - 1] in b"\r\n":  # trailing newlines only: bounded by their number
+        end -= 1
+    if end <= off:
+        return b"", 0, 1 + has_header
+    if data.find(b"\n\n", off, end) >= 0 or data.find(b"\n\r\n", off, end) >= 0:
+        return None
+    n = data.count(b"\n", off, end) + 1
+    if end < len(data) and data[end] == 10:  # ends with "\n" (not "\r\n"): a view, no copy
+        return memoryview(data)[off:end + 1], n, 1 + has_header
+    return data[off:end] + b"\n", n, 1 + has_header
 
 
 def parse_group(items: list[tuple[FileTask, bytes]], warnings: list[str]) -> tuple[dict[str, pl.DataFrame], dict[int, str]] | None:
@@ -55,12 +64,12 @@ def parse_group(items: list[tuple[FileTask, bytes]], warnings: list[str]) -> tup
         try:
             b = _body(data, schema, task.name)
         except ArchiveContentError as e:
-            errors[i], b = str(e), (b"", 1)
+            errors[i], b = str(e), (b"", 0, 1)
         if b is None:
             return None
         bodies.append(b[0])
-        firsts.append(b[1])
-        counts.append(b[0].count(b"\n"))
+        counts.append(b[1])
+        firsts.append(b[2])
     try:
         df = pl.read_csv(io.BytesIO(b"".join(bodies)), has_header=False, schema=schema)
     except Exception:

@@ -271,3 +271,17 @@ def test_nine_concurrent_fetches_of_the_same_files(tmp_path, serve, data_dir):
     assert not any('"failed"' in line for line in lines)
     assert lake.read("bars", data_dir).height == 72
     assert not list((data_dir / ".partial").rglob("*.part"))
+
+
+def test_batch_parse_accepts_crlf_and_a_missing_final_newline(tmp_path, serve, data_dir):
+    days = [FileTask("klines", "um", "BTCUSDT", "daily", f"2025-04-0{i}", "1h") for i in (1, 2, 3)]
+    texts = [good_text(), good_text(), good_text()]
+    for i, t in enumerate(days):
+        text = KLINE_HEADER + kline_rows(datetime.fromisoformat(t.period).replace(tzinfo=UTC), 24, timedelta(hours=1))
+        texts[i] = [text.replace("\n", "\r\n"), text.rstrip("\n"), text + "\n"][i]
+        put(tmp_path, t, texts[i])
+    s = binance.fetch(["BTCUSDT"], ["klines"], interval="1h", start=date(2025, 4, 1), end=date(2025, 4, 3),
+                      data_dir=data_dir, base=serve(tmp_path).url, progress=False, backoff=0.001)
+    assert s.exit_code == 0, s.summary()
+    bars = lake.read("bars", data_dir)
+    assert bars.height == 72 and bars["close"].null_count() == 0 and bars["trades"].min() == 7
