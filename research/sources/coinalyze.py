@@ -39,7 +39,8 @@ import polars as pl
 from research import lake, paths
 from research.errors import SourceError
 from research.schema import INTERVALS
-from research.sources.http import Downloader, FetchSummary, Manifest
+from research.sources.http import Downloader, FetchSummary
+from research.sources.manifest import Manifest
 
 DEFAULT_BASE_URL = "https://api.coinalyze.net/v1"
 BASE_URL_ENV = "RESEARCH_COINALYZE_BASE_URL"
