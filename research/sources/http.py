@@ -165,13 +165,13 @@ class Downloader:
             return str(p)
 
     def partial_path(self, dest: Path) -> Path:
-        return self.data_dir / ".partial" / (self.rel(dest) + ".part")
+        return self.data_dir / ".partial" / (self.rel(dest).lstrip("/") + ".part")
 
     def quarantine_path(self, dest: Path) -> Path:
-        return self.data_dir / "quarantine" / self.rel(dest)
+        return self.data_dir / "quarantine" / self.rel(dest).lstrip("/")
 
     def lock_path(self, dest: Path) -> Path:
-        return self.data_dir / ".locks" / (self.rel(dest) + ".lock")
+        return self.data_dir / ".locks" / (self.rel(dest).lstrip("/") + ".lock")
 
     def _delay(self, attempt: int, hint: float | None) -> float:
         if hint is not None:
