@@ -265,3 +265,20 @@ def test_feargreed_error_body_is_not_stored_as_raw_and_rerun_heals(tmp_path, ser
                                                      "timestamp": "1760054400"}], "metadata": {"error": None}}).encode()
     assert feargreed.fetch(data_dir=data_dir, base=srv.url, backoff=0.001).exit_code == 0
     assert lake.read("sentiment", data_dir).height == 1 and len(list(raw.rglob("*.json"))) == 1
+
+
+@pytest.mark.slow
+def test_cli_timeout_cuts_off_a_trickling_server_with_a_one_line_reason(data_dir):
+    from typer.testing import CliRunner
+
+    from research.cli import app
+
+    slow = _Trickle(n=400, gap=0.05)
+    try:
+        r = CliRunner().invoke(app, ["fetch", "feargreed", "--base-url", slow.url.rstrip("/"), "--timeout", "0.4",
+                                     "--data-dir", str(data_dir)])
+    finally:
+        slow.close()
+    assert r.exit_code == 1, r.output
+    assert "deadline of 0.4 s" in r.output and "Traceback" not in r.output
+    assert lake.read("sentiment", data_dir).height == 0
