@@ -193,6 +193,7 @@ def fetch_binance(
     refresh: bool = typer.Option(False, "--refresh", help="Re-download files already verified (the archive sometimes replaces files)."),
     retries: int = typer.Option(4, help="Retries per file on 5xx/429/dropped connections."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="Seconds one attempt at one file may take, connect to last byte (a stalled or trickling server is cut off, then retried) [600]."),
     data_dir: Optional[Path] = DataDir,
 ) -> None:
     """Binance public archive: download, verify each zip against its .CHECKSUM, ingest into the lake.
@@ -208,7 +209,7 @@ def fetch_binance(
     summary = _source_call(binance.fetch, _split_list(symbol) or ["BTCUSDT"], _split_list(dataset) or ["fundingRate", "klines"],
                            start=s, end=e, market=market, interval=interval, granularity=granularity, data_dir=data_dir,
                            base=base_url, workers=workers, dry_run=dry_run, refresh=refresh, retries=retries,
-                           progress=not quiet)
+                           progress=not quiet, deadline=timeout)
     if dry_run:
         for u in summary.urls:
             typer.echo(u)
@@ -222,23 +223,25 @@ def fetch_binance(
 @fetch_app.command("feargreed")
 def fetch_feargreed(
     base_url: Optional[str] = typer.Option(None, "--base-url", envvar="RESEARCH_FEARGREED_BASE_URL", help="API base [https://api.alternative.me]."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="Seconds one attempt at one file may take, connect to last byte (a stalled or trickling server is cut off, then retried) [600]."),
     data_dir: Optional[Path] = DataDir,
 ) -> None:
     """Crypto Fear & Greed index (alternative.me, whole history) -> table sentiment."""
     from research.sources import feargreed
 
-    _finish(_source_call(feargreed.fetch, data_dir=data_dir, base=base_url))
+    _finish(_source_call(feargreed.fetch, data_dir=data_dir, base=base_url, deadline=timeout))
 
 
 @fetch_app.command("etf")
 def fetch_etf(
     url: Optional[str] = typer.Option(None, "--url", envvar="RESEARCH_ETF_URL", help="Farside-style flow table (HTML or CSV)."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="Seconds one attempt at one file may take, connect to last byte (a stalled or trickling server is cut off, then retried) [600]."),
     data_dir: Optional[Path] = DataDir,
 ) -> None:
     """Spot Bitcoin ETF daily net flows from a Farside-style table -> table etf_flows."""
     from research.sources import etf
 
-    _finish(_source_call(etf.fetch, url=url, data_dir=data_dir))
+    _finish(_source_call(etf.fetch, url=url, data_dir=data_dir, deadline=timeout))
 
 
 @fetch_app.command("coinalyze")
@@ -249,6 +252,7 @@ def fetch_coinalyze(
     kind: Optional[list[str]] = typer.Option(None, "--kind", "-k", help="liquidations, open_interest, funding, long_short [liquidations,open_interest]."),
     interval: str = typer.Option("daily", help="1min 5min 15min 30min 1hour 2hour 4hour 6hour 12hour daily (intraday keeps ~1500-2000 points)."),
     base_url: Optional[str] = typer.Option(None, "--base-url", envvar="RESEARCH_COINALYZE_BASE_URL", help="API base [https://api.coinalyze.net/v1]."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="Seconds one attempt at one file may take, connect to last byte (a stalled or trickling server is cut off, then retried) [600]."),
     data_dir: Optional[Path] = DataDir,
 ) -> None:
     """Coinalyze history (needs COINALYZE_API_KEY in the environment): liquidations after 2024-03-31, OI, funding, L/S."""
@@ -257,7 +261,7 @@ def fetch_coinalyze(
     _finish(_source_call(coinalyze.fetch, _split_list(symbol) or ["BTCUSDT_PERP.A"],
                          _split_list(kind) or ["liquidations", "open_interest"],
                          start=binance.parse_date(start, "--start"), end=binance.parse_date(end, "--end"),
-                         interval=interval, data_dir=data_dir, base=base_url))
+                         interval=interval, data_dir=data_dir, base=base_url, deadline=timeout))
 
 
 def _kv(pairs: list[str] | None, what: str) -> dict[str, str]:

@@ -87,3 +87,19 @@ class RateLimited(ProviderError):
 
 class MalformedPage(SourceError):
     """A downloaded page is not shaped as the provider documents (truncated, not JSON, missing fields)."""
+
+
+class LimitError(SourceError):
+    """A download or archive member exceeds a size, line-length, row or time cap (the message names the override)."""
+
+
+class RedirectRefused(SourceError):
+    """A redirect would have carried credentials to another origin or downgraded https to http."""
+
+
+class ArchiveContentError(SourceError):
+    """An archive file's rows contradict what the file claims to be (header, period, invariants, duplicates)."""
+
+
+class LockTimeout(SourceError):
+    """Another process held a per-file download lock for longer than we were willing to wait."""

@@ -1,7 +1,13 @@
 """Data sources: one module per provider, all writing canonical tables through :mod:`research.lake`.
 
-* :mod:`research.sources.http` - verified, resumable downloader and the download manifest.
-* :mod:`research.sources.binance` - data.binance.vision archive (futures USD-M and spot).
+* :mod:`research.sources.http` - verified, resumable, bounded downloader (``Downloader``), with
+  :mod:`~research.sources.redirects` (credentials never leave their origin),
+  :mod:`~research.sources.limits` (size/line/row/time caps), :mod:`~research.sources.locks`
+  (per-file locks), :mod:`~research.sources.manifest` (download manifest),
+  :mod:`~research.sources.results` (``FetchResult``/``FetchSummary``) and
+  :mod:`~research.sources.ingest` (download one file into a lake table).
+* :mod:`research.sources.binance` - data.binance.vision archive (futures USD-M and spot), split
+  into ``binance_layout``, ``binance_archive``, ``binance_checks``, ``binance_parse``, ``binance_ingest``.
 * :mod:`research.sources.feargreed` - alternative.me Crypto Fear & Greed index.
 * :mod:`research.sources.etf` - spot Bitcoin ETF daily flows from a Farside-style table.
 * :mod:`research.sources.coinalyze` - Coinalyze API (liquidations after 2024-03-31, OI, funding, L/S).

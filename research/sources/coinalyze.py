@@ -39,7 +39,8 @@ import polars as pl
 from research import lake, paths
 from research.errors import SourceError
 from research.schema import INTERVALS
-from research.sources.http import Downloader, FetchSummary, Manifest
+from research.sources.http import Downloader, FetchSummary
+from research.sources.manifest import Manifest
 
 DEFAULT_BASE_URL = "https://api.coinalyze.net/v1"
 BASE_URL_ENV = "RESEARCH_COINALYZE_BASE_URL"
@@ -127,7 +128,8 @@ def _unix(d: date, end: bool = False) -> int:
 
 def fetch(symbols: list[str], kinds: list[str], *, start: date, end: date, interval: str = "daily",
           data_dir=None, base: str | None = None, api_key: str | None = None, funding_interval_hours: int = 8,
-          retries: int = 4, backoff: float = 1.0, timeout: float = 30.0) -> FetchSummary:
+          retries: int = 4, backoff: float = 1.0, timeout: float = 30.0,
+          deadline: float | None = None) -> FetchSummary:
     """Fetch Coinalyze history for up to 20 symbols per call and write the canonical tables.
 
     Parameters
@@ -137,7 +139,10 @@ def fetch(symbols: list[str], kinds: list[str], *, start: date, end: date, inter
     kinds : list of str
         Any of ``liquidations``, ``open_interest``, ``funding``, ``long_short``.
     api_key : str, optional
-        Defaults to ``$COINALYZE_API_KEY``; never written anywhere.
+        Defaults to ``$COINALYZE_API_KEY``; never written anywhere, never sent to another origin
+        (a redirect off the API's origin is refused).
+    deadline : float, optional
+        Seconds one attempt at one request may take (``--timeout``).
     """
     key = api_key or os.environ.get(KEY_ENV)
     if not key:
@@ -154,7 +159,8 @@ def fetch(symbols: list[str], kinds: list[str], *, start: date, end: date, inter
         raise SourceError(f"unknown kind(s) {bad}; use {', '.join(ENDPOINTS)}")
     ddir = paths.data_dir(data_dir)
     b = (base or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL).rstrip("/")
-    dl = Downloader(ddir, retries=retries, backoff=backoff, timeout=timeout, headers={"api_key": key}, secrets=[key])
+    dl = Downloader(ddir, retries=retries, backoff=backoff, timeout=timeout, headers={"api_key": key}, secrets=[key],
+                    deadline=deadline, redirects="same-origin")
     manifest = Manifest(ddir)
     summary = FetchSummary(planned=len(kinds))
     frm, to = _unix(start), _unix(end, end=True)
@@ -166,7 +172,17 @@ def fetch(symbols: list[str], kinds: list[str], *, start: date, end: date, inter
         url = f"{b}/{endpoint}?{urllib.parse.urlencode(q, safe=',')}"
         name = f"{'_'.join(s.replace('.', '-') for s in symbols)}-{interval}-{start}-{end}.json"
         dest = ddir / "raw" / "coinalyze" / endpoint / name
-        res = dl.download(url, dest)
+        def check(path, kind=kind, endpoint=endpoint):
+            # a 200-OK error document must not replace the previous good answer
+            try:
+                parse(kind, path.read_bytes(), interval, origin=f"{endpoint} answer",
+                      funding_interval_hours=funding_interval_hours)
+            except SourceError:
+                raise
+            except ValueError as e:  # not JSON
+                raise SourceError(f"{endpoint} answer is not JSON ({str(e)[:200]})") from None
+
+        res = dl.download(url, dest, validate=check)
         manifest.append({**res.record(), "source": SOURCE, "event": "download", "ingest": "pending" if res.ok else None})
         if not res.ok:
             if "401" in (res.error or "") or "403" in (res.error or ""):

@@ -24,7 +24,8 @@ import polars as pl
 
 from research import paths
 from research.errors import ImportMappingError
-from research.sources.http import Downloader, FetchSummary, fetch_file
+from research.sources.http import Downloader, FetchSummary
+from research.sources.ingest import fetch_file
 
 DEFAULT_URL = "https://farside.co.uk/bitcoin-etf-flow-all-data/"
 URL_ENV = "RESEARCH_ETF_URL"
@@ -155,7 +156,7 @@ def read_table(path: str | Path, *, source: str = SOURCE) -> pl.DataFrame:
 
 
 def fetch(*, url: str | None = None, data_dir=None, retries: int = 4, backoff: float = 0.5,
-          timeout: float = 30.0) -> FetchSummary:
+          timeout: float = 30.0, deadline: float | None = None) -> FetchSummary:
     """Download the flow table page, keep it under ``raw/farside/``, write ``etf_flows``.
 
     farside.co.uk sits behind bot protection and may answer 403 to scripts; then save the page
@@ -166,7 +167,7 @@ def fetch(*, url: str | None = None, data_dir=None, retries: int = 4, backoff: f
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     suffix = ".csv" if u.lower().split("?")[0].endswith(".csv") else ".html"
     dest = ddir / "raw" / "farside" / f"btc-etf-flows-{stamp}{suffix}"
-    dl = Downloader(ddir, retries=retries, backoff=backoff, timeout=timeout)
+    dl = Downloader(ddir, retries=retries, backoff=backoff, timeout=timeout, deadline=deadline)
     hint = ("if the site blocked the script (403), save the table page from a browser and use "
             "`research import etf_flows FILE --preset farside_etf_flows`")
     return fetch_file(dl, u, dest, table="etf_flows", parse=read_table, source=SOURCE, failure_hint=hint)

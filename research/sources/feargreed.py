@@ -21,7 +21,8 @@ import polars as pl
 
 from research import paths
 from research.errors import SourceError
-from research.sources.http import Downloader, FetchSummary, fetch_file
+from research.sources.http import Downloader, FetchSummary
+from research.sources.ingest import fetch_file
 
 DEFAULT_BASE_URL = "https://api.alternative.me"
 BASE_URL_ENV = "RESEARCH_FEARGREED_BASE_URL"
@@ -66,13 +67,13 @@ def parse(payload: bytes | str | dict, origin: str = "fng response") -> pl.DataF
 
 
 def fetch(*, data_dir=None, base: str | None = None, limit: int = 0, retries: int = 4, backoff: float = 0.5,
-          timeout: float = 30.0) -> FetchSummary:
+          timeout: float = 30.0, deadline: float | None = None) -> FetchSummary:
     """Download the whole history (``limit=0``), keep the raw JSON, write ``sentiment``."""
     ddir = paths.data_dir(data_dir)
     b = (base or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL).rstrip("/")
     url = f"{b}/fng/?limit={int(limit)}&format=json"
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     dest = ddir / "raw" / "alternative_me" / "fng" / f"fng-limit{int(limit)}-{stamp}.json"
-    dl = Downloader(ddir, retries=retries, backoff=backoff, timeout=timeout)
+    dl = Downloader(ddir, retries=retries, backoff=backoff, timeout=timeout, deadline=deadline)
     return fetch_file(dl, url, dest, table="sentiment", parse=lambda p: parse(p.read_bytes(), origin=p.name),
                       source=SOURCE)

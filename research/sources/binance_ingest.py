@@ -1,0 +1,188 @@
+"""Verified archive zips -> lake tables, many files per parse and per write.
+
+Small same-layout files (klines, fundingRate; hundreds of monthly or daily zips) are parsed
+with one CSV read for the whole batch (a known schema, no type inference), checked in one
+vectorised pass (:func:`.binance_checks.check_rows`, rows tagged with their file), and written
+with one :func:`research.lake.write` per table. A file that fails a check is refused alone: its
+rows are dropped from the batch, its zip moves to ``quarantine/`` (so a later run downloads it
+afresh), and the manifest records why; the other files of the batch are written.
+"""
+from __future__ import annotations
+
+import io
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import polars as pl
+
+from research import lake, paths
+from research.errors import ArchiveContentError, LimitError, ResearchError
+from research.sources.binance_archive import read_member, split_header
+from research.sources.binance_checks import check_rows
+from research.sources.binance_layout import KLINE_MARKET, FileTask
+from research.sources.binance_parse import (FUNDING_SCHEMA, KLINE_SCHEMA, _funding_frame, _klines_frame,
+                                            expected_kline_rows, parse_file, rules_for)
+from research.sources.limits import Limits
+from research.sources.manifest import Manifest
+from research.sources.results import FetchSummary
+
+__all__ = ["ingest_batch", "parse_group"]
+
+_FAST = {"fundingRate": (FUNDING_SCHEMA, "funding"), **{d: (KLINE_SCHEMA, "bars") for d in ("klines", *KLINE_MARKET)}}
+
+
+def _body(data: bytes, schema: dict, origin: str) -> tuple[bytes | memoryview, int, int] | None:
+    """(data rows ending in a newline, their count, first data line number), or None when odd.
+
+    Returns a view into ``data`` where possible (no copy); None for blank lines inside the body,
+    which would break the per-file row counts (the caller then parses file by file).
+    """
+    _, has_header, off = split_header(data, (schema,), origin)
+    end = len(data)
+    while end > off and data[end - 1] in b"\r\n":  # trailing newlines only: bounded by their number
+        end -= 1
+    if end <= off:
+        return b"", 0, 1 + has_header
+    if data.find(b"\n\n", off, end) >= 0 or data.find(b"\n\r\n", off, end) >= 0:
+        return None
+    n = data.count(b"\n", off, end) + 1
+    if end < len(data) and data[end] == 10:  # ends with "\n" (not "\r\n"): a view, no copy
+        return memoryview(data)[off:end + 1], n, 1 + has_header
+    return data[off:end] + b"\n", n, 1 + has_header
+
+
+def parse_group(items: list[tuple[FileTask, bytes]], warnings: list[str]) -> tuple[dict[str, pl.DataFrame], dict[int, str]] | None:
+    """Parse many same-layout files with one CSV read; returns (frames, {item index: refusal}).
+
+    Returns None when the batch cannot be read as one (the caller then parses file by file,
+    which names the offending file in its error).
+    """
+    schema, table = _FAST[items[0][0].dataset]
+    bodies, counts, firsts, errors = [], [], [], {}
+    for i, (task, data) in enumerate(items):
+        try:
+            b = _body(data, schema, task.name)
+        except ArchiveContentError as e:
+            errors[i], b = str(e), (b"", 0, 1)
+        if b is None:
+            return None
+        bodies.append(b[0])
+        counts.append(b[1])
+        firsts.append(b[2])
+    try:
+        df = pl.read_csv(io.BytesIO(b"".join(bodies)), has_header=False, schema=schema)
+    except Exception:
+        return None
+    if df.height != sum(counts):
+        return None
+    fidx = pl.Series("__f", range(len(items)), dtype=pl.UInt32).repeat_by(pl.Series(counts, dtype=pl.UInt32)).explode()
+    df = df.with_columns(fidx)
+    t0 = items[0][0]
+    df, bad = check_rows(df, rules_for(t0.dataset), [t.name for t, _ in items], [t.period_bounds for t, _ in items],
+                         firsts, warnings)
+    errors.update(bad)
+    symbols = pl.Series([t.symbol for t, _ in items]).gather(df.get_column("__f"))
+    out = (_funding_frame(df, symbols) if table == "funding"
+           else _klines_frame(df, t0.dataset, t0.market, t0.interval, symbols))
+    if table == "bars":
+        for i, ((task, _), n) in enumerate(zip(items, counts)):
+            exp = expected_kline_rows(task)
+            if i not in errors and exp is not None and n != exp:
+                warnings.append(f"{task.name}: {n} bars, a complete {task.freq} file has {exp} "
+                                "(archive gap: not filled; the daily files may have the missing rows)")
+    return {table: out}, errors
+
+
+def _read_members(batch: list[tuple[FileTask, Path]], limits: Limits | None = None,
+                  workers: int = 4) -> list[bytes | Exception]:
+    def one(p):
+        try:
+            return read_member(p, limits)
+        except ResearchError as e:
+            return e
+    if len(batch) < 4:
+        return [one(p) for _, p in batch]
+    with ThreadPoolExecutor(max_workers=workers) as ex:  # zlib releases the GIL
+        return list(ex.map(one, [p for _, p in batch]))
+
+
+def _refuse(task: FileTask, path: Path, err: Exception | str, data_dir, summary: FetchSummary, records: list) -> None:
+    """Record a file whose content is refused; its zip goes to quarantine so a re-run fetches it anew."""
+    msg = str(err)
+    rec = {"path": task.raw_rel, "event": "ingest", "ingest": "failed", "error": msg}
+    if isinstance(err, (ArchiveContentError, LimitError, str)):
+        ddir = paths.data_dir(data_dir)
+        q = ddir / "quarantine" / task.raw_rel
+        if path.exists():
+            q.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, q)
+            rec.update(ingest="rejected", quarantined=q.relative_to(ddir).as_posix())
+        if not isinstance(err, LimitError):  # over a cap: the message names the override instead
+            summary.rejected += 1
+    summary.ingest_errors.append((task.raw_rel, msg))
+    records.append(rec)
+
+
+def ingest_batch(batch: list[tuple[FileTask, Path]], data_dir, summary: FetchSummary, manifest: Manifest,
+                 limits: Limits | None = None) -> None:
+    """Parse and check a batch of verified zips and write them to the lake, one write per table."""
+    frames: dict[str, list[pl.DataFrame]] = {}
+    good: list[tuple[FileTask, Path, dict[str, int]]] = []
+    records: list[dict] = []
+    datas = _read_members(batch, limits)
+    groups: dict[tuple, list[int]] = {}
+    slow: list[int] = []
+    for i, ((task, path), data) in enumerate(zip(batch, datas)):
+        if isinstance(data, Exception):
+            _refuse(task, path, data, data_dir, summary, records)
+        elif task.dataset in _FAST:
+            groups.setdefault((task.dataset, task.market, task.interval), []).append(i)
+        else:
+            slow.append(i)
+    for idxs in groups.values():
+        parsed = parse_group([(batch[i][0], datas[i]) for i in idxs], summary.warnings)
+        if parsed is None:
+            slow.extend(idxs)
+            continue
+        out, errors = parsed
+        for t, df in out.items():
+            frames.setdefault(t, []).append(df)
+        for j, i in enumerate(idxs):
+            if j in errors:
+                _refuse(*batch[i], errors[j], data_dir, summary, records)
+            else:
+                good.append((batch[i][0], batch[i][1], {}))
+    for i in sorted(slow):
+        task, path = batch[i]
+        try:
+            parsed = parse_file(task, path, summary.warnings, data=datas[i])
+        except ResearchError as e:
+            _refuse(task, path, e, data_dir, summary, records)
+            continue
+        for t, df in parsed.items():
+            frames.setdefault(t, []).append(df)
+        good.append((task, path, {t: df.height for t, df in parsed.items()}))
+    if not good:
+        manifest.append_many(records)
+        return
+    try:
+        for t, dfs in frames.items():
+            origin = good[0][0].name if len(good) == 1 else f"{good[0][0].name} and {len(good) - 1} more file(s)"
+            res = lake.write(t, pl.concat(dfs, how="vertical_relaxed"), data_dir, origin=origin)
+            summary.rows_in[t] = summary.rows_in.get(t, 0) + res.rows_in
+            summary.rows_added[t] = summary.rows_added.get(t, 0) + res.rows_added
+    except ResearchError as e:
+        manifest.append_many(records)
+        if len(good) > 1:  # find the offending file(s): retry one by one (writes are idempotent)
+            for task, path, _ in good:
+                ingest_batch([(task, path)], data_dir, summary, manifest, limits)
+            return
+        task = good[0][0]
+        summary.ingest_errors.append((task.raw_rel, str(e)))
+        manifest.append({"path": task.raw_rel, "event": "ingest", "ingest": "failed", "error": str(e)})
+        return
+    for task, _, rows in good:
+        summary.ingested_files += 1
+        records.append({"path": task.raw_rel, "event": "ingest", "ingest": "ok", **({"rows": rows} if rows else {})})
+    manifest.append_many(records)
