@@ -109,7 +109,7 @@ def connect(data_dir=None, files: dict[str, list[Path]] | None = None) -> duckdb
 def data_dir_of(con: duckdb.DuckDBPyConnection) -> Path | None:
     """The data directory a connection from :func:`connect` reads (None for other connections)."""
     try:
-        value = con.execute(f"SELECT getvariable('{_DATA_DIR_VAR}')").fetchone()[0]
+        value = con.execute(f"SELECT getvariable('{_DATA_DIR_VAR}')").fetchall()[0][0]  # fetchall: a half-read result blocks the caller's next query
     except duckdb.Error:
         return None
     return Path(value) if value else None

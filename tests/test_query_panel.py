@@ -64,7 +64,9 @@ def test_a_value_stamped_at_the_end_of_its_bucket_never_reaches_an_earlier_row(l
 
 
 def test_every_as_of_value_is_the_last_one_known_at_the_row_close(sim_lake):
-    raw = lake.read("open_interest", sim_lake).select("ts", pl.col("oi_usd").alias("want")).sort("ts")
+    # the panel's default OI venue is Binance (the simulated market also has Bybit, OKX, Hyperliquid)
+    raw = (lake.read("open_interest", sim_lake).filter(pl.col("venue") == "binance")
+           .select("ts", pl.col("oi_usd").alias("want")).sort("ts"))
     for interval, step in (("1h", H), ("4h", 4 * H), ("1d", 24 * H)):
         p = db.query("panel", sim_lake, symbol="BTCUSDT", interval=interval)
         assert p.height > 100 and (p["oi_age_hours"].drop_nulls() >= 0).all()
@@ -97,16 +99,16 @@ def test_daily_funding_rows_are_stale_after_two_days_not_sixteen_hours(tmp_path)
 
 
 def test_frequency_panels_aggregate_finer_bars_and_prefer_native_ones(sim_lake, tmp_path):
-    h = db.query("hourly_panel", sim_lake, symbol="BTCUSDT", start="2025-02-01", end="2025-02-03")
-    p4 = db.query("panel", sim_lake, symbol="BTCUSDT", interval="4h", start="2025-02-01", end="2025-02-03")
-    d = db.query("panel", sim_lake, symbol="BTCUSDT", interval="1d", start="2025-02-01", end="2025-02-03")
+    h = db.query("hourly_panel", sim_lake, symbol="BTCUSDT", start="2026-02-01", end="2026-02-03")
+    p4 = db.query("panel", sim_lake, symbol="BTCUSDT", interval="4h", start="2026-02-01", end="2026-02-03")
+    d = db.query("panel", sim_lake, symbol="BTCUSDT", interval="1d", start="2026-02-01", end="2026-02-03")
     assert p4.height == 12 and d.height == 2 and set(p4["interval"]) == {"4h"}
     h4 = h.with_columns(b=pl.col("ts").dt.truncate("4h")).group_by("b", maintain_order=True).agg(
         pl.col("perp_close").last(), pl.col("perp_volume").sum(), pl.col("perp_ret").sum(), pl.col("perp_high").max())
     assert np.allclose(p4["perp_close"], h4["perp_close"]) and np.allclose(p4["perp_volume"], h4["perp_volume"])
     assert np.allclose(p4["perp_high"], h4["perp_high"])
     assert np.allclose(p4["perp_ret"][1:], h4["perp_ret"][1:])  # the first 4h return uses the bar before the window
-    assert d["perp_ret"][1] == pytest.approx(h.filter(pl.col("ts") >= T0.replace(month=2, day=2))["perp_ret"].sum())
+    assert d["perp_ret"][1] == pytest.approx(h.filter(pl.col("ts") >= dt.datetime(2026, 2, 2, tzinfo=UTC))["perp_ret"].sum())
     assert d["bar_hours"].to_list() == [24.0, 24.0]
     # native 4h bars beat aggregated hourly ones; an incomplete aggregated bar has no price
     lake.write("bars", bars(hourly(23)), tmp_path)

@@ -39,12 +39,15 @@ def test_write_result(tmp_path):
 
 
 def test_run_parameters_come_from_the_parameters_cell():
-    ns = {"data_dir": None, "output_dir": "o", "symbol": "BTCUSDT", "start": "a", "end": "b", "oi_venue": None,
-          "liq_venue": None, "sample_seed": 7, "settlement_hours": [0], "window": 1, "hac_lags": 24, "other": 1}
+    from research import paths
+    from research.batch import parameter_spec
+
+    names = list(parameter_spec(paths.NOTEBOOKS_DIR / "23-funding-settlement-hours.ipynb"))
+    ns = {n: f"value of {n}" for n in names} | {"other": 1}
     p = records.run_parameters("23-funding-settlement-hours", ns)
-    assert "other" not in p and p["settlement_hours"] == [0] and list(p)[0] == "data_dir"
-    with pytest.raises(ResearchError, match="window"):
-        records.run_parameters("23-funding-settlement-hours", {k: v for k, v in ns.items() if k != "window"})
+    assert list(p) == names and "other" not in p and p["settlement_hours"] == "value of settlement_hours"
+    with pytest.raises(ResearchError, match="settlement_hours"):
+        records.run_parameters("23-funding-settlement-hours", {k: v for k, v in ns.items() if k != "settlement_hours"})
 
 
 # --------------------------------------------------------------------------------------------------

@@ -104,6 +104,9 @@ _ENTRIES = [
     Entry("liquidation_heatmap", "Liquidation heatmap: does price seek the pools?", "25-liquidation-heatmap",
           "hypothesis", "#9edae5", "Price reaches the largest nearby liquidation cluster more often than equally "
           "distant placebo levels.", study=f"{_H}.heatmap:heatmap_study"),
+    Entry("venue_shares", "Which venues flushed? Venue shares around selloffs", "26-venue-shares", "hypothesis",
+          "#8c564b", "Flushes are multi-venue: Bybit and Hyperliquid together took more than half of the Nov 2025 "
+          "liquidations, then Binance, HTX and OKX.", study=f"{_H}.venueshares:venue_study"),
 ]
 
 #: key -> Entry

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from research import lake
 from research.sources import base, importer
+from research.sources.importer import presets
 from tests.conftest import shared_path
 from tests.sources.venue_server import FAST, assert_no_secret, json_answer, venue_server
 
@@ -23,7 +24,7 @@ FILES = {"/api/futures/liquidation/aggregated-history": ("coinglass_liquidation_
 
 
 def _load(name):
-    df = pl.read_csv(shared_path(f"data/real/{importer._CG}/{name}"), infer_schema_length=0)
+    df = pl.read_csv(shared_path(f"data/real/{presets._CG}/{name}"), infer_schema_length=0)
     ms = (df["timestamp"].str.to_datetime("%Y-%m-%dT%H:%M:%S", time_zone="UTC").dt.epoch("ms"))
     return df.with_columns(ms.alias("time"))
 
