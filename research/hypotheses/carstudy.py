@@ -18,7 +18,7 @@ import polars as pl
 
 from research.errors import EventStudyError
 from research.results import Results
-from research.stats import MIN_CLASS_SIZE, NotTestable, finite_or_none, t_interval
+from research.stats import MIN_CLASS_SIZE, NotTestable, finite_or_none, fmt, t_interval
 
 from .frames import events_for_plot, market_panel_frame, profile_frame, returns_frame
 
@@ -255,6 +255,13 @@ class CarStudyResult(Results):
 
     def summary(self) -> str:
         head = [f"CAR study around {self.label}: {self.events.height} events"]
+        prim = [v for v in self.verdicts() if v.primary]
+        if prim and self.study is not None:
+            tab = self.verdict_table().filter(pl.col("primary"))
+            r = tab.row(0, named=True) if tab.height else {}
+            head.append(f"primary: {prim[0].hypothesis}: CAAR {fmt(r.get('effect'))} [{fmt(r.get('ci_low'))}, "
+                        f"{fmt(r.get('ci_high'))}], {self.primary_test} p = {fmt(r.get('pvalue'))}, "
+                        f"BH q = {fmt(r.get('q_value'))}, size on placebo = {fmt(r.get('size'), '.3f')}")
         body = self.study.summary() if self.study is not None else "\n".join(f"note: {n}" for n in self.notes)
         return "\n".join(head + [body])
 

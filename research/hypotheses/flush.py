@@ -385,14 +385,35 @@ def _score_against_truth(res: FlushExodusResult, truth: pl.DataFrame, tolerance_
 
 
 def flush_study(inputs, *, drawdown_pct: float = 5.0, rebound_pct: float = 3.0, within_hours: float | None = None,
-                min_spacing_hours: float | None = 72, **params) -> FlushExodusResult:
+                min_spacing_hours: float | None = 72, detection_grid=((8.0, 3.0), (5.0, 2.0), (5.0, 5.0)),
+                **params) -> FlushExodusResult:
     """Notebook 20: detect sell-off legs in ``inputs`` (:class:`research.panel.Inputs`) and run :func:`flush_vs_exodus`.
 
     Every leg is kept (causal; ``min_spacing_hours`` only labels clusters). ``params`` are
     :func:`flush_vs_exodus`'s keywords; the simulated market's truth is used when present.
+    ``detection_grid`` lists further ``(drawdown_pct, rebound_pct)`` pairs whose legs are classified
+    with the same thresholds; their label counts join the sensitivity table (``n_changed`` counts
+    legs with the same trough as a default leg but another label).
     """
     from research.events import detect_selloffs
 
-    selloffs = detect_selloffs(inputs.panel, drawdown_pct=drawdown_pct, rebound_pct=rebound_pct,
-                               within_hours=within_hours, min_spacing_hours=min_spacing_hours)
-    return flush_vs_exodus(inputs.panel, selloffs, inputs.daily, truth=inputs.truth, **params)
+    def detect(dd, rb):
+        return detect_selloffs(inputs.panel, drawdown_pct=dd, rebound_pct=rb, within_hours=within_hours,
+                               min_spacing_hours=min_spacing_hours)
+
+    res = flush_vs_exodus(inputs.panel, detect(drawdown_pct, rebound_pct), inputs.daily, truth=inputs.truth, **params)
+    quick = {k: v for k, v in params.items() if k not in ("truth",)}
+    quick["n_perm"] = 1          # labels only: the comparison of these runs is not used
+    rows = []
+    base = res.events.select("trough_ts", pl.col("label").alias("_base"))
+    for dd, rb in detection_grid or ():
+        alt = flush_vs_exodus(inputs.panel, detect(float(dd), float(rb)), inputs.daily, **quick)
+        both = alt.events.select("trough_ts", "label").join(base, on="trough_ts", how="inner")
+        rows.append({"setting": f"detection drawdown {float(dd):g} % / rebound {float(rb):g} %",
+                     **{f"n_{x}": n for x, n in alt.label_counts().items()},
+                     "n_changed": int((both["label"] != both["_base"]).sum())})
+    if rows:
+        res.sensitivity = pl.concat([res.sensitivity, pl.DataFrame(rows, schema=res.sensitivity.schema)])
+    res.params["detection"] = {"drawdown_pct": drawdown_pct, "rebound_pct": rebound_pct,
+                               "within_hours": within_hours, "min_spacing_hours": min_spacing_hours}
+    return res
