@@ -18,7 +18,14 @@ import polars as pl
 
 from research.errors import EventStudyError
 from research.results import Results
-from research.stats import MIN_CLASS_SIZE, NotTestable, finite_or_none, fmt, t_interval
+from research.stats import (
+    MIN_CLASS_SIZE,
+    NotTestable,
+    finite_or_none,
+    fmt,
+    size_warning,
+    t_interval,
+)
 
 from .frames import events_for_plot, market_panel_frame, profile_frame, returns_frame
 
@@ -42,8 +49,6 @@ CAR_DEFAULTS = {"event_window": [-24, 72], "estimation_window": [-240, -25], "mo
 #: 4.7-6.0 %; rank/sign tests are conservative); the parametric Patell/BMP/Brown-Warner family is not
 SIZE_HOLDS = ("cross_sectional_t",)
 
-#: the band an empirical size at the 5 % level must fall in (Monte-Carlo band of >= 200 placebo draws)
-SIZE_BAND = (0.035, 0.075)
 
 #: event types whose pre-event returns are mechanical (the event is defined by a price fall)
 MECHANICAL = {"liquidation_print": "longs are liquidated because the price fell, so returns up to and including "
@@ -167,9 +172,7 @@ def car_verdicts(result, car_windows, *, label: str, test: str = "cross_sectiona
             extra = f"; Wilcoxon signed-rank p = {tests['wilcoxon'].pvalue:.3g} (not BH-adjusted, descriptive)"
         if test not in SIZE_HOLDS:
             extra += "; WARNING: this test's size is not known to hold on fat-tailed, clustered returns"
-        size = cal.get("size")
-        if size is not None and not SIZE_BAND[0] <= size <= SIZE_BAND[1]:
-            extra += f"; WARNING: empirical size {size:.3f} on placebo dates is outside {SIZE_BAND[0]:.3f}-{SIZE_BAND[1]:.3f}"
+        extra += size_warning(cal.get("size")).replace("size", "empirical size on placebo dates", 1)
         testable = car.size >= MIN_CLASS_SIZE
         conclusion = (_car_conclusion(p, mean, alpha) if testable else
                       str(NotTestable(f"n = {car.size} events; needs >= {MIN_CLASS_SIZE}")))
