@@ -382,3 +382,54 @@ def ci_agrees(pvalue, ci_low, ci_high, null: float = 0.0, alpha: float = 0.05) -
     if math.isnan(lo) or math.isnan(hi):
         return True
     return (not lo <= null <= hi) == (p < alpha)
+
+
+def fisher_size(n: int, k: int, m: int, alpha: float = 0.05) -> float:
+    """Exact size of the two-sided Fisher test at a design: ``n`` units, ``k`` outcomes, ``m`` with the condition.
+
+    Under the null the count ``a`` of outcomes among the ``m`` is hypergeometric given both margins;
+    the size is the probability of the tables with p < ``alpha`` (no simulation: the test is
+    discrete, and with few events its size is often well below ``alpha``).
+    """
+    if min(k, n - k, m, n - m) < 0 or n <= 0:
+        return math.nan
+    lo, hi = max(0, k + m - n), min(k, m)
+    x = np.arange(lo, hi + 1)
+    pmf = sps.hypergeom.pmf(x, n, k, m)
+    rej = 0.0
+    for ai, pa in zip(x, pmf):
+        if sps.fisher_exact([[ai, m - ai], [k - ai, n - m - k + ai]]).pvalue < alpha:
+            rej += pa
+    return float(rej)
+
+
+def permutation_size(a, b, *, n_placebo: int = 200, n_perm: int = 999, seed: int = 7, alpha: float = 0.05) -> float:
+    """Rejection rate of :func:`permutation_pvalue` when the pooled values are relabelled at random.
+
+    Placebo labels keep the group sizes and the observed values (their tails and dependence), so
+    this is the test's empirical size on the data at hand.
+    """
+    a = np.asarray(a, float)
+    b = np.asarray(b, float)
+    if a.size == 0 or b.size == 0:
+        return math.nan
+    pooled = np.concatenate([a, b])
+    rng = np.random.default_rng(seed)
+    rej = 0
+    for i in range(n_placebo):    # a loop over placebo draws; each test is vectorised over permutations
+        x = rng.permutation(pooled)
+        rej += permutation_pvalue(x[: a.size], x[a.size:], n_perm=n_perm, seed=seed + 1 + i) < alpha
+    return rej / n_placebo
+
+
+#: the band a 5 %-level test's empirical size must fall in (Monte-Carlo band of >= 200 placebo draws)
+SIZE_BAND = (0.035, 0.075)
+
+
+def size_warning(size) -> str:
+    """``"; WARNING: ..."`` when an empirical or exact size lies outside :data:`SIZE_BAND`, else ``""``."""
+    s = finite_or_none(size)
+    if s is None or SIZE_BAND[0] <= s <= SIZE_BAND[1]:
+        return ""
+    kind = "conservative" if s < SIZE_BAND[0] else "over-rejects"
+    return f"; WARNING: size {s:.3f} is outside {SIZE_BAND[0]:.3f}-{SIZE_BAND[1]:.3f} ({kind})"

@@ -86,3 +86,28 @@ def test_ci_agrees_detects_a_contradiction():
     # the H2 row: Wald CI [0.10, 0.98] with Fisher p = 0.091
     assert not ci_agrees(0.091, 0.10, 0.98)
     assert ci_agrees(0.091, -0.05, 0.98) and ci_agrees(0.01, 0.1, 0.9) and ci_agrees(None, 0.1, 0.9)
+
+
+def test_fisher_size_known_values():
+    from research.stats import fisher_size
+
+    # 3 of 6 with the outcome, 3 with the condition: the most extreme tables have p = 0.1, none rejects
+    assert fisher_size(6, 3, 3) == 0.0
+    # 4 of 8 and 4: the two extreme tables (each 1/70) have p = 2/70 < 0.05
+    assert fisher_size(8, 4, 4) == pytest.approx(2 / 70, abs=1e-12)
+
+
+def test_permutation_size_is_near_nominal_on_exchangeable_data():
+    from research.stats import permutation_size
+
+    rng = np.random.default_rng(5)
+    s = permutation_size(rng.standard_t(3, 8), rng.standard_t(3, 12), n_placebo=400, n_perm=199, seed=2)
+    # nominal 9/200 = 0.045; 400 draws: Monte-Carlo SE ~0.010
+    assert 0.015 < s < 0.08
+
+
+def test_size_warning_band():
+    from research.stats import size_warning
+
+    assert size_warning(0.05) == "" and size_warning(None) == ""
+    assert "conservative" in size_warning(0.02) and "over-rejects" in size_warning(0.11)

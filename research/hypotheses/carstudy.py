@@ -18,7 +18,14 @@ import polars as pl
 
 from research.errors import EventStudyError
 from research.results import Results
-from research.stats import MIN_CLASS_SIZE, NotTestable, finite_or_none, t_interval
+from research.stats import (
+    MIN_CLASS_SIZE,
+    NotTestable,
+    finite_or_none,
+    fmt,
+    size_warning,
+    t_interval,
+)
 
 from .frames import events_for_plot, market_panel_frame, profile_frame, returns_frame
 
@@ -42,8 +49,6 @@ CAR_DEFAULTS = {"event_window": [-24, 72], "estimation_window": [-240, -25], "mo
 #: 4.7-6.0 %; rank/sign tests are conservative); the parametric Patell/BMP/Brown-Warner family is not
 SIZE_HOLDS = ("cross_sectional_t",)
 
-#: the band an empirical size at the 5 % level must fall in (Monte-Carlo band of >= 200 placebo draws)
-SIZE_BAND = (0.035, 0.075)
 
 #: event types whose pre-event returns are mechanical (the event is defined by a price fall)
 MECHANICAL = {"liquidation_print": "longs are liquidated because the price fell, so returns up to and including "
@@ -167,9 +172,7 @@ def car_verdicts(result, car_windows, *, label: str, test: str = "cross_sectiona
             extra = f"; Wilcoxon signed-rank p = {tests['wilcoxon'].pvalue:.3g} (not BH-adjusted, descriptive)"
         if test not in SIZE_HOLDS:
             extra += "; WARNING: this test's size is not known to hold on fat-tailed, clustered returns"
-        size = cal.get("size")
-        if size is not None and not SIZE_BAND[0] <= size <= SIZE_BAND[1]:
-            extra += f"; WARNING: empirical size {size:.3f} on placebo dates is outside {SIZE_BAND[0]:.3f}-{SIZE_BAND[1]:.3f}"
+        extra += size_warning(cal.get("size")).replace("size", "empirical size on placebo dates", 1)
         testable = car.size >= MIN_CLASS_SIZE
         conclusion = (_car_conclusion(p, mean, alpha) if testable else
                       str(NotTestable(f"n = {car.size} events; needs >= {MIN_CLASS_SIZE}")))
@@ -255,6 +258,13 @@ class CarStudyResult(Results):
 
     def summary(self) -> str:
         head = [f"CAR study around {self.label}: {self.events.height} events"]
+        prim = [v for v in self.verdicts() if v.primary]
+        if prim and self.study is not None:
+            tab = self.verdict_table().filter(pl.col("primary"))
+            r = tab.row(0, named=True) if tab.height else {}
+            head.append(f"primary: {prim[0].hypothesis}: CAAR {fmt(r.get('effect'))} [{fmt(r.get('ci_low'))}, "
+                        f"{fmt(r.get('ci_high'))}], {self.primary_test} p = {fmt(r.get('pvalue'))}, "
+                        f"BH q = {fmt(r.get('q_value'))}, size on placebo = {fmt(r.get('size'), '.3f')}")
         body = self.study.summary() if self.study is not None else "\n".join(f"note: {n}" for n in self.notes)
         return "\n".join(head + [body])
 

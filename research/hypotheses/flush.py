@@ -26,6 +26,8 @@ from research.stats import (
     hedges_g,
     nanmean,
     permutation_shift_test,
+    permutation_size,
+    size_warning,
     t_interval,
 )
 
@@ -149,8 +151,10 @@ class FlushExodusResult(Results):
                 hypothesis=hyp, effect=finite_or_none(r["diff"]), ci_low=finite_or_none(r["ci_low"]),
                 ci_high=finite_or_none(r["ci_high"]), pvalue=p, n_events=int(nf + nx), primary=r["primary"],
                 test=f"permutation of class labels ({self.params['n_perm']} draws, seed {self.params['seed']}); "
-                     f"Hedges g = {fmt(r['hedges_g'], '.2f')}",
+                     f"Hedges g = {fmt(r['hedges_g'], '.2f')}; size = rejection rate at 5% over "
+                     f"{r['n_placebo']} placebo relabellings" + size_warning(r["size"]),
                 ci_method="inversion of the same permutation test (location shift, same draws)",
+                size=finite_or_none(r["size"]), n_placebo=r["n_placebo"],
                 effect_label="mean CAR flush - exodus (log return)",
                 conclusion=("difference at the 5% level" if p is not None and p < 0.05
                             else "no difference detected at the 5% level")))
@@ -292,7 +296,7 @@ def _forward_returns(events: pl.DataFrame, ts: pl.Series, close: np.ndarray, hor
     return forward.with_columns(pl.col("car").fill_nan(None)).drop_nulls("car")
 
 
-def _compare(forward: pl.DataFrame, horizons, primary: int, *, n_perm: int, seed: int) -> pl.DataFrame:
+def _compare(forward: pl.DataFrame, horizons, primary: int, *, n_perm: int, seed: int, n_placebo: int) -> pl.DataFrame:
     """Per horizon: class means (t intervals, descriptive), difference, Hedges' g, permutation p and its CI."""
     comp = []
     for i, h in enumerate(horizons):
@@ -301,6 +305,7 @@ def _compare(forward: pl.DataFrame, horizons, primary: int, *, n_perm: int, seed
         b = sub.filter(pl.col("label") == "exodus")["car"].to_numpy()
         ok = min(a.size, b.size) >= MIN_CLASS_SIZE
         t = permutation_shift_test(a, b, n_perm=n_perm, seed=seed + i) if ok else {}
+        size = permutation_size(a, b, n_placebo=n_placebo, seed=seed + 1000) if ok and h == primary and n_placebo else None
         _, fl, fh = t_interval(a)
         _, xl, xh = t_interval(b)
         comp.append({"horizon_h": h, "primary": h == primary, "n_flush": int(a.size), "n_exodus": int(b.size),
@@ -308,14 +313,15 @@ def _compare(forward: pl.DataFrame, horizons, primary: int, *, n_perm: int, seed
                      "ci_exodus_low": xl, "ci_exodus_high": xh,
                      "diff": (a.mean() - b.mean()) if a.size and b.size else np.nan,
                      "hedges_g": hedges_g(a, b), "ci_low": t.get("ci_low", np.nan), "ci_high": t.get("ci_high", np.nan),
-                     "p_perm": t.get("pvalue", np.nan)})
-    schema = {"n_flush": pl.Int64, "n_exodus": pl.Int64, "primary": pl.Boolean}
+                     "p_perm": t.get("pvalue", np.nan), "size": size, "n_placebo": n_placebo if size is not None else None})
+    schema = {"n_flush": pl.Int64, "n_exodus": pl.Int64, "primary": pl.Boolean, "size": pl.Float64, "n_placebo": pl.Int64}
     return pl.DataFrame(comp, schema_overrides=schema).with_columns(pl.col(pl.Float64).fill_nan(None))
 
 
 def flush_vs_exodus(panel: pl.DataFrame, selloffs: pl.DataFrame, daily: pl.DataFrame | None = None, *,
                     horizons=(24, 72, 168), primary_horizon: int = 72, baseline_hours: int = 168,
                     pre_hours: int = 24, funding_lookback_hours: int = 48, n_perm: int = 5000, seed: int = 7,
+                    n_placebo: int = 200,
                     truth: pl.DataFrame | None = None, match_tolerance_hours: float = 48,
                     **thresholds) -> FlushExodusResult:
     """Classify sell-offs as leverage flush or spot exodus and compare forward returns (H1).
@@ -336,6 +342,8 @@ def flush_vs_exodus(panel: pl.DataFrame, selloffs: pl.DataFrame, daily: pl.DataF
         and ETF flows; OI pre-level; funding pre-level.
     n_perm, seed : int
         Permutation draws and seed.
+    n_placebo : int
+        Placebo relabellings measuring the primary test's empirical size on these events (0: skip).
     truth, match_tolerance_hours
         Planted episodes (simulated market) for the confusion matrix.
     **thresholds
@@ -364,10 +372,11 @@ def flush_vs_exodus(panel: pl.DataFrame, selloffs: pl.DataFrame, daily: pl.DataF
     forward = _forward_returns(events, panel["ts"], col(panel, "perp_close"), horizons)
     params = {"horizons": list(horizons), "primary_horizon": int(primary_horizon), "baseline_hours": baseline_hours,
               "pre_hours": pre_hours, "funding_lookback_hours": funding_lookback_hours, **th, "n_perm": n_perm,
-              "seed": seed, "match_tolerance_hours": match_tolerance_hours, **oi_info}
+              "seed": seed, "n_placebo": n_placebo, "match_tolerance_hours": match_tolerance_hours, **oi_info}
     notes = [f"{n_incomplete} sell-off(s) without a confirmed trough by the panel's end left out"] if n_incomplete else []
     res = FlushExodusResult(events=events.drop("_idc"), forward=forward,
-                            comparison=_compare(forward, horizons, int(primary_horizon), n_perm=n_perm, seed=seed),
+                            comparison=_compare(forward, horizons, int(primary_horizon), n_perm=n_perm, seed=seed,
+                                                n_placebo=n_placebo),
                             params=params, sensitivity=sens, oi=oi_info, synthetic=is_synthetic(panel),
                             extra_notes=notes)
     if truth is not None:
@@ -385,14 +394,35 @@ def _score_against_truth(res: FlushExodusResult, truth: pl.DataFrame, tolerance_
 
 
 def flush_study(inputs, *, drawdown_pct: float = 5.0, rebound_pct: float = 3.0, within_hours: float | None = None,
-                min_spacing_hours: float | None = 72, **params) -> FlushExodusResult:
+                min_spacing_hours: float | None = 72, detection_grid=((8.0, 3.0), (5.0, 2.0), (5.0, 5.0)),
+                **params) -> FlushExodusResult:
     """Notebook 20: detect sell-off legs in ``inputs`` (:class:`research.panel.Inputs`) and run :func:`flush_vs_exodus`.
 
     Every leg is kept (causal; ``min_spacing_hours`` only labels clusters). ``params`` are
     :func:`flush_vs_exodus`'s keywords; the simulated market's truth is used when present.
+    ``detection_grid`` lists further ``(drawdown_pct, rebound_pct)`` pairs whose legs are classified
+    with the same thresholds; their label counts join the sensitivity table (``n_changed`` counts
+    legs with the same trough as a default leg but another label).
     """
     from research.events import detect_selloffs
 
-    selloffs = detect_selloffs(inputs.panel, drawdown_pct=drawdown_pct, rebound_pct=rebound_pct,
-                               within_hours=within_hours, min_spacing_hours=min_spacing_hours)
-    return flush_vs_exodus(inputs.panel, selloffs, inputs.daily, truth=inputs.truth, **params)
+    def detect(dd, rb):
+        return detect_selloffs(inputs.panel, drawdown_pct=dd, rebound_pct=rb, within_hours=within_hours,
+                               min_spacing_hours=min_spacing_hours)
+
+    res = flush_vs_exodus(inputs.panel, detect(drawdown_pct, rebound_pct), inputs.daily, truth=inputs.truth, **params)
+    quick = {k: v for k, v in params.items() if k not in ("truth",)}
+    quick.update(n_perm=1, n_placebo=0)     # labels only: the comparison of these runs is not used
+    rows = []
+    base = res.events.select("trough_ts", pl.col("label").alias("_base"))
+    for dd, rb in detection_grid or ():
+        alt = flush_vs_exodus(inputs.panel, detect(float(dd), float(rb)), inputs.daily, **quick)
+        both = alt.events.select("trough_ts", "label").join(base, on="trough_ts", how="inner")
+        rows.append({"setting": f"detection drawdown {float(dd):g} % / rebound {float(rb):g} %",
+                     **{f"n_{x}": n for x, n in alt.label_counts().items()},
+                     "n_changed": int((both["label"] != both["_base"]).sum())})
+    if rows:
+        res.sensitivity = pl.concat([res.sensitivity, pl.DataFrame(rows, schema=res.sensitivity.schema)])
+    res.params["detection"] = {"drawdown_pct": drawdown_pct, "rebound_pct": rebound_pct,
+                               "within_hours": within_hours, "min_spacing_hours": min_spacing_hours}
+    return res

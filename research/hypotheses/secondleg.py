@@ -18,11 +18,13 @@ from research.stats import (
     NotTestable,
     finite_or_none,
     fisher_exact_or,
+    fisher_size,
     fit_logit,
     fmt,
     nanmean,
     newcombe_rd_ci,
     separated,
+    size_warning,
     wilson_ci,
 )
 
@@ -119,9 +121,12 @@ class SecondLegResult(Results):
                 ci_high=finite_or_none(hi), pvalue=p, n_events=int(r["n"]), primary=primary, null=1.0,
                 test=f"Fisher exact test (two-sided, minlike) on the 2x2 table; risk difference "
                      f"{fmt(r['risk_diff'], '.2f')} (Newcombe 95% [{fmt(r['rd_ci_low'], '.2f')}, {fmt(r['rd_ci_high'], '.2f')}], "
-                     "descriptive)" + ("; OR infinite (an empty cell), CI unbounded above" if hi is None or
+                     "descriptive); size = exact rejection rate at 5% under the null at this design (margins fixed)"
+                     + size_warning(r["size"])
+                     + ("; OR infinite (an empty cell), CI unbounded above" if hi is None or
                                        not math.isfinite(hi) else ""),
                 ci_method="exact conditional CI of the odds ratio, inverting the same Fisher test",
+                size=finite_or_none(r["size"]),
                 effect_label="odds ratio (second leg | condition vs not)",
                 conclusion=("association at the 5% level" if p is not None and p < 0.05
                             else "no association detected at the 5% level")))
@@ -224,7 +229,8 @@ def _rates_and_tests(use: pl.DataFrame, y: np.ndarray):
     return rates_df, fisher_df, conds, both_ok
 
 
-_FISHER_SCHEMA = {**FISHER_SCHEMA, "or_ci_low": pl.Float64, "or_ci_high": pl.Float64, "primary": pl.Boolean}
+_FISHER_SCHEMA = {**FISHER_SCHEMA, "or_ci_low": pl.Float64, "or_ci_high": pl.Float64, "primary": pl.Boolean,
+                  "size": pl.Float64}
 
 
 def _fisher_row(cond: np.ndarray, y: np.ndarray, name: str) -> dict:
@@ -236,11 +242,12 @@ def _fisher_row(cond: np.ndarray, y: np.ndarray, name: str) -> dict:
            "primary": name == PRIMARY}
     if not (n_yes and n_no):
         return {**row, **{k: np.nan for k in ("risk_diff", "rd_ci_low", "rd_ci_high", "odds_ratio", "pvalue",
-                                              "or_ci_low", "or_ci_high")}}
+                                              "or_ci_low", "or_ci_high", "size")}}
     f = fisher_exact_or(a, b, c, d)
     lo, hi = newcombe_rd_ci(a, n_yes, c, n_no)
     return {**row, "risk_diff": a / n_yes - c / n_no, "rd_ci_low": lo, "rd_ci_high": hi,
-            "odds_ratio": f["odds_ratio"], "pvalue": f["pvalue"], "or_ci_low": f["ci_low"], "or_ci_high": f["ci_high"]}
+            "odds_ratio": f["odds_ratio"], "pvalue": f["pvalue"], "or_ci_low": f["ci_low"], "or_ci_high": f["ci_high"],
+            "size": fisher_size(n_yes + n_no, a + c, n_yes)}
 
 
 def _logit(y: np.ndarray, conds: dict, both_ok: np.ndarray, notes: list) -> pl.DataFrame | None:

@@ -5,7 +5,7 @@ import polars as pl
 import pytest
 
 from research import hypotheses as H
-from research.hypotheses.carstudy import SIZE_BAND
+from research.stats import SIZE_BAND
 
 
 @pytest.fixture(scope="module")
