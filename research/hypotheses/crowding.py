@@ -381,6 +381,13 @@ def crowding_early_warning(
         r, a = _test(setup, name, label, s, d, inputs, panel, info, n_rotations)
         rows.append(r)
         arrays[name] = a
+    by = {r["condition"]: r for r in rows}
+    for combo in ("both", "either"):  # a combination of a degenerate component tests only the other one
+        parts = [by.get(f"funding_x{factors[0]:g}"), by.get(f"ls_{ratios[0]}" if ratios else "")]
+        bad = [q["label"] for q in parts if q is not None and not q["testable"]]
+        if combo in by and by[combo]["testable"] and bad:
+            by[combo].update(testable=False, reason=str(NotTestable(f"its component '{bad[0]}' is not testable")))
+            arrays[combo] = None
     primary = {"both": "both", "either": "either", "funding": f"funding_x{factors[0]:g}",
                "ls": f"ls_{ratios[0]}" if ratios else "none"}[signal]
     if primary not in arrays:
