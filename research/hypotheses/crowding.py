@@ -251,7 +251,7 @@ def _test(setup: _Setup, name, label, s, d, inputs, panel, neutral_info, n_rot) 
                stat=float(fit.t[1]), ci_low=float(lo[1]), ci_high=float(hi[1]), pvalue=float(fit.pvalue[1]),
                hac_lags=int(lags), testable=True)
     test = _rotation_test(X, lags, step, n_rot)
-    _, p_rot, crit = test(Y[:, None])
+    _, p_rot, crit, _ = test(Y[:, None])
     rlo, rhi = row["risk_diff"] - crit[0] * row["se"], row["risk_diff"] + crit[0] * row["se"]
     row.update(p_rotation=float(p_rot[0]), rot_ci_low=float(rlo), rot_ci_high=float(rhi))
     return row, {"rows": rows, "X": X, "lags": lags, "signal_rows": rows[sig == 1], "test": test}
@@ -266,12 +266,13 @@ def _rotation_test(X: np.ndarray, lags: int, step: int, n_rot: int, seed: int = 
     S = X[:, 1][(np.arange(n)[None, :] + k[:, None]) % n]  # (n_rot, n)
 
     def test(Y):
-        t0 = hac_ols(X, Y, lags, coef=1).t[1]
+        fit = hac_ols(X, Y, lags, coef=1)
+        t0 = fit.t[1]
         tr = np.stack([hac_ols(np.column_stack([X[:, 0], s_]), Y, lags, coef=1).t[1] for s_ in S])
         with np.errstate(invalid="ignore"):
             k_ = np.sum(np.abs(tr) >= np.abs(t0)[None, ...] - 1e-12, axis=0)
         crit = rank_critical_value(tr, 0.05, axis=0)
-        return t0, (1 + k_) / (1 + n_rot), crit
+        return t0, (1 + k_) / (1 + n_rot), crit, fit.beta[1]
 
     return test
 
@@ -302,8 +303,8 @@ def crowding_design(setup: _Setup, arrays: dict, row: dict):
 
     def statistic(M):
         Y = _forward_any_2d(M, H)[:, rows].T
-        t, p, _ = test(Y)
-        return t, p, t
+        t, p, _, beta = test(Y)
+        return t, p, beta
 
     def plant(M, pi, rng):
         M = M.copy()
