@@ -19,8 +19,20 @@ import math
 import numpy as np
 from scipy import stats as sps
 
-__all__ = ["nw_lags", "hac_ols", "HacFit", "stratified_permutations", "circular_shifts", "moving_blocks",
-           "rank_pvalue", "rank_critical_value", "rejection_rate", "mc_band", "SIZE_BAND", "strata_of"]
+__all__ = [
+    "SIZE_BAND",
+    "HacFit",
+    "circular_shifts",
+    "hac_ols",
+    "mc_band",
+    "moving_blocks",
+    "nw_lags",
+    "rank_critical_value",
+    "rank_pvalue",
+    "rejection_rate",
+    "strata_of",
+    "stratified_permutations",
+]
 
 #: the empirical-size band a primary test must fall in at the 5 % level (issue #12)
 SIZE_BAND = (0.035, 0.075)
@@ -32,7 +44,7 @@ def _rng(seed) -> np.random.Generator:
 
 def nw_lags(n: int) -> int:
     """Newey-West (1994) rule of thumb ``floor(4 (n/100)^(2/9))``, at least 1."""
-    return max(1, int(math.floor(4 * (max(n, 1) / 100) ** (2 / 9))))
+    return max(1, math.floor(4 * (max(n, 1) / 100) ** (2 / 9)))
 
 
 class HacFit:

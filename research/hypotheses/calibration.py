@@ -21,14 +21,21 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import polars as pl
 
 from research.errors import EventStudyError
-from research.stats_resampling import SIZE_BAND, mc_band, rank_critical_value, rank_pvalue, rejection_rate
+from research.stats_resampling import (
+    SIZE_BAND,
+    mc_band,
+    rank_critical_value,
+    rank_pvalue,
+    rejection_rate,
+)
 
 __all__ = ["Calibration", "PrimaryDesign", "calibrate", "calibrate_design", "placebo_dates"]
 

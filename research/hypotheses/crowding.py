@@ -20,12 +20,24 @@ from research.db import is_synthetic
 from research.errors import HypothesisError
 from research.results import Results
 from research.stats import NotTestable, conclude, finite_or_none, fmt, wilson_ci
-from research.stats_resampling import circular_shifts, hac_ols, nw_lags, rank_critical_value
+from research.stats_resampling import (
+    circular_shifts,
+    hac_ols,
+    nw_lags,
+    rank_critical_value,
+)
 
 from .common import backward_any, col, hours, require, rows_of, sorted_panel
 
-__all__ = ["CrowdingResult", "crowding_early_warning", "crowding_study", "crowding_design",
-           "NEUTRAL_FUNDING", "ARTICLE_FUNDING", "LS_RATIOS"]
+__all__ = [
+    "ARTICLE_FUNDING",
+    "LS_RATIOS",
+    "NEUTRAL_FUNDING",
+    "CrowdingResult",
+    "crowding_design",
+    "crowding_early_warning",
+    "crowding_study",
+]
 
 #: Binance's neutral funding (interest 0.03 %/day, premium 0): 0.01 % per 8 h
 NEUTRAL_FUNDING = 0.0001
@@ -286,12 +298,13 @@ def crowding_design(setup: _Setup, arrays: dict, row: dict):
     any link to the signal). Planting ``pi``: each signal grid row gains a cascade at a uniform lag
     of 1..H hours with probability ``pi``.
     """
-    from .calibration import PrimaryDesign
     from research.stats_resampling import moving_blocks
+
+    from .calibration import PrimaryDesign
 
     lo, hi = setup.span
     seg = np.arange(lo, hi + 1)
-    rows, X, lags, srows = arrays["rows"], arrays["X"], arrays["lags"], arrays["signal_rows"]
+    rows, lags, srows = arrays["rows"], arrays["lags"], arrays["signal_rows"]
     H = setup.horizon
     test = arrays["test"]
 

@@ -27,7 +27,7 @@ from research.stats_resampling import rank_critical_value
 
 from .calibration import Calibration, PrimaryDesign
 
-__all__ = ["PowerResult", "power", "minimum_detectable_effect", "car_power", "car_mde"]
+__all__ = ["PowerResult", "car_mde", "car_power", "minimum_detectable_effect", "power"]
 
 
 @dataclass

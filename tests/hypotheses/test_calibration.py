@@ -2,16 +2,23 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import polars as pl
 import pytest
 
-from research.hypotheses.calibration import Calibration, PrimaryDesign, _finish, calibrate, calibrate_design, placebo_dates
+from research.hypotheses.calibration import (
+    Calibration,
+    PrimaryDesign,
+    _finish,
+    calibrate,
+    calibrate_design,
+    placebo_dates,
+)
 from research.stats_resampling import SIZE_BAND
 
-T0 = datetime(2025, 1, 1, tzinfo=timezone.utc)
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
 
 
 def _returns(n: int, seed: int, vol=None) -> pl.DataFrame:

@@ -7,7 +7,13 @@ import pytest
 from scipy import stats as sps
 
 from research.hypotheses.calibration import PrimaryDesign, _finish
-from research.hypotheses.power import PowerResult, car_mde, car_power, minimum_detectable_effect, power
+from research.hypotheses.power import (
+    PowerResult,
+    car_mde,
+    car_power,
+    minimum_detectable_effect,
+    power,
+)
 
 N = 50
 
