@@ -74,3 +74,27 @@ def test_rejection_rate_and_mc_band():
     assert R.rejection_rate(np.array([0.01, 0.05, 0.2, np.nan])) == pytest.approx(1 / 3)
     lo, hi = R.mc_band(1000)
     assert lo == pytest.approx(0.0365, abs=5e-4) and hi == pytest.approx(0.0635, abs=5e-4)
+
+
+def test_forward_any_rows_matches_a_loop():
+    rng = np.random.default_rng(4)
+    ind = rng.random((3, 40)) < 0.1
+    out = R.forward_any_rows(ind, 5)
+    for i in range(3):
+        for t in range(40):
+            want = np.nan if t + 5 > 39 else float(ind[i, t + 1:t + 6].any())
+            assert (np.isnan(want) and np.isnan(out[i, t])) or out[i, t] == want
+
+
+def test_rotation_hac_test_p_and_critical_value_agree():
+    rng = np.random.default_rng(5)
+    n = 300
+    sig = np.repeat(rng.random(n // 10) < 0.3, 10).astype(float)  # a persistent signal
+    X = np.column_stack([np.ones(n), sig])
+    Y = np.stack([rng.normal(size=n) for _ in range(50)] + [sig * 2 + rng.normal(size=n)], axis=1)
+    test = R.rotation_hac_test(X, 10, 199, min_shift=20, seed=1)
+    t, p, crit, beta = test(Y)
+    assert t.shape == p.shape == crit.shape == beta.shape == (51,)
+    np.testing.assert_array_equal(np.abs(t) > crit, p < 0.05)
+    assert p[-1] == pytest.approx(1 / 200) and beta[-1] == pytest.approx(2, abs=0.3)
+    assert np.mean(p[:50] < 0.05) < 0.2

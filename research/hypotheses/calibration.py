@@ -21,16 +21,27 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import polars as pl
 
 from research.errors import EventStudyError
-from research.stats_resampling import SIZE_BAND, mc_band, rank_critical_value, rank_pvalue, rejection_rate
+from research.stats_resampling import (
+    SIZE_BAND,
+    mc_band,
+    rank_critical_value,
+    rank_pvalue,
+    rejection_rate,
+)
 
-__all__ = ["Calibration", "PrimaryDesign", "calibrate", "calibrate_design", "placebo_dates"]
+__all__ = ["Calibration", "CalibrationWarning", "PrimaryDesign", "calibrate", "calibrate_design", "placebo_dates"]
+
+
+class CalibrationWarning(UserWarning):
+    """Issued by :func:`calibrate` when a test's empirical size is outside the band."""
 
 
 @dataclass
@@ -214,7 +225,10 @@ def placebo_dates(ret: np.ndarray, event_bars: np.ndarray, *, window: tuple[int,
     is placed at a random bar whose trailing ``vol_hours`` realised volatility is in the same
     quantile stratum (``n_vol_strata``) as at the real cluster's first event, where the whole
     ``reach`` (the earliest and latest bar the study reads, relative to the event) fits in the
-    series, and (``exclude_events``) away from the real events' windows when enough such bars exist.
+    series, (``exclude_events``) away from the real events' windows, and -- like the real clusters,
+    which are apart by construction -- without its event windows overlapping those of the clusters
+    already placed in the same draw. Constraints are dropped in that order (``info`` counts it)
+    when no bar satisfies them.
     """
     from research.stats_resampling import strata_of
 
@@ -224,29 +238,44 @@ def placebo_dates(ret: np.ndarray, event_bars: np.ndarray, *, window: tuple[int,
     span = int(window[1] - window[0] + 1)
     starts = np.flatnonzero(np.concatenate([[True], np.diff(e) >= span]))
     cid = np.cumsum(np.isin(np.arange(e.size), starts)) - 1
+    n_cl = int(cid.max()) + 1 if e.size else 0
     strata = strata_of(_trailing_vol(ret, vol_hours), n_vol_strata)
     near = np.zeros(n, bool)
     if exclude_events:
         for lo, hi in zip(e + window[0], e + window[1]):  # one slice per event (not per bar)
             near[max(lo, 0): min(hi, n - 1) + 1] = True
-    out = np.empty((n_draws, e.size), dtype=np.int64)
-    relaxed = 0
-    for c in range(int(cid.max()) + 1 if e.size else 0):
+    b = np.arange(n)
+    offs, masks, relaxed = [], [], 0
+    for c in range(n_cl):
         members = e[cid == c]
-        offs = members - members[0]
-        b = np.arange(n)
-        fits = (b + reach[0] >= 0) & (b + offs[-1] + reach[1] <= n - 1)
-        cand = np.flatnonzero(fits & (strata == strata[members[0]]) & ~near)
-        if cand.size < 20:  # too few look-alike bars: drop the exclusion, then the volatility match
+        offs.append(members - members[0])
+        fits = (b + reach[0] >= 0) & (b + offs[-1][-1] + reach[1] <= n - 1)
+        m = fits & (strata == strata[members[0]]) & ~near
+        if m.sum() < 20:  # too few look-alike bars: drop the exclusion, then the volatility match
             relaxed += 1
-            cand = np.flatnonzero(fits & (strata == strata[members[0]]))
-            if cand.size < 20:
-                cand = np.flatnonzero(fits)
-        if cand.size == 0:
+            m = fits & (strata == strata[members[0]])
+            if m.sum() < 20:
+                m = fits
+        if not m.any():
             raise EventStudyError(f"placebo_dates: the series ({n} bars) is too short for the design reach {reach}")
-        out[:, cid == c] = rng.choice(cand, size=n_draws)[:, None] + offs[None, :]
-    info = {"clusters": int(cid.max()) + 1 if e.size else 0, "vol_hours": int(vol_hours),
-            "n_vol_strata": int(n_vol_strata), "exclude_events": bool(exclude_events), "clusters_relaxed": relaxed}
+        masks.append(m)
+    out = np.empty((n_draws, e.size), dtype=np.int64)
+    overlapped = 0
+    for d in range(n_draws):  # sequential placement: one O(bars) step per cluster and draw
+        occupied = np.zeros(n + 1, np.int64)
+        for c in rng.permutation(n_cl):
+            cs = np.concatenate([[0], np.cumsum(occupied[:n])])
+            lo = np.clip(b + window[0], 0, n)
+            hi = np.clip(b + offs[c][-1] + window[1] + 1, 0, n)
+            ok = masks[c] & (cs[hi] - cs[lo] == 0)
+            if not ok.any():
+                overlapped += 1
+                ok = masks[c]
+            pos = rng.choice(np.flatnonzero(ok))
+            out[d, cid == c] = pos + offs[c]
+            occupied[max(pos + window[0], 0): min(pos + offs[c][-1] + window[1], n - 1) + 1] = 1
+    info = {"clusters": n_cl, "vol_hours": int(vol_hours), "n_vol_strata": int(n_vol_strata),
+            "exclude_events": bool(exclude_events), "clusters_relaxed": relaxed, "placements_overlapping": overlapped}
     return out, info
 
 
@@ -280,7 +309,13 @@ def calibrate(returns: pl.DataFrame, events: pl.DataFrame, window=(-24, 72), tes
     -------
     Calibration
         ``extra`` holds the placebo CAARs and statistics (``caar``, ``stat``) for
-        :func:`research.hypotheses.power.car_power`.
+        :func:`research.hypotheses.power.car_power`. For a t-type test the verdict's interval is
+        ``cal.interval(caar, caar / stat)``.
+
+    Warns
+    -----
+    CalibrationWarning
+        When the empirical size is outside 3.5-7.5 % (``cal.warning`` says the same).
     """
     from research import eventstudy
 
@@ -318,5 +353,8 @@ def calibrate(returns: pl.DataFrame, events: pl.DataFrame, window=(-24, 72), tes
               "estimation": list(est) if est else None, "car_window": list(cw), "model": model,
               "n_draws_requested": int(n_draws), "seed": int(seed), **info,
               **{k: v for k, v in engine.items() if isinstance(v, (int, float, str, type(None)))}}
-    return _finish(test, res[:, 0], res[:, 1], obs_stat, obs_p, alpha, design,
-                   extra={"caar": res[:, 2], "stat": res[:, 0], "observed_caar": obs_caar})
+    cal = _finish(test, res[:, 0], res[:, 1], obs_stat, obs_p, alpha, design,
+                  extra={"caar": res[:, 2], "stat": res[:, 0], "observed_caar": obs_caar})
+    if cal.warning:
+        warnings.warn(f"CAR{list(cw)}: {cal.warning}", CalibrationWarning, stacklevel=2)
+    return cal

@@ -20,12 +20,24 @@ from research.db import is_synthetic
 from research.errors import HypothesisError
 from research.results import Results
 from research.stats import NotTestable, conclude, finite_or_none, fmt, wilson_ci
-from research.stats_resampling import circular_shifts, hac_ols, nw_lags, rank_critical_value
+from research.stats_resampling import (
+    forward_any_rows,
+    hac_ols,
+    nw_lags,
+    rotation_hac_test,
+)
 
 from .common import backward_any, col, hours, require, rows_of, sorted_panel
 
-__all__ = ["CrowdingResult", "crowding_early_warning", "crowding_study", "crowding_design",
-           "NEUTRAL_FUNDING", "ARTICLE_FUNDING", "LS_RATIOS"]
+__all__ = [
+    "ARTICLE_FUNDING",
+    "LS_RATIOS",
+    "NEUTRAL_FUNDING",
+    "CrowdingResult",
+    "crowding_design",
+    "crowding_early_warning",
+    "crowding_study",
+]
 
 #: Binance's neutral funding (interest 0.03 %/day, premium 0): 0.01 % per 8 h
 NEUTRAL_FUNDING = 0.0001
@@ -180,17 +192,6 @@ def _conditions(panel, f, neutral, factors, ls_threshold, ratios):
     return out
 
 
-def _forward_any_2d(ind: np.ndarray, h: int) -> np.ndarray:
-    """``forward_any`` of every row of the (m, n) matrix ``ind`` (NaN where the window runs off the end)."""
-    m, n = ind.shape
-    cs = np.concatenate([np.zeros((m, 1), np.int32), np.cumsum(ind, axis=1, dtype=np.int32)], axis=1)
-    t = np.arange(n)
-    hi = np.minimum(t + h, n - 1)
-    out = ((cs[:, hi + 1] - cs[:, t + 1]) > 0).astype(float)
-    out[:, t + h > n - 1] = np.nan
-    return out
-
-
 class _Setup:
     """The hourly arrays a condition is tested on: cascades, coverage and the outcome."""
 
@@ -203,7 +204,7 @@ class _Setup:
         self.cov = panel["has_liq"].fill_null(False).to_numpy() if "has_liq" in panel.columns else np.ones(n, bool)
         self.horizon = int(horizon)
         # usable outcome: liquidation coverage over the row and its whole forward window
-        unc = _forward_any_2d((~self.cov)[None, :], self.horizon)[0]
+        unc = forward_any_rows((~self.cov)[None, :], self.horizon)[0]
         self.ok_y = self.cov & (unc == 0)
         span = np.flatnonzero(self.cov)
         self.span = (int(span[0]), int(span[-1])) if span.size else (0, -1)
@@ -215,7 +216,7 @@ def _test(setup: _Setup, name, label, s, d, inputs, panel, neutral_info, n_rot) 
     step, anchor = min(steps)
     slowest = max(st for st, _ in steps)
     grid = ((setup.h - anchor) % step == 0) & d & setup.ok_y
-    y = _forward_any_2d(setup.ind[None, :], setup.horizon)[0]
+    y = forward_any_rows(setup.ind[None, :], setup.horizon)[0]
     rows = np.flatnonzero(grid & np.isfinite(y))
     n = rows.size
     sig = s[rows].astype(float)
@@ -250,47 +251,29 @@ def _test(setup: _Setup, name, label, s, d, inputs, panel, neutral_info, n_rot) 
                lift=prec / base if base > 0 else math.nan, risk_diff=float(fit.beta[1]), se=float(fit.se[1]),
                stat=float(fit.t[1]), ci_low=float(lo[1]), ci_high=float(hi[1]), pvalue=float(fit.pvalue[1]),
                hac_lags=int(lags), testable=True)
-    test = _rotation_test(X, lags, step, n_rot)
-    _, p_rot, crit = test(Y[:, None])
+    test = rotation_hac_test(X, lags, n_rot, min_shift=168 // max(step, 1))
+    _, p_rot, crit, _ = test(Y[:, None])
     rlo, rhi = row["risk_diff"] - crit[0] * row["se"], row["risk_diff"] + crit[0] * row["se"]
     row.update(p_rotation=float(p_rot[0]), rot_ci_low=float(rlo), rot_ci_high=float(rhi))
     return row, {"rows": rows, "X": X, "lags": lags, "signal_rows": rows[sig == 1], "test": test}
-
-
-def _rotation_test(X: np.ndarray, lags: int, step: int, n_rot: int, seed: int = 0):
-    """``test(Y) -> (t, p)``: the HAC t of the signal and its p-value among ``n_rot`` rotations of the
-    signal along the grid (at least a week apart): a rare, persistent signal makes the HAC normal
-    reference unreliable, its rotations keep the signal's own persistence and break its timing."""
-    n = X.shape[0]
-    k = circular_shifts(n, n_rot, seed, min_shift=min(max(1, 168 // max(step, 1)), max(1, n // 4)))
-    S = X[:, 1][(np.arange(n)[None, :] + k[:, None]) % n]  # (n_rot, n)
-
-    def test(Y):
-        t0 = hac_ols(X, Y, lags, coef=1).t[1]
-        tr = np.stack([hac_ols(np.column_stack([X[:, 0], s_]), Y, lags, coef=1).t[1] for s_ in S])
-        with np.errstate(invalid="ignore"):
-            k_ = np.sum(np.abs(tr) >= np.abs(t0)[None, ...] - 1e-12, axis=0)
-        crit = rank_critical_value(tr, 0.05, axis=0)
-        return t0, (1 + k_) / (1 + n_rot), crit
-
-    return test
 
 
 def crowding_design(setup: _Setup, arrays: dict, row: dict):
     """H3's primary test as a :class:`~research.hypotheses.calibration.PrimaryDesign`.
 
     The test: the risk difference's HAC t on the grid, with its p-value among rotations of the
-    signal (:func:`_rotation_test`). Null draws for its size: the hourly cascade indicator rebuilt
+    signal (:func:`research.stats_resampling.rotation_hac_test`). Null draws for its size: the hourly cascade indicator rebuilt
     from moving blocks of a week inside its coverage span (cascades keep their clustering, lose
     any link to the signal). Planting ``pi``: each signal grid row gains a cascade at a uniform lag
     of 1..H hours with probability ``pi``.
     """
-    from .calibration import PrimaryDesign
     from research.stats_resampling import moving_blocks
+
+    from .calibration import PrimaryDesign
 
     lo, hi = setup.span
     seg = np.arange(lo, hi + 1)
-    rows, X, lags, srows = arrays["rows"], arrays["X"], arrays["lags"], arrays["signal_rows"]
+    rows, lags, srows = arrays["rows"], arrays["lags"], arrays["signal_rows"]
     H = setup.horizon
     test = arrays["test"]
 
@@ -301,9 +284,9 @@ def crowding_design(setup: _Setup, arrays: dict, row: dict):
         return M
 
     def statistic(M):
-        Y = _forward_any_2d(M, H)[:, rows].T
-        t, p, _ = test(Y)
-        return t, p, t
+        Y = forward_any_rows(M, H)[:, rows].T
+        t, p, _, beta = test(Y)
+        return t, p, beta
 
     def plant(M, pi, rng):
         M = M.copy()
@@ -381,6 +364,13 @@ def crowding_early_warning(
         r, a = _test(setup, name, label, s, d, inputs, panel, info, n_rotations)
         rows.append(r)
         arrays[name] = a
+    by = {r["condition"]: r for r in rows}
+    for combo in ("both", "either"):  # a combination of a degenerate component tests only the other one
+        parts = [by.get(f"funding_x{factors[0]:g}"), by.get(f"ls_{ratios[0]}" if ratios else "")]
+        bad = [q["label"] for q in parts if q is not None and not q["testable"]]
+        if combo in by and by[combo]["testable"] and bad:
+            by[combo].update(testable=False, reason=str(NotTestable(f"its component '{bad[0]}' is not testable")))
+            arrays[combo] = None
     primary = {"both": "both", "either": "either", "funding": f"funding_x{factors[0]:g}",
                "ls": f"ls_{ratios[0]}" if ratios else "none"}[signal]
     if primary not in arrays:

@@ -16,6 +16,7 @@ Runtime is bounded: every evaluation is one vectorised pass over ``n_draws`` dra
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,7 +28,7 @@ from research.stats_resampling import rank_critical_value
 
 from .calibration import Calibration, PrimaryDesign
 
-__all__ = ["PowerResult", "power", "minimum_detectable_effect", "car_power", "car_mde"]
+__all__ = ["PowerResult", "car_mde", "car_power", "minimum_detectable_effect", "power"]
 
 
 @dataclass
@@ -129,7 +130,8 @@ def minimum_detectable_effect(design: PrimaryDesign, *, target: float = 0.8, n_d
     -------
     dict
         ``mde`` (None when even ``max_effect`` has less power), ``power_at_mde``, ``target``,
-        ``effect_label``, ``n_draws``, ``calibrated``, ``evaluations``.
+        ``effect_label``, ``estimate_shift`` (how far the planted MDE moves the test's own effect
+        estimate, e.g. the risk difference for H3), ``n_draws``, ``calibrated``, ``evaluations``.
     """
     null, crit = _null_and_crit(design, n_draws, seed, alpha, calibrated)
     prob = "share" in design.effect_label or "P(" in design.effect_label
@@ -137,11 +139,15 @@ def minimum_detectable_effect(design: PrimaryDesign, *, target: float = 0.8, n_d
     hi = upper if upper is not None else (0.25 if prob or not se or not math.isfinite(se) else 4 * float(se))
     cap = max_effect if max_effect is not None else (1.0 if prob else 64 * hi)
     evals: dict[float, float] = {}
+    shift: dict[float, float] = {}
+    base = float(np.nanmean(design.statistic(null)[2]))
 
     def pw(e: float) -> float:
         if e not in evals:
             rng = np.random.default_rng([seed, len(evals)])
-            evals[e] = float(np.mean(_reject(design, design.plant(null, e, rng), alpha, crit)))
+            stat, p, eff = design.statistic(design.plant(null, e, rng))
+            rej = (np.asarray(p) < alpha) if crit is None else (np.abs(np.asarray(stat)) > crit)
+            evals[e], shift[e] = float(np.mean(rej)), float(np.nanmean(eff)) - base
         return evals[e]
 
     while pw(hi) < target and hi < cap:
@@ -154,7 +160,7 @@ def minimum_detectable_effect(design: PrimaryDesign, *, target: float = 0.8, n_d
         mid = (lo + hi) / 2
         lo, hi = (lo, mid) if pw(mid) >= target else (mid, hi)
     return {"mde": hi, "power_at_mde": pw(hi), "target": target, "effect_label": design.effect_label,
-            "n_draws": int(n_draws), "calibrated": calibrated, "evaluations": len(evals)}
+            "estimate_shift": shift[hi], "n_draws": int(n_draws), "calibrated": calibrated, "evaluations": len(evals)}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -209,7 +215,8 @@ def _report(data_dir: str, start: str | None = None, end: str | None = None, n_d
         if design is not None:
             m = minimum_detectable_effect(design, n_draws=min(n_draws, 200), seed=seed,
                                           calibrated=cal is not None and not cal.ok)
-            print(f"{name} MDE at 80 % power: {fmt(m['mde'], '.4g')} ({m['effect_label']}; power {m['power_at_mde']:.2f}, "
+            print(f"{name} MDE at 80 % power: {fmt(m['mde'], '.4g')} ({m['effect_label']}; moves the estimate by "
+                  f"{fmt(m.get('estimate_shift'), '.4g')}; power {m['power_at_mde']:.2f}, "
                   f"{'calibrated' if m['calibrated'] else 'nominal'} test, {m['n_draws']} draws)")
     rf = returns_frame(inp.panel)
     for label, ev in (("liquidation prints", E.detect_liquidation_prints(inp.panel)),
@@ -218,7 +225,9 @@ def _report(data_dir: str, start: str | None = None, end: str | None = None, n_d
             print(f"CAR {label}: {ev.height} events, not testable")
             continue
         for cw in ((1, 24), (1, 72)):
-            cal = calibrate(rf, ev, (-24, 72), "cross_sectional_t", car_window=cw, n_draws=n_draws, seed=seed)
+            with warnings.catch_warnings():  # the summary prints the warning
+                warnings.simplefilter("ignore")
+                cal = calibrate(rf, ev, (-24, 72), "cross_sectional_t", car_window=cw, n_draws=n_draws, seed=seed)
             mde = car_mde(cal, calibrated=not cal.ok)
             print(f"CAR{cw} {label} ({ev.height} events): {cal.summary()}; MDE at 80 % {fmt(mde, '.4g')} log return")
 

@@ -15,7 +15,7 @@ from research.stats_resampling import hac_ols, moving_blocks
 
 from .common import col, require, sorted_panel
 
-__all__ = ["SettlementResult", "settlement_hours", "settlement_study", "spot_control_design", "PRIMARY"]
+__all__ = ["PRIMARY", "SettlementResult", "settlement_hours", "settlement_study", "spot_control_design"]
 
 #: the primary test's metric
 PRIMARY = "perp_minus_spot"
@@ -209,7 +209,7 @@ def spot_control_design(panel: pl.DataFrame, *, settlement_hours=(0, 8, 16), win
     if not 0 <= int(harmonics) <= 2:
         raise HypothesisError(f"settlement_hours: harmonics={harmonics} includes the 8 h harmonic, which is the "
                               "settlement cadence itself; use 0, 1 or 2")
-    perp, days = _day_matrix(panel, "perp_volume")
+    perp, _ = _day_matrix(panel, "perp_volume")
     spot, _ = _day_matrix(panel, "spot_volume")
     hod = np.arange(24)
     settle = (_hour_distance(hod, sh) <= window).astype(float)

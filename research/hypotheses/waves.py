@@ -12,7 +12,11 @@ from research.db import is_synthetic
 from research.errors import HypothesisError
 from research.results import Results
 from research.stats import TestStat, conclude, finite_or_none, fmt, wilson_ci
-from research.stats_resampling import strata_of, stratified_permutations
+from research.stats_resampling import (
+    rank_critical_value,
+    strata_of,
+    stratified_permutations,
+)
 
 from .common import HOUR_US, col, forward_any, hours, require, rows_of, sorted_panel
 
@@ -61,8 +65,8 @@ class LiquidationWavesResult(Results):
     def summary(self) -> str:
         c = self.conditional
         lines = ["H5 liquidation waves", "=" * 20,
-                 f"buckets: {self.series.height} of {self.params['bucket_hours']} h; prints: {int(self.series['print'].sum())} "
-                 f"({self.params['print_rule']})"]
+                 (f"buckets: {self.series.height} of {self.params['bucket_hours']} h; prints: "
+                  f"{int(self.series['print'].sum())} ({self.params['print_rule']})")]
         for k, t in self.ljung_box.items():
             lines.append(f"  Ljung-Box {k}: {t}")
         lines.append(f"  P(print within {self.params['k_bars']} bars | print) = {fmt(c['p_conditional'], '.3f')} vs "
@@ -86,23 +90,24 @@ class LiquidationWavesResult(Results):
         c = self.conditional
         lb = self.ljung_box.get("print")
         cal = self.calibration
-        p = c["p_regime"] if cal is None or cal.ok else cal.calibrated_p
-        base = c["regime_mean"]
-        ci = (c.get("ci_low"), c.get("ci_high"))
+        p, crit = c["p_regime"], c["regime_critical"]
+        if cal is not None and not cal.ok:
+            p, crit = cal.calibrated_p, cal.critical_value
+        # one-sided test, one-sided interval: the followed rate minus the critical rate of the same
+        # null, so "lower bound > 0" and "p < 5 %" are one rule
+        lo = c["p_conditional"] - crit if np.isfinite(crit) else None
         return [
             Verdict(hypothesis=(f"Liquidation prints cluster beyond volatility clustering: another print follows within "
                                 f"{self.params['k_bars']} buckets more often than when prints are permuted within "
                                 "volatility regimes"),
                     effect=finite_or_none(c["excess_regime"]),
-                    # Wilson interval of P(follow | print), centred on the null mean: the score-type
-                    # interval of the same proportion the permutation test compares
-                    ci_low=finite_or_none(ci[0] - base) if ci[0] is not None and np.isfinite(base) else None,
-                    ci_high=finite_or_none(ci[1] - base) if ci[1] is not None and np.isfinite(base) else None,
+                    ci_low=finite_or_none(lo), ci_high=None,
                     pvalue=finite_or_none(p), n_events=int(c["n_prints"]),
                     test=(f"within-regime permutation ({self.params['n_perm']} draws, {self.params['regime_rule']}); "
                           + (cal.label() if cal is not None else "size not measured")
                           + f"; plain shuffle p={fmt(c['p_permutation'])}, binomial p={fmt(c['p_binomial'])}"),
-                    effect_label="P(print within k | print) - its mean under the within-regime null",
+                    effect_label=("P(print within k | print) - its mean under the within-regime null "
+                                  "(one-sided 95 % lower bound)"),
                     conclusion=conclude(p, c["n_prints"], c["n_prints"])),
             Verdict(hypothesis=f"(secondary) The print indicator is autocorrelated (Ljung-Box, {self.params['lags']} lags)",
                     effect=finite_or_none(self.acf["acf_print"][1]) if self.acf.height > 1 else None,
@@ -186,13 +191,15 @@ def _conditional(ind: np.ndarray, strata: np.ndarray, k_bars: int, n_perm: int, 
     p_shuffle = float(_perm_p(obs, shuffle[None, :])[0]) if n_pr else float("nan")
     p_regime = float(_perm_p(obs, regime[None, :])[0]) if n_pr else float("nan")
     lo, hi_ = wilson_ci(k_cond, n_pr)
+    fin = regime[np.isfinite(regime)]
+    crit = rank_critical_value(fin, 0.05) if fin.size else float("nan")  # p_regime < 5 % iff p_cond > crit
     mean_s = float(np.nanmean(shuffle)) if np.isfinite(shuffle).any() else float("nan")
     mean_r = float(np.nanmean(regime)) if np.isfinite(regime).any() else float("nan")
     return {"n_prints": n_pr, "k_followed": k_cond, "p_conditional": p_cond, "ci_low": lo, "ci_high": hi_,
             "p_unconditional": p_unc, "ratio": p_cond / p_unc if p_unc else float("nan"),
             "p_binomial": float(binom), "p_permutation": p_shuffle, "perm_mean": mean_s,
             "excess_shuffle": p_cond - mean_s, "p_regime": p_regime, "regime_mean": mean_r,
-            "excess_regime": p_cond - mean_r}
+            "excess_regime": p_cond - mean_r, "regime_critical": float(crit)}
 
 
 def _regimes(panel: pl.DataFrame, bucket_ts: pl.Series, rv_hours: int, n_regimes: int):

@@ -2,16 +2,25 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+import warnings
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import polars as pl
 import pytest
 
-from research.hypotheses.calibration import Calibration, PrimaryDesign, _finish, calibrate, calibrate_design, placebo_dates
+from research.hypotheses.calibration import (
+    Calibration,
+    CalibrationWarning,
+    PrimaryDesign,
+    _finish,
+    calibrate,
+    calibrate_design,
+    placebo_dates,
+)
 from research.stats_resampling import SIZE_BAND
 
-T0 = datetime(2025, 1, 1, tzinfo=timezone.utc)
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
 
 
 def _returns(n: int, seed: int, vol=None) -> pl.DataFrame:
@@ -46,12 +55,22 @@ def test_placebo_dates_keep_clusters_reach_and_volatility_regime():
     for e in events:
         near[e - 24:e + 73] = True
     assert not near[draws[:, [0, 3, 4]]].any()
+    # like the real clusters, the placebo clusters' event windows do not overlap within a draw
+    spans = np.stack([np.stack([draws[:, 0] - 24, draws[:, 2] + 72]), np.stack([draws[:, 3] - 24, draws[:, 3] + 72]),
+                      np.stack([draws[:, 4] - 24, draws[:, 5] + 72])])  # (cluster, lo/hi, draw)
+    for i in range(3):
+        for j in range(i + 1, 3):
+            assert np.all((spans[i, 1] < spans[j, 0]) | (spans[j, 1] < spans[i, 0]))
+    assert info["placements_overlapping"] == 0
 
 
 def test_calibrate_iid_returns_size_near_nominal_and_record():
     rf = _returns(8000, seed=3)
     ev = pl.DataFrame({"ts": rf["ts"].gather(np.arange(600, 7600, 350))})
-    cal = calibrate(rf, ev, (-24, 72), "cross_sectional_t", car_window=(1, 24), n_draws=120, seed=5)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cal = calibrate(rf, ev, (-24, 72), "cross_sectional_t", car_window=(1, 24), n_draws=120, seed=5)
+    assert any(issubclass(w.category, CalibrationWarning) for w in caught) == (not cal.ok)
     assert isinstance(cal, Calibration) and cal.n_draws == 120 and cal.design["n_events"] == ev.height
     assert 0.0 <= cal.size <= 0.12  # iid normal returns, non-overlapping windows: ~5 %
     assert 0 < cal.calibrated_p <= 1 and np.isfinite(cal.observed_stat)
@@ -115,11 +134,14 @@ def test_primary_tests_empirical_size_on_the_real_pack(real_lake):
     # the CAR study's cross-sectional t (the other engineer's verdict rows) on placebo dates: its
     # size is reported, flagged when outside the band, and the calibrated p holds its level
     rf = returns_frame(inp.panel)
-    for label, ev in (("liquidation prints", E.detect_liquidation_prints(inp.panel)), ("selloffs", E.detect_selloffs(inp.panel))):
-        for cw in ((1, 24), (1, 72)):
+    for label, ev, cw in (("liquidation prints", E.detect_liquidation_prints(inp.panel), (1, 24)),
+                          ("selloffs", E.detect_selloffs(inp.panel), (1, 72))):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             cal = calibrate(rf, ev, (-24, 72), "cross_sectional_t", car_window=cw, n_draws=200, seed=7)
-            print(f"CAR{cw} {label} ({ev.height} events): {cal.summary()}")
-            assert cal.n_draws >= 190
-            assert (cal.warning is None) == (SIZE_BAND[0] <= cal.size <= SIZE_BAND[1])
-            assert SIZE_BAND[0] <= cal.calibrated_size <= SIZE_BAND[1]
+        assert any(issubclass(w.category, CalibrationWarning) for w in caught) == (not cal.ok)
+        print(f"CAR{cw} {label} ({ev.height} events): {cal.summary()}")
+        assert cal.n_draws >= 190
+        assert (cal.warning is None) == (SIZE_BAND[0] <= cal.size <= SIZE_BAND[1])
+        assert SIZE_BAND[0] <= cal.calibrated_size <= SIZE_BAND[1]
     print("sizes:", sizes)

@@ -88,6 +88,10 @@ def test_crowding_degenerate_condition_is_not_testable():
     assert not row["testable"] and "(nearly) all or none" in row["reason"]
     v = [v for v in r.verdicts() if "global account" in v.hypothesis]
     assert v and v[0].pvalue is None and v[0].ci_low is None and v[0].conclusion.startswith("not testable")
+    # a combination with a degenerate component is not a test of the combination
+    q = H.crowding_early_warning(p.drop("top_trader_ls_ratio"), casc, n_draws=10)
+    both = q.rates.filter(pl.col("condition") == "both").row(0, named=True)
+    assert not both["testable"] and "component" in both["reason"] and q.calibration is None
 
 
 def test_crowding_without_ratios_tests_funding_only():

@@ -7,7 +7,13 @@ import pytest
 from scipy import stats as sps
 
 from research.hypotheses.calibration import PrimaryDesign, _finish
-from research.hypotheses.power import PowerResult, car_mde, car_power, minimum_detectable_effect, power
+from research.hypotheses.power import (
+    PowerResult,
+    car_mde,
+    car_power,
+    minimum_detectable_effect,
+    power,
+)
 
 N = 50
 
@@ -38,6 +44,7 @@ def test_minimum_detectable_effect_matches_the_textbook_value():
     m = minimum_detectable_effect(_mean_design(), n_draws=2000, seed=3)
     # (z_.975 + z_.8) / sqrt(n) with the t correction: ~0.40
     assert m["mde"] == pytest.approx(0.40, abs=0.03) and m["power_at_mde"] >= 0.8
+    assert m["estimate_shift"] == pytest.approx(m["mde"], abs=1e-9)  # the planted shift moves the mean exactly
     none = minimum_detectable_effect(_mean_design(), n_draws=200, seed=3, upper=0.01, max_effect=0.05)
     assert none["mde"] is None and none["power_at_mde"] < 0.8
 

@@ -72,7 +72,7 @@ def test_settlement_hours_smooth_seasonality_alone_is_not_a_settlement_effect():
 
 def test_spot_control_design_null_draws_and_planting():
     p = _market(40, 0.0, 0.0, seed=2)
-    design, table = spot_control_design(p)
+    design, _table = spot_control_design(p)
     rng = np.random.default_rng(0)
     Y = design.null_draws(30, rng)
     assert Y.shape == (40 * 24, 30)

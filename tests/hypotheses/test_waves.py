@@ -74,10 +74,13 @@ def test_liquidation_waves_null_keeps_volatility_clustering():
     v = r.verdicts()[0]
     assert "beyond volatility clustering" in v.hypothesis and "empirical size" in v.test
     assert r.calibration is not None and r.calibration.n_draws == 60
+    assert v.ci_high is None and (v.ci_low > 0) == (v.pvalue < 0.05)  # one-sided bound, one rule with p
     # real waves on top of the regimes are still found
     p2, prints2 = _vol_regime_market(4000, seed=0, wave=True)
     w = H.liquidation_waves(p2, prints=prints2, k_bars=3, n_perm=500, seed=1, n_draws=0)
     assert w.conditional["p_regime"] < 0.01 and w.conditional["excess_regime"] > 0.1
+    vw = w.verdicts()[0]
+    assert vw.pvalue < 0.05 and vw.ci_low > 0
 
 
 def test_waves_design_plants_followers():
