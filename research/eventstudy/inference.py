@@ -126,11 +126,14 @@ def _horizons(result: EventStudyResult, horizons) -> list[tuple[int, int]]:
 
 
 def _car_matrix(ar: np.ndarray, win0: int, hz: list[tuple[int, int]]) -> np.ndarray:
-    """CARs ``(n_events, n_horizons)`` via cumulative sums (NaN if a bar is missing)."""
-    cs = np.concatenate([np.zeros((ar.shape[0], 1)), np.cumsum(ar, axis=1)], axis=1)
+    """CARs ``(n_events, n_horizons)``: sums of the present ARs (the engine's missing-bar rule),
+    NaN when a horizon has no present bar."""
+    ok = np.isfinite(ar)
+    cs = np.concatenate([np.zeros((ar.shape[0], 1)), np.cumsum(np.where(ok, ar, 0.0), axis=1)], axis=1)
+    cn = np.concatenate([np.zeros((ar.shape[0], 1)), np.cumsum(ok, axis=1)], axis=1)
     a = np.array([h[0] - win0 for h in hz])
     b = np.array([h[1] - win0 for h in hz])
-    return cs[:, b + 1] - cs[:, a]
+    return np.where(cn[:, b + 1] - cn[:, a] > 0, cs[:, b + 1] - cs[:, a], np.nan)
 
 
 def _frame(hz, caar, lo, hi, p, n, alpha):

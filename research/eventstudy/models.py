@@ -87,20 +87,22 @@ class ModelFit:
             self._est_inputs = None
         return self._est_ar
 
-    def car_pe(self, j1: int, j2: int) -> np.ndarray:
+    def car_pe(self, j1: int, j2: int, present: np.ndarray | None = None) -> np.ndarray:
         """Variance factor of a sum of prediction errors over event columns ``j1..j2``.
 
         ``T + T^2/n + (sum_t (m_t - mbar))^2 / Sxx`` for the market model (the exact variance of
         a CAR of OLS prediction errors, in units of sigma^2), ``T + T^2/n`` for the mean model,
-        ``T`` otherwise.
+        ``T`` otherwise. With ``present`` (boolean ``(n_events, j2 - j1 + 1)``), T and the market
+        sum run over each event's present bars only (the CAR of a window with gaps).
         """
-        t = j2 - j1 + 1
+        t = float(j2 - j1 + 1) if present is None else present.sum(1).astype(float)
         if self.model == "market":
-            dev = np.sum(self.evt_m[:, j1 : j2 + 1] - self.m_mean[:, None], axis=1)
+            d = self.evt_m[:, j1 : j2 + 1] - self.m_mean[:, None]
+            dev = np.sum(d if present is None else np.where(present, d, 0.0), axis=1)
             return t + t * t / self.n_est + dev**2 / self.m_sxx
         if self.model == "mean":
             return t + t * t / self.n_est
-        return np.full(self.evt_ar.shape[0], float(t))
+        return np.broadcast_to(t, (self.evt_ar.shape[0],)).astype(float)
 
 
 def _rowdot(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -70,6 +70,9 @@ class EventStudyResult:
         ``window label -> CAAR`` (estudy2_compat: mean of the daily AARs, estudy2's ``car_mean``).
     level : float
         Confidence level of the bands.
+    merged : polars.DataFrame or None
+        Events merged into an earlier event on the same bar (``event_id, ts, asset,
+        into_event_id, reason``).
     """
 
     spec: dict
@@ -86,6 +89,7 @@ class EventStudyResult:
     car_tests: dict
     car_means: dict
     level: float = 0.95
+    merged: pl.DataFrame | None = None
     _battery: Any = field(default=None, repr=False)
     _context: Any = field(default=None, repr=False)
 
