@@ -3,8 +3,11 @@
 Public API::
 
     run(returns, events, *, estimation=(-250, -11), window=(-10, 10), model="market", market=None,
-        anchor="containing"|"next", overlap="flag"|"drop"|"shorten"|"keep", min_spacing=None,
-        tests=None, estudy2_compat=False) -> EventStudyResult
+        anchor="containing"|"next", overlap="flag"|"drop"|"shorten"|"keep",
+        event_overlap="thin"|"drop"|"keep", min_spacing=None, min_coverage=0.9,
+        tests=None (DEFAULT_TESTS) | "all" | names, estudy2_compat=False) -> EventStudyResult
+    placebo_size(returns, events, window=, estimation=, test=, car_window=None, n_draws=200, ...)
+    assumption_warnings(result) -> list of str (and AssumptionWarning)
     profile(frame, events, window, ...)   # tidy event_time, column, mean, median, lo, hi, n
     bootstrap(result, ...), placebo(result, ...), bh(pvalues)
     car_regression(result, attributes, ...)
@@ -16,11 +19,12 @@ Validated against estudy2 0.10.0's published outputs and xKDR eventstudies' test
 from __future__ import annotations
 
 from .core import profile, run
+from .placebo import AssumptionWarning, PlaceboSize, assumption_warnings, matched_shifts, placebo_size
 from .inference import InferenceResult, bh, bootstrap, placebo
 from .models import MODELS
 from .regression import CarRegressionResult, car_regression
 from .results import EventStudyResult, compare
-from .statistics import NONPARAMETRIC, PARAMETRIC, TESTS
+from .statistics import DEFAULT_TESTS, NONPARAMETRIC, PARAMETRIC, TESTS
 from .windows import Panel
 
 
@@ -45,5 +49,6 @@ def build_panel(returns, columns=("return",)) -> Panel:
 __all__ = [
     "run", "profile", "build_panel", "Panel", "bootstrap", "placebo", "bh", "car_regression", "compare",
     "EventStudyResult", "InferenceResult", "CarRegressionResult",
-    "MODELS", "TESTS", "PARAMETRIC", "NONPARAMETRIC",
+    "MODELS", "TESTS", "DEFAULT_TESTS", "PARAMETRIC", "NONPARAMETRIC",
+    "placebo_size", "PlaceboSize", "assumption_warnings", "AssumptionWarning", "matched_shifts",
 ]

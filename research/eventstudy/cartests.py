@@ -160,6 +160,10 @@ def car_test(bat, name: str, j1: int, j2: int, null: str) -> TestStat:
     if name == "wilcoxon":
         s, p = wilcoxon_columns(c[:, None])
         return TestStat(name, float(s[0]), float(p[0]), None, null, "signed-rank")
+    if name == "design_hc":
+        from . import robust
+
+        return _t(name, robust.car_stat(bat, j1, j2, ok), null)
     if name == "calendar_hac":
         if bat.bar_idx is None:
             raise EventStudyError("calendar_hac needs the events' bars (run it through run())")

@@ -227,6 +227,7 @@ def run(
                       "(see events['overlap']; choose overlap='drop' or 'shorten' to act on it)", stacklevel=2)
     bat = TestBattery(fit, compat=estudy2_compat)
     bat.asset_idx, bat.bar_idx = anch.asset_idx, anch.bar_idx
+    bat.est_window, bat.win0 = (None if est is None else (int(est[0]), int(est[-1]))), int(win[0])
     bar_tests = {t: bat.bar(t) for t in names}
     windows = [tuple(window)] if car_windows is None else [tuple(map(int, w)) for w in car_windows]
     car_tests, car_means = {}, {}

@@ -64,6 +64,7 @@ class ModelFit:
     evt_m: np.ndarray | None = None
     alpha: np.ndarray | None = None
     beta: np.ndarray | None = None
+    est_m: np.ndarray | None = field(default=None, repr=False)
     _est_ar: np.ndarray | None = field(default=None, repr=False)
     _est_inputs: tuple | None = field(default=None, repr=False)
 
@@ -84,6 +85,7 @@ class ModelFit:
         if self._est_ar is None:
             est_r, est_m = self._est_inputs
             self._est_ar = est_r - self.alpha[:, None] - self.beta[:, None] * est_m
+            self.est_m = est_m  # design_hc needs the estimation-window market returns
             self._est_inputs = None
         return self._est_ar
 

@@ -45,7 +45,7 @@ from .models import ModelFit
 from .ranks import estudy2_wilcoxon_signif, row_median, row_ranks, wilcoxon_columns  # noqa: F401 (re-exported)
 
 PARAMETRIC = ("brown_warner_1980", "brown_warner_1985", "cross_sectional_t", "patell", "bmp", "bmp_kp", "lamb",
-              "calendar_hac")
+              "calendar_hac", "design_hc")
 NONPARAMETRIC = ("sign", "generalized_sign", "corrado_sign", "corrado_rank", "modified_rank", "wilcoxon")
 #: Every test and the assumptions it needs (beyond "no event effect" under the null). The sizes
 #: measured for one asset with clustered events are in :mod:`research.eventstudy.sizes`.
@@ -58,6 +58,8 @@ TESTS = {
     "bmp_kp": "BMP with the Kolari-Pynnonen correction for cross-event correlation, incl. shared bars of overlapping windows",
     "lamb": "normal ARs, no event-induced variance (estimation-window portfolio s.d.)",
     "calendar_hac": "stationary calendar-time portfolio ARs; Newey-West over T lags; allows overlapping windows",
+    "design_hc": "residuals uncorrelated over time, any variance path; exact design weights (overlaps, contaminated "
+                 "estimation windows, event-induced variance); see research.eventstudy.robust",
     "sign": "independent events, median AR 0 under the null (symmetric ARs)",
     "generalized_sign": "independent events, P(AR > 0) under the null equals its estimation-window share",
     "corrado_sign": "AR distribution unchanged by the event (no event-induced variance), independent events",
@@ -66,9 +68,11 @@ TESTS = {
     "wilcoxon": "independent events, ARs symmetric about 0 under the null; exact two-sided p",
 }
 #: Tests run when ``tests=None``: the set whose size stayed within 3.5-7.5 % for AR and CAR in the
-#: single-asset simulation (clustered events, t(4) GARCH returns, event-induced variance); see
+#: single-asset simulation (clustered events, t(4) stochastic-volatility returns, event-induced variance); see
 #: :mod:`research.eventstudy.sizes`. The others run on request (``tests="all"`` or by name).
-DEFAULT_TESTS = ("cross_sectional_t", "bmp", "wilcoxon")
+DEFAULT_TESTS = ("bmp", "design_hc")
+#: Defaults without an estimation window (``model="raw"``): nothing was measured to hold there.
+DEFAULT_NO_ESTIMATION = ("cross_sectional_t", "wilcoxon")
 #: Tests that only look at the event window (usable without an estimation window).
 NO_ESTIMATION = ("cross_sectional_t", "sign", "wilcoxon", "calendar_hac")
 #: Tests whose per-bar statistics the CAR versions sum (see :mod:`.cartests`).
@@ -79,6 +83,7 @@ DIST = {
     "bmp": "t", "bmp_kp": "t", "lamb": "normal", "sign": "normal", "generalized_sign": "normal",
     "corrado_sign": "normal", "corrado_rank": "normal", "modified_rank": "normal", "wilcoxon": "signed-rank",
     "calendar_hac": "normal",
+    "design_hc": "normal",
 }
 
 
@@ -105,7 +110,7 @@ def resolve_tests(tests, has_estimation: bool, compat: bool = False) -> tuple[st
     if tests is None and compat:
         tests = "all"
     if tests is None:
-        return DEFAULT_TESTS if has_estimation else tuple(t for t in DEFAULT_TESTS if t in NO_ESTIMATION)
+        return DEFAULT_TESTS if has_estimation else DEFAULT_NO_ESTIMATION
     if tests == "all":
         return tuple(TESTS) if has_estimation else NO_ESTIMATION
     if isinstance(tests, str):
@@ -211,9 +216,12 @@ class TestBattery:
         self._cache: dict[str, BarStats] = {}
         self._rank_cache: dict[str, np.ndarray] = {}
         self._rbar: float | None = None
-        #: anchors of the events (set by run): the overlap-aware tests need calendar positions
+        #: anchors of the events and the window offsets (set by run): the overlap-aware tests
+        #: need calendar positions
         self.asset_idx: np.ndarray | None = None
         self.bar_idx: np.ndarray | None = None
+        self.est_window: tuple[int, int] | None = None
+        self.win0: int = 0
 
     # ----- shared pieces -------------------------------------------------------------------
     @property
@@ -408,6 +416,14 @@ class TestBattery:
         if self.compat:
             out.signif = estudy2_wilcoxon_signif(stat, np.isfinite(self.ar).sum(0) - (self.ar == 0).sum(0))
         return out
+
+    def _bar_design_hc(self):
+        from . import robust
+
+        if self.bar_idx is None or self.est_window is None:
+            raise EventStudyError("design_hc needs the events' bars and an estimation window (run it through run())")
+        stat = robust.bar_stats(self)
+        return BarStats("design_hc", stat, _p_norm(stat), None)
 
     def _bar_calendar_hac(self):
         from .cartests import calendar_portfolio, newey_west_var
