@@ -193,7 +193,8 @@ class EventStudyResult:
             f"events: {self.n_events} used, {self.dropped.height} dropped"
             + (f" ({', '.join(f'{r}: {c}' for r, c in self.dropped.group_by('reason').len().sort('reason').iter_rows())})"
                if self.dropped.height else "")
-            + f", {int(self.events['overlap'].sum()) if 'overlap' in self.events.columns else 0} with contaminated estimation window",
+            + f", {int(self.events['overlap'].sum()) if 'overlap' in self.events.columns else 0} with contaminated estimation window"
+            + (f", {self.merged.height} merged into an event on the same bar" if self.merged is not None and self.merged.height else ""),
             f"estudy2_compat: {s['estudy2_compat']}",
             "-" * 72,
         ]

@@ -18,11 +18,11 @@ estimation-window residual s.d., ``C_it`` = prediction-error factor, ``T`` = bar
 ``corrado_rank``       Corrado (1989) rank test on ranks over estimation+event bars.
 ``modified_rank``      Corrado-Zivney (1992) standardised-rank test, U = rank/(n_i + 1).
 ``wilcoxon``           Wilcoxon signed-rank W+ across events (p-value from scipy).
+``calendar_hac``       calendar-time portfolio of ARs with a Newey-West variance (see cartests).
+``design_hc``          sum of ARs over a variance built from the design's exact weights (see robust).
 
-CAR versions: ``cross_sectional_t``, ``sign``, ``generalized_sign`` and ``wilcoxon`` apply to CAR_i;
-``patell``/``bmp``/``bmp_kp`` use SCAR_i = CAR_i / (s_i sqrt(V_i)) with the exact prediction-error
-variance V_i of a sum (see :meth:`ModelFit.car_pe`); the bar-aggregated tests (``brown_warner_*``,
-``lamb``, ``corrado_*``, ``modified_rank``) use sum_t z_t / sqrt(T), as estudy2's ``car_*`` do.
+CAR versions and their variances: :mod:`research.eventstudy.cartests`. Which tests hold for one
+asset with many clustered events (measured): :mod:`research.eventstudy.sizes`.
 
 ``estudy2_compat=True`` switches to estudy2 0.10.0's conventions: Patell's market term from every
 market observation of the estimation window and its s.d. with ``ddof=1`` (see models), cross-event
