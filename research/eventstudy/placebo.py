@@ -146,7 +146,7 @@ def _wilson(k: int, n: int) -> tuple[float, float]:
     return c - h, c + h
 
 
-def placebo_size(returns, events: pl.DataFrame, *, window=(-24, 72), estimation=(-240, -25), test="bmp",
+def placebo_size(returns, events: pl.DataFrame, *, window=(-24, 72), estimation=(-240, -25), test="design_hc",
                  car_window: tuple[int, int] | None = None, n_draws: int = 200, level: float = 0.05,
                  seed: int = 0, vol_window: int = 168, **run_kwargs) -> PlaceboSize:
     """Rejection rate of ``test`` at placebo dates drawn from the same series with the same design.

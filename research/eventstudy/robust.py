@@ -18,6 +18,9 @@ from __future__ import annotations
 
 import numpy as np
 
+#: events per block of the weight accumulations (bounds the temporaries at scale)
+BLOCK = 8192
+
 
 def _grid(bat, lo_off: int, hi_off: int):
     """Dense calendar index of each event's bars: (flat index base per event, grid size)."""
@@ -34,10 +37,12 @@ def _sigma2(bat, base: np.ndarray, size: int, e0: int, w0: int, lo_off: int) -> 
     s = np.zeros(size)
     c = np.zeros(size)
     for mat, off in ((bat.fit.est_ar, e0), (bat.ar, w0)):
-        idx = base[:, None] + (off - lo_off) + np.arange(mat.shape[1])[None, :]
-        ok = np.isfinite(mat)
-        s += np.bincount(idx[ok], weights=mat[ok] ** 2, minlength=size)
-        c += np.bincount(idx[ok], minlength=size)
+        for i in range(0, mat.shape[0], BLOCK):
+            blk = mat[i : i + BLOCK]
+            idx = base[i : i + BLOCK, None] + (off - lo_off) + np.arange(mat.shape[1])[None, :]
+            ok = np.isfinite(blk)
+            s += np.bincount(idx[ok], weights=blk[ok] ** 2, minlength=size)
+            c += np.bincount(idx[ok], minlength=size)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(c > 0, s / c, 0.0)
 
@@ -62,16 +67,21 @@ def car_stat(bat, j1: int, j2: int, ok: np.ndarray) -> float:
     A += np.bincount(widx[present], minlength=size)
     if f.model in ("market", "mean"):
         est = f.est_ar
-        est_ok = np.isfinite(est) & ok[:, None]
         T = present.sum(1).astype(float)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            wts = np.broadcast_to((T / f.n_est)[:, None], est.shape).copy()
-            if f.model == "market":
-                est_m = est_m_matrix(f)
-                D = np.where(present, f.evt_m[:, j1 : j2 + 1] - f.m_mean[:, None], 0.0).sum(1)
-                wts += (D / f.m_sxx)[:, None] * (est_m - f.m_mean[:, None])
-        eidx = base[:, None] + (e0 - lo) + np.arange(est.shape[1])[None, :]
-        A -= np.bincount(eidx[est_ok], weights=wts[est_ok], minlength=size)
+        D = None
+        if f.model == "market":
+            est_m = est_m_matrix(f)
+            D = np.where(present, f.evt_m[:, j1 : j2 + 1] - f.m_mean[:, None], 0.0).sum(1)
+        cols = np.arange(est.shape[1])[None, :]
+        for i in range(0, est.shape[0], BLOCK):
+            sl = slice(i, i + BLOCK)
+            est_ok = np.isfinite(est[sl]) & ok[sl, None]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                wts = np.broadcast_to((T[sl] / f.n_est[sl])[:, None], est_ok.shape)
+                if D is not None:
+                    wts = wts + (D[sl] / f.m_sxx[sl])[:, None] * (est_m[sl] - f.m_mean[sl, None])
+            eidx = base[sl, None] + (e0 - lo) + cols
+            A -= np.bincount(eidx[est_ok], weights=wts[est_ok], minlength=size)
     total = np.where(present, sub, 0.0).sum()
     var = float(A**2 @ sig2)
     return float(total / np.sqrt(var)) if var > 0 else float("nan")
@@ -92,10 +102,12 @@ def bar_stats(bat) -> np.ndarray:
     sig2 = _sigma2(bat, base, size, e0, w0, lo)
     P = np.zeros(size)
     if f.model in ("market", "mean"):
-        est_ok = np.isfinite(f.est_ar)
-        eidx = base[:, None] + (e0 - lo) + np.arange(f.est_ar.shape[1])[None, :]
-        wts = np.broadcast_to((1.0 / f.n_est)[:, None], f.est_ar.shape)
-        P = np.bincount(eidx[est_ok], weights=wts[est_ok], minlength=size)
+        cols = np.arange(f.est_ar.shape[1])[None, :]
+        for i in range(0, f.est_ar.shape[0], BLOCK):
+            sl = slice(i, i + BLOCK)
+            est_ok = np.isfinite(f.est_ar[sl])
+            wts = np.broadcast_to((1.0 / f.n_est[sl])[:, None], est_ok.shape)
+            P += np.bincount((base[sl, None] + (e0 - lo) + cols)[est_ok], weights=wts[est_ok], minlength=size)
     pp = float(P**2 @ sig2)
     out = np.full(bat.w, np.nan)
     for j in range(bat.w):  # O(events) per bar: u = events' bar counts, A = u - P

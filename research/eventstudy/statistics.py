@@ -70,7 +70,7 @@ TESTS = {
 #: Tests run when ``tests=None``: the set whose size stayed within 3.5-7.5 % for AR and CAR in the
 #: single-asset simulation (clustered events, t(4) stochastic-volatility returns, event-induced variance); see
 #: :mod:`research.eventstudy.sizes`. The others run on request (``tests="all"`` or by name).
-DEFAULT_TESTS = ("bmp", "design_hc")
+DEFAULT_TESTS = ("design_hc",)
 #: Defaults without an estimation window (``model="raw"``): nothing was measured to hold there.
 DEFAULT_NO_ESTIMATION = ("cross_sectional_t", "wilcoxon")
 #: Tests that only look at the event window (usable without an estimation window).
