@@ -13,8 +13,8 @@ Reproduce the table in the package docs::
     python -m research.eventstudy.sizes --reps 400 --events 200
 
 Measured with ``--reps 400`` (seed 0; 5 % level; the Monte-Carlo 95 % band at 400 draws is
-2.9-7.1 %; ``tests/eventstudy/test_sizes.py`` checks the defaults with 1,000). ``thin`` is the default (no two CAR windows share a bar); ``keep`` keeps every
-clustered event. Columns: rejection rate at bar 0 (AR), of CAR(0,+4) and CAR(-24,+72) with no
+2.9-7.1 %; ``tests/eventstudy/test_sizes.py`` checks the defaults with 1,000 draws). ``thin`` is
+the default (no two CAR windows share a bar); ``keep`` keeps every clustered event. Columns: rejection rate at bar 0 (AR), of CAR(0,+4) and CAR(-24,+72) with no
 effect (size), and power at bar 0 / CAR(0,+4) with a bar-0 effect of 0.5 and 1 residual s.d.
 
 SIZE_TABLE_PLACEHOLDER

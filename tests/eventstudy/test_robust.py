@@ -89,3 +89,29 @@ def test_estudy2_wilcoxon_rule_and_qsignrank():
     # upper region at 5 %: W >= 44 (one-sided 5 %); lower: W <= 55 - 46 = 9 (alpha/2) -- not symmetric
     codes = ranks.estudy2_wilcoxon_signif(np.array([44.0, 43.0, 9.0, 10.0]), np.array([10, 10, 10, 10]))
     assert codes[0] == "**" and codes[1] == "*" and codes[2] == "**" and codes[3] == "*"
+
+
+def test_newey_west_and_calendar_portfolio_by_hand():
+    x = np.array([1.0, -2.0, 0.5, 3.0, -1.0, 0.0])
+    d = x - x.mean()
+    n = x.size
+    want = d @ d / n + 2 * (1 - 1 / 3) * (d[1:] @ d[:-1]) / n + 2 * (1 - 2 / 3) * (d[2:] @ d[:-2]) / n
+    assert cartests.newey_west_var(x, 2) == pytest.approx(want, rel=1e-12)
+    ar = np.array([[1.0, 2.0], [3.0, np.nan]])
+    P = cartests.calendar_portfolio(ar, np.array([0, 0]), np.array([10, 11]), 0, 1)
+    assert P.tolist() == [1.0, 2.5]  # bar 10: event 0; bar 11: events 0 (2.0) and 1 (3.0)
+
+
+def test_bmp_kp_sees_shared_bars():
+    f, mk = synthetic(n_bars=3000, seed=12)
+    bars = np.array([500, 505, 510, 1500, 1504, 2500])
+    ev = pl.DataFrame({"ts": f["ts"].gather(bars), "asset": ["A"] * bars.size})
+    res = es.run(f, ev, estimation=(-250, -11), window=(0, 19), model="market", market=mk, event_overlap="keep",
+                 tests=["bmp", "bmp_kp"])
+    bat = res._battery
+    r = cartests.overlap_rbar(bat, 0, 19, np.ones(bars.size, dtype=bool))
+    shared = 2 * ((20 - 5) + (20 - 10) + (20 - 5) + (20 - 4))  # ordered pairs, bars in common
+    want = (shared / 20 + bat.rbar * (30 - 8)) / 30
+    assert r == pytest.approx(want, rel=1e-12) and r > 0.1
+    t = res.car_tests["[0,+19]"]
+    assert abs(t["bmp_kp"].stat) < abs(t["bmp"].stat)
