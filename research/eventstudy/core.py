@@ -197,6 +197,7 @@ def run(
     est_r, evt_r, est_m, evt_m, flag = _design(panel, mvec, anch, est, win, None if est is None else overlap)
     # fit every anchored event, then drop: the fit counts each event's estimation observations
     fit = _models.fit(model, est_r, evt_r, est_m, evt_m, full_market_term=estudy2_compat)
+    del est_r, evt_r, est_m, evt_m  # the fit keeps what it needs; free the rest before the tests (memory at scale)
     n_est = None if est is None else fit.n_est
     keep = ~flag if overlap == "drop" else np.ones(flag.size, dtype=bool)
     reason = np.where(~keep, "overlap", "")

@@ -34,6 +34,9 @@ def _grid(bat, lo_off: int, hi_off: int):
 
 def _sigma2(bat, base: np.ndarray, size: int, e0: int, w0: int, lo_off: int) -> np.ndarray:
     """Mean squared AR per calendar bar over every estimation and event cell that covers it."""
+    cached = getattr(bat, "_sig2", None)
+    if cached is not None:  # one estimate serves the per-bar and every CAR-window statistic
+        return cached
     s = np.zeros(size)
     c = np.zeros(size)
     for mat, off in ((bat.fit.est_ar, e0), (bat.ar, w0)):
@@ -44,7 +47,8 @@ def _sigma2(bat, base: np.ndarray, size: int, e0: int, w0: int, lo_off: int) -> 
             s += np.bincount(idx[ok], weights=blk[ok] ** 2, minlength=size)
             c += np.bincount(idx[ok], minlength=size)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(c > 0, s / c, 0.0)
+        bat._sig2 = np.where(c > 0, s / c, 0.0)
+    return bat._sig2
 
 
 def _bounds(bat):
