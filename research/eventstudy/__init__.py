@@ -19,9 +19,15 @@ Validated against estudy2 0.10.0's published outputs and xKDR eventstudies' test
 from __future__ import annotations
 
 from .core import profile, run
-from .placebo import AssumptionWarning, PlaceboSize, assumption_warnings, matched_shifts, placebo_size
 from .inference import InferenceResult, bh, bootstrap, placebo
 from .models import MODELS
+from .placebo import (
+    AssumptionWarning,
+    PlaceboSize,
+    assumption_warnings,
+    matched_shifts,
+    placebo_size,
+)
 from .regression import CarRegressionResult, car_regression
 from .results import EventStudyResult, compare
 from .statistics import DEFAULT_TESTS, NONPARAMETRIC, PARAMETRIC, TESTS
@@ -47,8 +53,26 @@ def build_panel(returns, columns=("return",)) -> Panel:
     return _bp(returns, list(columns))
 
 __all__ = [
-    "run", "profile", "build_panel", "Panel", "bootstrap", "placebo", "bh", "car_regression", "compare",
-    "EventStudyResult", "InferenceResult", "CarRegressionResult",
-    "MODELS", "TESTS", "DEFAULT_TESTS", "PARAMETRIC", "NONPARAMETRIC",
-    "placebo_size", "PlaceboSize", "assumption_warnings", "AssumptionWarning", "matched_shifts",
+    "DEFAULT_TESTS",
+    "MODELS",
+    "NONPARAMETRIC",
+    "PARAMETRIC",
+    "TESTS",
+    "AssumptionWarning",
+    "CarRegressionResult",
+    "EventStudyResult",
+    "InferenceResult",
+    "Panel",
+    "PlaceboSize",
+    "assumption_warnings",
+    "bh",
+    "bootstrap",
+    "build_panel",
+    "car_regression",
+    "compare",
+    "matched_shifts",
+    "placebo",
+    "placebo_size",
+    "profile",
+    "run",
 ]

@@ -192,7 +192,9 @@ def size_table(n_reps: int = 1000, *, seed: int = 0, n_events: int = 500, tests=
             p5 = simulate(n_reps, n_events=n_events, tests=tests, event_overlap=pol, seed=seed + 1, effect=0.5)
             p1 = simulate(n_reps, n_events=n_events, tests=tests, event_overlap=pol, seed=seed + 2, effect=1.0)
         for t in tests:
-            pw = (lambda d, k: None if d is None else 100 * d[t][k])
+            def pw(d, k, t=t):
+                return None if d is None else 100 * d[t][k]
+
             rows.append({"overlap": pol, "test": t, "size_ar": 100 * s[t]["ar"], "size_car_0_4": 100 * s[t]["car_0_4"],
                          "size_car_full": 100 * s[t]["car_full"], "power05_ar": pw(p5, "ar"),
                          "power05_car_0_4": pw(p5, "car_0_4"), "power1_ar": pw(p1, "ar"),

@@ -1,7 +1,6 @@
 """Bootstrap, placebo and Benjamini-Hochberg: calibration under the null, power, reproducibility."""
 from __future__ import annotations
 
-
 import numpy as np
 import polars as pl
 import pytest
