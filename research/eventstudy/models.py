@@ -107,6 +107,9 @@ class ModelFit:
         return np.broadcast_to(t, (self.evt_ar.shape[0],)).astype(float)
 
 
+_BLOCK = 8192  # events per block of the market-model cross-products
+
+
 def _rowdot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.einsum("ij,ij->i", a, b)
 
@@ -196,17 +199,20 @@ def _fit_market(est_r, evt_r, est_m, evt_m, *, full_market_term: bool, light: bo
     complete = bool(np.isfinite(xm).all() and np.isfinite(ym).all())
     if complete:
         n_est = np.full(n, le)
-        dx = est_m - xm[:, None]
-        dy = est_r - ym[:, None]
     else:
         ok = np.isfinite(est_r) & np.isfinite(est_m)
         n_est = ok.sum(1)
         xm = np.where(ok, est_m, 0.0).sum(1) / n_est
         ym = np.where(ok, est_r, 0.0).sum(1) / n_est
-        dx = np.where(ok, est_m - xm[:, None], 0.0)
-        dy = np.where(ok, est_r - ym[:, None], 0.0)
-    sxx = _rowdot(dx, dx)
-    sxy = _rowdot(dx, dy)
+    sxx, sxy, syy = np.empty(n), np.empty(n), np.empty(n)
+    for i in range(0, n, _BLOCK):  # centred cross-products in event blocks: no full-size temporaries
+        sl = slice(i, i + _BLOCK)
+        dx = est_m[sl] - xm[sl, None]
+        dy = est_r[sl] - ym[sl, None]
+        if not complete:
+            dx = np.where(ok[sl], dx, 0.0)
+            dy = np.where(ok[sl], dy, 0.0)
+        sxx[sl], sxy[sl], syy[sl] = _rowdot(dx, dx), _rowdot(dx, dy), _rowdot(dy, dy)
     beta = sxy / sxx
     alpha = ym - beta * xm
     evt_ar = evt_r - alpha[:, None] - beta[:, None] * evt_m
@@ -221,7 +227,7 @@ def _fit_market(est_r, evt_r, est_m, evt_m, *, full_market_term: bool, light: bo
     if not light:
         # SSR = Syy - Sxy^2 / Sxx from centred sums; OLS residuals with an intercept have mean 0
         # over the complete cases, so their s.d. (ddof=1) is sqrt(SSR / (n - 1)).
-        ssr = np.maximum(_rowdot(dy, dy) - sxy * beta, 0.0)
+        ssr = np.maximum(syy - sxy * beta, 0.0)
         sigma = np.sqrt(ssr / (n_est - 2))
         sd1 = np.sqrt(ssr / (n_est - 1))
     return ModelFit("market", evt_ar, n_est, 2, sigma, sd1, pe, m_mean=mm, m_sxx=msxx, evt_m=evt_m,
