@@ -3,8 +3,11 @@
 Public API::
 
     run(returns, events, *, estimation=(-250, -11), window=(-10, 10), model="market", market=None,
-        anchor="containing"|"next", overlap="flag"|"drop"|"shorten"|"keep", min_spacing=None,
-        tests=None, estudy2_compat=False) -> EventStudyResult
+        anchor="containing"|"next", overlap="flag"|"drop"|"shorten"|"keep",
+        event_overlap="thin"|"drop"|"keep", min_spacing=None, min_coverage=0.9,
+        tests=None (DEFAULT_TESTS) | "all" | names, estudy2_compat=False) -> EventStudyResult
+    placebo_size(returns, events, window=, estimation=, test=, car_window=None, n_draws=200, ...)
+    assumption_warnings(result) -> list of str (and AssumptionWarning)
     profile(frame, events, window, ...)   # tidy event_time, column, mean, median, lo, hi, n
     bootstrap(result, ...), placebo(result, ...), bh(pvalues)
     car_regression(result, attributes, ...)
@@ -18,9 +21,16 @@ from __future__ import annotations
 from .core import profile, run
 from .inference import InferenceResult, bh, bootstrap, placebo
 from .models import MODELS
+from .placebo import (
+    AssumptionWarning,
+    PlaceboSize,
+    assumption_warnings,
+    matched_shifts,
+    placebo_size,
+)
 from .regression import CarRegressionResult, car_regression
 from .results import EventStudyResult, compare
-from .statistics import NONPARAMETRIC, PARAMETRIC, TESTS
+from .statistics import DEFAULT_TESTS, NONPARAMETRIC, PARAMETRIC, TESTS
 from .windows import Panel
 
 
@@ -43,7 +53,26 @@ def build_panel(returns, columns=("return",)) -> Panel:
     return _bp(returns, list(columns))
 
 __all__ = [
-    "run", "profile", "build_panel", "Panel", "bootstrap", "placebo", "bh", "car_regression", "compare",
-    "EventStudyResult", "InferenceResult", "CarRegressionResult",
-    "MODELS", "TESTS", "PARAMETRIC", "NONPARAMETRIC",
+    "DEFAULT_TESTS",
+    "MODELS",
+    "NONPARAMETRIC",
+    "PARAMETRIC",
+    "TESTS",
+    "AssumptionWarning",
+    "CarRegressionResult",
+    "EventStudyResult",
+    "InferenceResult",
+    "Panel",
+    "PlaceboSize",
+    "assumption_warnings",
+    "bh",
+    "bootstrap",
+    "build_panel",
+    "car_regression",
+    "compare",
+    "matched_shifts",
+    "placebo",
+    "placebo_size",
+    "profile",
+    "run",
 ]

@@ -13,6 +13,7 @@ from scipy import stats as sps
 from research.errors import EventStudyError
 
 from . import models as _models
+from . import overlap as _overlap
 from . import windows as W
 from .results import EventStudyResult, caar_band, window_key
 from .statistics import TestBattery, resolve_tests
@@ -86,7 +87,9 @@ def run(
     anchor: str = "containing",
     bar_label: str = "open",
     overlap: str = "flag",
+    event_overlap: str = "thin",
     min_spacing: int | None = None,
+    min_coverage: float | None = None,
     min_estimation: int | None = None,
     tests=None,
     car_windows: list[tuple[int, int]] | None = None,
@@ -120,12 +123,28 @@ def run(
         Estimation windows containing another event's window (same asset): keep and flag (warns),
         drop the event, shorten the window to its clean part next to the event, or keep silently.
         The ``overlap`` column of ``events`` flags them in every case.
+    event_overlap : {"thin", "drop", "keep"}
+        Events whose *event* windows share a bar (same asset): keep the earliest of each chain
+        and drop the later ones (default: no two CAR windows share a bar), drop every event of a
+        chain, or keep them all (then use dependence-robust inference: ``bmp_kp``,
+        ``calendar_hac``, or :func:`placebo`, whose dates keep the events' gaps). Events on the
+        same bar as an earlier event are always merged into it and listed in ``merged``; dropped
+        ones are listed in ``dropped`` (reason ``"event_window_overlap"``). ``events["cluster"]``
+        numbers the chains that remain.
     min_spacing : int, optional
         Thin events to at least this many bars apart per asset (earliest kept).
+    min_coverage : float, optional
+        The missing-bar rule: an event stays only if at least this share of its event-window bars
+        has an abnormal return (default 0.9; 0 under ``estudy2_compat``); others are dropped with
+        reason ``"missing_window_bars"``. A kept event's CAR is the sum of its present ARs, with
+        the CAR variances over those bars; CAAR, CAR tests and :func:`car_regression` all use
+        this one sample.
     min_estimation : int, optional
         Minimum estimation observations (default: half the estimation window, at least k + 3).
     tests : sequence of str, optional
-        Test names (default: all, see :data:`research.eventstudy.TESTS`).
+        Test names: None runs :data:`~research.eventstudy.statistics.DEFAULT_TESTS` (the set
+        measured to hold its size for one asset with clustered events), ``"all"`` every test;
+        :data:`~research.eventstudy.TESTS` documents each test's assumptions.
     car_windows : list of (int, int), optional
         Sub-windows for CAR tests (default: the whole event window).
     level : float
@@ -154,7 +173,7 @@ def run(
         raise EventStudyError(f"model={model!r} needs estimation=(-L1, -L0)")
     if est is not None and est[-1] >= win[0] and est[0] <= win[-1]:
         warnings.warn(f"estimation window {estimation} overlaps the event window {window}", stacklevel=2)
-    names = resolve_tests(tests, est is not None)
+    names = resolve_tests(tests, est is not None, estudy2_compat)
     if isinstance(returns, W.Panel):
         if "return" not in returns.values:
             raise EventStudyError("the Panel passed as returns has no 'return' column; build it with build_panel(returns)")
@@ -166,6 +185,11 @@ def run(
         raise EventStudyError(f"model={model!r} needs market=<asset name or frame (ts, return)>")
     anch = W.anchor_events(panel, events, anchor=anchor, bar_label=bar_label, value="return")
     anch = W.thin(anch, min_spacing)
+    anch, merged, _ = _overlap.resolve_event_overlap(anch, (int(win[0]), int(win[-1])), event_overlap)
+    if min_coverage is None:
+        min_coverage = 0.0 if estudy2_compat else 0.9
+    if not 0 <= min_coverage <= 1:
+        raise EventStudyError(f"min_coverage={min_coverage} must be in [0, 1]")
     k = _models.N_PARAMS[model]
     if min_estimation is None:
         min_estimation = 0 if est is None else max(k + 3, est.size // 2)
@@ -173,6 +197,7 @@ def run(
     est_r, evt_r, est_m, evt_m, flag = _design(panel, mvec, anch, est, win, None if est is None else overlap)
     # fit every anchored event, then drop: the fit counts each event's estimation observations
     fit = _models.fit(model, est_r, evt_r, est_m, evt_m, full_market_term=estudy2_compat)
+    del est_r, evt_r, est_m, evt_m  # the fit keeps what it needs; free the rest before the tests (memory at scale)
     n_est = None if est is None else fit.n_est
     keep = ~flag if overlap == "drop" else np.ones(flag.size, dtype=bool)
     reason = np.where(~keep, "overlap", "")
@@ -180,8 +205,13 @@ def run(
         short = keep & (n_est < min_estimation)
         reason = np.where(short, "insufficient_estimation", reason)
         keep &= ~short
+    if min_coverage > 0:
+        cover = np.isfinite(fit.evt_ar).sum(1) / max(1, win.size)
+        gappy = keep & (cover < min_coverage)
+        reason = np.where(gappy, "missing_window_bars", reason)
+        keep &= ~gappy
     if not keep.all():
-        for r in ("overlap", "insufficient_estimation"):
+        for r in ("overlap", "insufficient_estimation", "missing_window_bars"):
             sel = reason != r  # drop one reason at a time so each is reported correctly
             if (~sel).any():
                 anch = anch.subset(sel, r)
@@ -197,6 +227,8 @@ def run(
         warnings.warn(f"{int(flag.sum())} event(s) have another event inside their estimation window "
                       "(see events['overlap']; choose overlap='drop' or 'shorten' to act on it)", stacklevel=2)
     bat = TestBattery(fit, compat=estudy2_compat)
+    bat.asset_idx, bat.bar_idx = anch.asset_idx, anch.bar_idx
+    bat.est_window, bat.win0 = (None if est is None else (int(est[0]), int(est[-1]))), int(win[0])
     bar_tests = {t: bat.bar(t) for t in names}
     windows = [tuple(window)] if car_windows is None else [tuple(map(int, w)) for w in car_windows]
     car_tests, car_means = {}, {}
@@ -214,15 +246,17 @@ def run(
             car = bat.car(j1, j2)
             car_means[wk] = float(np.nanmean(car)) if np.isfinite(car).any() else math.nan
     ev = anch.events.clone()  # shares buffers; columns are inserted in place (no lazy select)
-    for name in ("overlap", "n_est"):
+    for name in ("overlap", "n_est", "cluster"):
         if name in ev.columns:  # events passed back in from an earlier result
             ev.drop_in_place(name)
     ev.insert_column(4, pl.Series("overlap", flag))
     ev.insert_column(5, pl.Series("n_est", np.zeros(flag.size, dtype=np.int64) if n_est is None else n_est.astype(np.int64)))
+    ev.insert_column(6, pl.Series("cluster", _overlap.clusters(anch.asset_idx, anch.bar_idx, (int(win[0]), int(win[-1])))))
     spec = {
         "model": model, "estimation": None if est is None else [int(est[0]), int(est[-1])],
         "window": [int(win[0]), int(win[-1])], "anchor": anchor, "bar_label": bar_label,
-        "bar_size": panel.bar_size_str(), "overlap": overlap, "min_spacing": min_spacing,
+        "bar_size": panel.bar_size_str(), "overlap": overlap, "event_overlap": event_overlap,
+        "min_spacing": min_spacing, "min_coverage": float(min_coverage),
         "min_estimation": int(min_estimation), "tests": list(names), "estudy2_compat": bool(estudy2_compat),
         "car_windows": [list(w) for w in windows],
         "market": market if isinstance(market, str) else ("frame" if market is not None else None),
@@ -232,7 +266,7 @@ def run(
         spec=spec, event_time=win, events=ev, dropped=anch.dropped, ar=fit.evt_ar, aar=aar,
         caar=np.cumsum(aar), n=np.isfinite(fit.evt_ar).sum(0),
         caar_lo=lo, caar_hi=hi, bar_tests=bar_tests, car_tests=car_tests, car_means=car_means,
-        level=level, _battery=bat, _context=ctx,
+        level=level, merged=merged, _battery=bat, _context=ctx,
     )
 
 

@@ -2,8 +2,9 @@
 
 * :func:`bootstrap` resamples *events* with replacement (seeded) and tests CAAR = 0 per horizon
   with the centred bootstrap distribution.
-* :func:`placebo` draws random event bars from periods without events (seeded), re-runs the same
-  design on them, and compares the real CAAR with that null distribution.
+* :func:`placebo` shifts the real event pattern (same gaps, same clusters) to offsets matched on
+  trailing realised volatility, re-runs the same design there, and compares the real CAAR with
+  that null distribution.
 * :func:`bh` adjusts p-values across horizons (Benjamini-Hochberg 1995 step-up).
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ from research.stats import TestStat
 
 from . import models as _models
 from . import windows as W
+from .placebo import matched_shifts
 from .results import EventStudyResult, _clean, window_key
 
 
@@ -126,11 +128,14 @@ def _horizons(result: EventStudyResult, horizons) -> list[tuple[int, int]]:
 
 
 def _car_matrix(ar: np.ndarray, win0: int, hz: list[tuple[int, int]]) -> np.ndarray:
-    """CARs ``(n_events, n_horizons)`` via cumulative sums (NaN if a bar is missing)."""
-    cs = np.concatenate([np.zeros((ar.shape[0], 1)), np.cumsum(ar, axis=1)], axis=1)
+    """CARs ``(n_events, n_horizons)``: sums of the present ARs (the engine's missing-bar rule),
+    NaN when a horizon has no present bar."""
+    ok = np.isfinite(ar)
+    cs = np.concatenate([np.zeros((ar.shape[0], 1)), np.cumsum(np.where(ok, ar, 0.0), axis=1)], axis=1)
+    cn = np.concatenate([np.zeros((ar.shape[0], 1)), np.cumsum(ok, axis=1)], axis=1)
     a = np.array([h[0] - win0 for h in hz])
     b = np.array([h[1] - win0 for h in hz])
-    return cs[:, b + 1] - cs[:, a]
+    return np.where(cn[:, b + 1] - cn[:, a] > 0, cs[:, b + 1] - cs[:, a], np.nan)
 
 
 def _frame(hz, caar, lo, hi, p, n, alpha):
@@ -200,20 +205,6 @@ def bootstrap(
     return InferenceResult("bootstrap", _frame(hz, caar, lo, hi, p, ok.sum(0), alpha), n_draws, seed, level, alpha, draws)
 
 
-def _eligible(ctx, a: int, cover_cs: np.ndarray) -> np.ndarray:
-    """Bars of asset ``a`` usable as placebo event bars: data at the bar, windows inside the
-    asset's data, and no real event window touching the placebo's event window."""
-    panel, win, est = ctx.panel, ctx.win, ctx.est
-    b = np.arange(panel.n_bars)
-    lo_b = b + win[0] if est is None else b + min(win[0], est[0])
-    hi_b = b + win[-1] if est is None else b + max(win[-1], est[-1])
-    ok = np.isfinite(panel.values["return"][a]) & (lo_b >= panel.first[a]) & (hi_b <= panel.last[a])
-    w0 = np.clip(b + win[0], 0, panel.n_bars)
-    w1 = np.clip(b + win[-1] + 1, 0, panel.n_bars)
-    touched = cover_cs[a, w1] - cover_cs[a, w0]
-    return b[ok & (touched == 0)]
-
-
 def placebo(
     result: EventStudyResult,
     *,
@@ -224,13 +215,14 @@ def placebo(
     alpha: float = 0.05,
     max_cells: int = 20_000_000,
     progress: bool = False,
+    vol_window: int = 168,
 ) -> InferenceResult:
-    """Placebo-date inference: random event bars from periods without events.
+    """Placebo-date inference with the events' own clustering and volatility regime.
 
-    Each draw places as many placebo events per asset as the study has, at bars drawn uniformly
-    (seeded) among those whose event window touches no real event window and whose estimation
-    and event windows lie inside the asset's data. The same model is re-fitted on each placebo
-    set and its CAAR per horizon forms the null distribution.
+    Each draw is the real event pattern shifted by one offset (so every gap, cluster and overlap
+    is kept), the offsets being those whose placebo events' trailing realised volatility is
+    closest to the real events' (:func:`research.eventstudy.placebo.matched_shifts`). The same
+    model is re-fitted on each placebo set and its CAAR per horizon forms the null distribution.
 
     Parameters
     ----------
@@ -250,6 +242,8 @@ def placebo(
         Memory bound of one vectorised block (events x bars).
     progress : bool
         Show a rich progress bar.
+    vol_window : int
+        Bars of trailing realised volatility the placebo sets are matched on.
 
     Returns
     -------
@@ -259,7 +253,7 @@ def placebo(
     Raises
     ------
     EventStudyError
-        If an asset has no bar free of events to draw from.
+        If no shift keeps the pattern inside the data.
     """
     ctx = result._context
     if ctx is None:
@@ -270,19 +264,12 @@ def placebo(
     ok = np.isfinite(real)
     with np.errstate(invalid="ignore", divide="ignore"):
         caar = np.where(ok, real, 0.0).sum(0) / ok.sum(0)
-    cover = W.window_cover(ctx.panel, ctx.asset_idx, ctx.bar_idx, (int(ctx.win[0]), int(ctx.win[-1])))
-    cover_cs = np.concatenate([np.zeros((cover.shape[0], 1), dtype=np.int64), np.cumsum(cover > 0, axis=1)], axis=1)
     rng = np.random.default_rng(seed)
-    assets, counts = np.unique(ctx.asset_idx, return_counts=True)
-    a_cols, b_cols = [], []
-    for a, k in zip(assets, counts):  # one draw block per asset
-        elig = _eligible(ctx, int(a), cover_cs)
-        if elig.size == 0:
-            raise EventStudyError(f"asset {ctx.panel.assets[a]!r} has no event-free bars for placebo dates; "
-                                  "shorten the windows or use bootstrap()")
-        b_cols.append(rng.choice(elig, size=(n_draws, k), replace=True))
-        a_cols.append(np.full((n_draws, k), a))
-    A, B = np.concatenate(a_cols, 1), np.concatenate(b_cols, 1)
+    span = (int(ctx.win[0]) if ctx.est is None else min(int(ctx.win[0]), int(ctx.est[0])),
+            int(ctx.win[-1]) if ctx.est is None else max(int(ctx.win[-1]), int(ctx.est[-1])))
+    shifts = matched_shifts(ctx.panel, ctx.asset_idx, ctx.bar_idx, span, int(ctx.win.size), n_draws, rng, vol_window)
+    A = np.broadcast_to(ctx.asset_idx, (n_draws, ctx.asset_idx.size))
+    B = ctx.bar_idx[None, :] + shifts[:, None]
     n_ev = A.shape[1]
     width = ctx.win.size + (0 if ctx.est is None else ctx.est.size)
     per = max(1, int(max_cells // max(1, n_ev * width)))

@@ -64,6 +64,7 @@ class ModelFit:
     evt_m: np.ndarray | None = None
     alpha: np.ndarray | None = None
     beta: np.ndarray | None = None
+    est_m: np.ndarray | None = field(default=None, repr=False)
     _est_ar: np.ndarray | None = field(default=None, repr=False)
     _est_inputs: tuple | None = field(default=None, repr=False)
 
@@ -84,23 +85,29 @@ class ModelFit:
         if self._est_ar is None:
             est_r, est_m = self._est_inputs
             self._est_ar = est_r - self.alpha[:, None] - self.beta[:, None] * est_m
+            self.est_m = est_m  # design_hc needs the estimation-window market returns
             self._est_inputs = None
         return self._est_ar
 
-    def car_pe(self, j1: int, j2: int) -> np.ndarray:
+    def car_pe(self, j1: int, j2: int, present: np.ndarray | None = None) -> np.ndarray:
         """Variance factor of a sum of prediction errors over event columns ``j1..j2``.
 
         ``T + T^2/n + (sum_t (m_t - mbar))^2 / Sxx`` for the market model (the exact variance of
         a CAR of OLS prediction errors, in units of sigma^2), ``T + T^2/n`` for the mean model,
-        ``T`` otherwise.
+        ``T`` otherwise. With ``present`` (boolean ``(n_events, j2 - j1 + 1)``), T and the market
+        sum run over each event's present bars only (the CAR of a window with gaps).
         """
-        t = j2 - j1 + 1
+        t = float(j2 - j1 + 1) if present is None else present.sum(1).astype(float)
         if self.model == "market":
-            dev = np.sum(self.evt_m[:, j1 : j2 + 1] - self.m_mean[:, None], axis=1)
+            d = self.evt_m[:, j1 : j2 + 1] - self.m_mean[:, None]
+            dev = np.sum(d if present is None else np.where(present, d, 0.0), axis=1)
             return t + t * t / self.n_est + dev**2 / self.m_sxx
         if self.model == "mean":
             return t + t * t / self.n_est
-        return np.full(self.evt_ar.shape[0], float(t))
+        return np.broadcast_to(t, (self.evt_ar.shape[0],)).astype(float)
+
+
+_BLOCK = 8192  # events per block of the market-model cross-products
 
 
 def _rowdot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -192,17 +199,20 @@ def _fit_market(est_r, evt_r, est_m, evt_m, *, full_market_term: bool, light: bo
     complete = bool(np.isfinite(xm).all() and np.isfinite(ym).all())
     if complete:
         n_est = np.full(n, le)
-        dx = est_m - xm[:, None]
-        dy = est_r - ym[:, None]
     else:
         ok = np.isfinite(est_r) & np.isfinite(est_m)
         n_est = ok.sum(1)
         xm = np.where(ok, est_m, 0.0).sum(1) / n_est
         ym = np.where(ok, est_r, 0.0).sum(1) / n_est
-        dx = np.where(ok, est_m - xm[:, None], 0.0)
-        dy = np.where(ok, est_r - ym[:, None], 0.0)
-    sxx = _rowdot(dx, dx)
-    sxy = _rowdot(dx, dy)
+    sxx, sxy, syy = np.empty(n), np.empty(n), np.empty(n)
+    for i in range(0, n, _BLOCK):  # centred cross-products in event blocks: no full-size temporaries
+        sl = slice(i, i + _BLOCK)
+        dx = est_m[sl] - xm[sl, None]
+        dy = est_r[sl] - ym[sl, None]
+        if not complete:
+            dx = np.where(ok[sl], dx, 0.0)
+            dy = np.where(ok[sl], dy, 0.0)
+        sxx[sl], sxy[sl], syy[sl] = _rowdot(dx, dx), _rowdot(dx, dy), _rowdot(dy, dy)
     beta = sxy / sxx
     alpha = ym - beta * xm
     evt_ar = evt_r - alpha[:, None] - beta[:, None] * evt_m
@@ -217,7 +227,7 @@ def _fit_market(est_r, evt_r, est_m, evt_m, *, full_market_term: bool, light: bo
     if not light:
         # SSR = Syy - Sxy^2 / Sxx from centred sums; OLS residuals with an intercept have mean 0
         # over the complete cases, so their s.d. (ddof=1) is sqrt(SSR / (n - 1)).
-        ssr = np.maximum(_rowdot(dy, dy) - sxy * beta, 0.0)
+        ssr = np.maximum(syy - sxy * beta, 0.0)
         sigma = np.sqrt(ssr / (n_est - 2))
         sd1 = np.sqrt(ssr / (n_est - 1))
     return ModelFit("market", evt_ar, n_est, 2, sigma, sd1, pe, m_mean=mm, m_sxx=msxx, evt_m=evt_m,

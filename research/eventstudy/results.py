@@ -71,6 +71,9 @@ class EventStudyResult(Results):
         ``window label -> CAAR`` (estudy2_compat: mean of the daily AARs, estudy2's ``car_mean``).
     level : float
         Confidence level of the bands.
+    merged : polars.DataFrame or None
+        Events merged into an earlier event on the same bar (``event_id, ts, asset,
+        into_event_id, reason``).
     """
 
     spec: dict
@@ -87,6 +90,7 @@ class EventStudyResult(Results):
     car_tests: dict
     car_means: dict
     level: float = 0.95
+    merged: pl.DataFrame | None = None
     _battery: Any = field(default=None, repr=False)
     _context: Any = field(default=None, repr=False)
 
@@ -190,7 +194,8 @@ class EventStudyResult(Results):
             f"events: {self.n_events} used, {self.dropped.height} dropped"
             + (f" ({', '.join(f'{r}: {c}' for r, c in self.dropped.group_by('reason').len().sort('reason').iter_rows())})"
                if self.dropped.height else "")
-            + f", {int(self.events['overlap'].sum()) if 'overlap' in self.events.columns else 0} with contaminated estimation window",
+            + f", {int(self.events['overlap'].sum()) if 'overlap' in self.events.columns else 0} with contaminated estimation window"
+            + (f", {self.merged.height} merged into an event on the same bar" if self.merged is not None and self.merged.height else ""),
             f"estudy2_compat: {s['estudy2_compat']}",
             "-" * 72,
         ]

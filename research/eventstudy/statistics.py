@@ -18,11 +18,11 @@ estimation-window residual s.d., ``C_it`` = prediction-error factor, ``T`` = bar
 ``corrado_rank``       Corrado (1989) rank test on ranks over estimation+event bars.
 ``modified_rank``      Corrado-Zivney (1992) standardised-rank test, U = rank/(n_i + 1).
 ``wilcoxon``           Wilcoxon signed-rank W+ across events (p-value from scipy).
+``calendar_hac``       calendar-time portfolio of ARs with a Newey-West variance (see cartests).
+``design_hc``          sum of ARs over a variance built from the design's exact weights (see robust).
 
-CAR versions: ``cross_sectional_t``, ``sign``, ``generalized_sign`` and ``wilcoxon`` apply to CAR_i;
-``patell``/``bmp``/``bmp_kp`` use SCAR_i = CAR_i / (s_i sqrt(V_i)) with the exact prediction-error
-variance V_i of a sum (see :meth:`ModelFit.car_pe`); the bar-aggregated tests (``brown_warner_*``,
-``lamb``, ``corrado_*``, ``modified_rank``) use sum_t z_t / sqrt(T), as estudy2's ``car_*`` do.
+CAR versions and their variances: :mod:`research.eventstudy.cartests`. Which tests hold for one
+asset with many clustered events (measured): :mod:`research.eventstudy.sizes`.
 
 ``estudy2_compat=True`` switches to estudy2 0.10.0's conventions: Patell's market term from every
 market observation of the estimation window and its s.d. with ``ddof=1`` (see models), cross-event
@@ -36,26 +36,22 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import special
-from scipy import stats as sps
 
 from research.errors import EventStudyError
 from research.stats import TestStat
 
+from .catalog import (  # noqa: F401 (re-exported)
+    BAR_AGGREGATED,
+    DEFAULT_NO_ESTIMATION,
+    DEFAULT_TESTS,
+    DIST,
+    NO_ESTIMATION,
+    NONPARAMETRIC,
+    PARAMETRIC,
+    TESTS,
+)
 from .models import ModelFit
-
-PARAMETRIC = ("brown_warner_1980", "brown_warner_1985", "cross_sectional_t", "patell", "bmp", "bmp_kp", "lamb")
-NONPARAMETRIC = ("sign", "generalized_sign", "corrado_sign", "corrado_rank", "modified_rank", "wilcoxon")
-TESTS = PARAMETRIC + NONPARAMETRIC
-#: Tests that only look at the event window (usable without an estimation window).
-NO_ESTIMATION = ("cross_sectional_t", "sign", "wilcoxon")
-#: Tests whose CAR version sums per-bar z statistics.
-BAR_AGGREGATED = ("brown_warner_1980", "brown_warner_1985", "lamb", "corrado_sign", "corrado_rank", "modified_rank")
-
-DIST = {
-    "brown_warner_1980": "t", "brown_warner_1985": "t", "cross_sectional_t": "t", "patell": "normal",
-    "bmp": "t", "bmp_kp": "t", "lamb": "normal", "sign": "normal", "generalized_sign": "normal",
-    "corrado_sign": "normal", "corrado_rank": "normal", "modified_rank": "normal", "wilcoxon": "signed-rank",
-}
+from .ranks import estudy2_wilcoxon_signif, row_median, row_ranks, wilcoxon_columns
 
 
 @dataclass
@@ -66,6 +62,8 @@ class BarStats:
     stat: np.ndarray
     pvalue: np.ndarray
     df: np.ndarray | None
+    #: estudy2_compat Wilcoxon only: estudy2's significance codes ("", "*", "**", "***")
+    signif: np.ndarray | None = None
 
     def at(self, j: int, null: str) -> TestStat:
         """The :class:`TestStat` at event-window column ``j``."""
@@ -73,16 +71,21 @@ class BarStats:
         return TestStat(self.name, float(self.stat[j]), float(self.pvalue[j]), df, null, DIST[self.name])
 
 
-def resolve_tests(tests, has_estimation: bool) -> tuple[str, ...]:
-    """Validate a test selection (``None`` = all that the design allows)."""
-    if tests is None or tests == "all":
-        return TESTS if has_estimation else NO_ESTIMATION
+def resolve_tests(tests, has_estimation: bool, compat: bool = False) -> tuple[str, ...]:
+    """Validate a test selection (``None`` = :data:`DEFAULT_TESTS`, or every test under
+    ``compat`` as estudy2 runs them all; ``"all"`` = every test the design allows)."""
+    if tests is None and compat:
+        tests = "all"
+    if tests is None:
+        return DEFAULT_TESTS if has_estimation else DEFAULT_NO_ESTIMATION
+    if tests == "all":
+        return tuple(TESTS) if has_estimation else NO_ESTIMATION
     if isinstance(tests, str):
         tests = (tests,)
     tests = tuple(tests)
     bad = [t for t in tests if t not in TESTS]
     if bad:
-        raise EventStudyError(f"unknown test(s) {bad}; choose from {TESTS}")
+        raise EventStudyError(f"unknown test(s) {bad}; choose from {tuple(TESTS)}")
     if not has_estimation:
         need = [t for t in tests if t not in NO_ESTIMATION]
         if need:
@@ -180,6 +183,12 @@ class TestBattery:
         self._cache: dict[str, BarStats] = {}
         self._rank_cache: dict[str, np.ndarray] = {}
         self._rbar: float | None = None
+        #: anchors of the events and the window offsets (set by run): the overlap-aware tests
+        #: need calendar positions
+        self.asset_idx: np.ndarray | None = None
+        self.bar_idx: np.ndarray | None = None
+        self.est_window: tuple[int, int] | None = None
+        self.win0: int = 0
 
     # ----- shared pieces -------------------------------------------------------------------
     @property
@@ -331,7 +340,10 @@ class TestBattery:
     def _bar_sign(self):
         pos, nt = self._sign_counts(self.ar)
         with np.errstate(invalid="ignore", divide="ignore"):
-            stat = np.where(nt > 0, (pos - 0.5 * nt) / np.sqrt(0.25 * nt), np.nan)
+            d = pos - 0.5 * nt
+            if not self.compat:  # continuity correction (estudy2 has none)
+                d = np.sign(d) * np.maximum(np.abs(d) - 0.5, 0.0)
+            stat = np.where(nt > 0, d / np.sqrt(0.25 * nt), np.nan)
         return BarStats("sign", stat, _p_norm(stat), None)
 
     def _phat(self) -> float:
@@ -347,7 +359,10 @@ class TestBattery:
         pos, nt = self._sign_counts(self.ar)
         p = self._phat()
         with np.errstate(invalid="ignore", divide="ignore"):
-            stat = np.where(nt > 0, (pos - nt * p) / np.sqrt(nt * p * (1 - p)), np.nan)
+            d = pos - nt * p
+            if not self.compat:
+                d = np.sign(d) * np.maximum(np.abs(d) - 0.5, 0.0)
+            stat = np.where(nt > 0, d / np.sqrt(nt * p * (1 - p)), np.nan)
         return BarStats("generalized_sign", stat, _p_norm(stat), None)
 
     def _bar_corrado_sign(self):
@@ -364,128 +379,53 @@ class TestBattery:
 
     def _bar_wilcoxon(self):
         stat, p = wilcoxon_columns(self.ar)
-        return BarStats("wilcoxon", stat, p, None)
+        out = BarStats("wilcoxon", stat, p, None)
+        if self.compat:
+            out.signif = estudy2_wilcoxon_signif(stat, np.isfinite(self.ar).sum(0) - (self.ar == 0).sum(0))
+        return out
+
+    def _bar_design_hc(self):
+        from . import robust
+
+        if self.bar_idx is None or self.est_window is None:
+            raise EventStudyError("design_hc needs the events' bars and an estimation window (run it through run())")
+        stat = robust.bar_stats(self)
+        return BarStats("design_hc", stat, _p_norm(stat), None)
+
+    def _bar_calendar_hac(self):
+        from .cartests import calendar_portfolio, newey_west_var
+
+        stat = np.full(self.w, np.nan)
+        if self.bar_idx is not None:
+            for j in range(self.w):  # one calendar series per event-time bar (w series, not w x n)
+                P = calendar_portfolio(self.ar, self.asset_idx, self.bar_idx, j, j)
+                v = newey_west_var(P, 1) if P.size > 2 else 0.0
+                stat[j] = P.mean() / np.sqrt(v / P.size) if v > 0 else np.nan
+        return BarStats("calendar_hac", stat, _p_norm(stat), None)
 
     # ----- CAR tests -----------------------------------------------------------------------
     def car(self, j1: int, j2: int) -> np.ndarray:
-        """CAR per event over event columns ``j1..j2`` (NaN if any bar is missing)."""
-        return self.ar[:, j1 : j2 + 1].sum(1)
+        """CAR per event over event columns ``j1..j2``: the sum of its present ARs (NaN if none)."""
+        sub = self.ar[:, j1 : j2 + 1]
+        s = sub.sum(1)
+        if np.isfinite(s).all() or self.compat:  # estudy2: a gap makes the CAR missing
+            return s
+        ok = np.isfinite(sub)
+        return np.where(ok.any(1), np.where(ok, sub, 0.0).sum(1), np.nan)
+
+    def car_var(self, j1: int, j2: int) -> np.ndarray:
+        """Prediction-error variance factor of each event's CAR over its present bars."""
+        sub = self.ar[:, j1 : j2 + 1]
+        ok = np.isfinite(sub)
+        return self.fit.car_pe(j1, j2, None if ok.all() else ok)
+
+    def full_length(self) -> float:
+        """Bars ranked per event by the rank family (estimation + event window)."""
+        return self._T(self._full())
 
     def car_test(self, name: str, j1: int, j2: int, null: str) -> TestStat:
-        """Test ``name`` on the CAR over event columns ``j1..j2``."""
-        if name in BAR_AGGREGATED:
-            z = self.bar(name).stat[j1 : j2 + 1]
-            stat = float(np.nansum(z) / np.sqrt(np.isfinite(z).sum())) if np.isfinite(z).any() else np.nan
-            return TestStat(name, stat, float(_p_norm(stat)), None, null, "normal")
-        car = self.car(j1, j2)
-        ok = np.isfinite(car)
-        c = car[ok]
-        n = c.size
-        if name == "cross_sectional_t":
-            stat = c.mean() / (c.std(ddof=1) / np.sqrt(n)) if n > 1 else np.nan
-            return TestStat(name, float(stat), float(_p_t(stat, n - 1)), float(n - 1), null, "t")
-        if name in ("patell", "bmp", "bmp_kp"):
-            with np.errstate(invalid="ignore", divide="ignore"):
-                scar = car / (self.s_patell * np.sqrt(self.fit.car_pe(j1, j2)))
-            ok2 = np.isfinite(scar)
-            sc = scar[ok2]
-            if name == "patell":
-                stat = sc.sum() / np.sqrt(np.nansum(self._var_ratio()[ok2])) if sc.size else np.nan
-                return TestStat(name, float(stat), float(_p_norm(stat)), None, null, "normal")
-            m = sc.size
-            stat = sc.mean() / (sc.std(ddof=1) / np.sqrt(m)) if m > 1 else np.nan
-            if name == "bmp_kp":
-                r = self.rbar
-                stat = stat * np.sqrt((1 - r) / (1 + (m - 1) * r))
-            return TestStat(name, float(stat), float(_p_t(stat, m - 1)), float(m - 1), null, "t")
-        if name in ("sign", "generalized_sign"):
-            pos = float((c > 0).sum())
-            p = 0.5 if name == "sign" else self._phat()
-            stat = (pos - n * p) / np.sqrt(n * p * (1 - p)) if n else np.nan
-            return TestStat(name, float(stat), float(_p_norm(stat)), None, null, "normal")
-        if name == "wilcoxon":
-            s, p = wilcoxon_columns(c[:, None])
-            return TestStat(name, float(s[0]), float(p[0]), None, null, "signed-rank")
-        raise EventStudyError(f"unknown test {name!r}")
+        """Test ``name`` on the CAR over event columns ``j1..j2`` (see :mod:`.cartests`)."""
+        from .cartests import car_test
 
+        return car_test(self, name, j1, j2, null)
 
-def row_ranks(x: np.ndarray) -> np.ndarray:
-    """Average ranks (1 = smallest) within each row, NaN where ``x`` is NaN.
-
-    The values of ``scipy.stats.rankdata(x, axis=1, nan_policy="omit")`` from one sort; only the
-    tie groups (rare in continuous returns) are averaged, in work proportional to their size.
-    """
-    n, L = x.shape
-    # NaN sorts last, so finite values rank 1..count; tie groups are averaged, so any order within
-    # a group gives the same ranks (no need for a slower stable sort)
-    order = np.argsort(x, axis=1)
-    xs = np.take_along_axis(x, order, axis=1)
-    ranks_sorted = np.broadcast_to(np.arange(1.0, L + 1.0), (n, L))
-    if L > 1:
-        # tie[p]: sorted values p and p + 1 are equal (NaN == NaN is False: missing never ties).
-        # Two False columns of padding keep runs from crossing rows in the flattened mask.
-        tie = np.zeros((n, L + 1), dtype=np.int8)
-        np.equal(xs[:, 1:], xs[:, :-1], out=tie[:, : L - 1].view(bool))
-        edge = np.diff(tie.ravel(), prepend=np.int8(0))
-        run_start = np.flatnonzero(edge == 1)  # a run of ties over flat positions [start, end)
-        if run_start.size:
-            run_end = np.flatnonzero(edge == -1)
-            ranks_sorted = np.array(ranks_sorted)
-            width = L + 1
-            row, p0 = np.divmod(run_start, width)
-            p1 = run_end - row * width  # the group spans sorted positions p0..p1 inclusive
-            size = p1 - p0 + 1
-            grp = np.repeat(np.arange(run_start.size), size)
-            pos = p0[grp] + (np.arange(grp.size) - np.repeat(np.cumsum(size) - size, size))
-            ranks_sorted[row[grp], pos] = ((p0 + p1) / 2.0 + 1.0)[grp]
-    out = np.empty((n, L))
-    np.put_along_axis(out, order, ranks_sorted, axis=1)
-    out[np.isnan(x)] = np.nan
-    return out
-
-
-def row_median(x: np.ndarray) -> np.ndarray:
-    """``np.nanmedian(x, axis=1)`` (NaN for a row without values, and no warning).
-
-    Complete rows use numpy's partition-based median; only rows with gaps are sorted (numpy's
-    own nan-median goes through masked arrays for rows shorter than 600, several times slower).
-    """
-    n, L = x.shape
-    if L == 0:
-        return np.full(n, np.nan)
-    cnt = L - np.isnan(x).sum(1)
-    out = np.empty(n)
-    complete = cnt == L
-    if complete.any():
-        out[complete] = np.median(x[complete], axis=1)
-    part = np.flatnonzero(~complete)
-    if part.size:
-        xs = np.sort(x[part], axis=1)  # NaN last: the c finite values come first
-        c, i = cnt[part], np.arange(part.size)
-        with np.errstate(invalid="ignore"):
-            out[part] = np.where(c > 0, (xs[i, np.maximum((c - 1) // 2, 0)] + xs[i, np.maximum(c // 2, 0)]) / 2, np.nan)
-    return out
-
-
-def wilcoxon_columns(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Wilcoxon signed-rank per column: W+ (sum of ranks of |x| over positive x, zeros dropped)
-    and the two-sided p-value as scipy computes it: exact (scipy) for n <= 50, otherwise the
-    normal approximation with tie correction and no continuity correction, vectorised."""
-    a = np.abs(x)
-    a = np.where(a == 0, np.nan, a)
-    r = row_ranks(a.T).T
-    has = np.isfinite(a)
-    wplus = np.where(has & (np.nan_to_num(x) > 0), r, 0.0).sum(0)
-    n = has.sum(0).astype(float)
-    # sum of squared average ranks = n(n+1)(2n+1)/6 - sum(t^3 - t)/12, which gives the tie term
-    r2 = np.where(has, r, 0.0) ** 2
-    with np.errstate(invalid="ignore", divide="ignore"):
-        var = r2.sum(0) / 4.0
-        z = (wplus - n * (n + 1) / 4.0) / np.sqrt(var)
-    p = _p_norm(z)
-    for j in np.flatnonzero((n > 0) & (n <= 50)):  # small samples: scipy's exact/auto p-value
-        col = x[:, j]
-        p[j] = sps.wilcoxon(col[np.isfinite(col) & (col != 0)], zero_method="wilcox").pvalue
-    p = np.where(n > 0, p, np.nan)
-    wplus = np.where(n > 0, wplus, np.nan)
-    return wplus.astype(float), p

@@ -27,6 +27,8 @@ DROP_REASONS = (
     "thinned",
     "overlap",
     "insufficient_estimation",
+    "event_window_overlap",
+    "missing_window_bars",
 )
 
 #: Reasons :func:`anchor_events` gives, by code (0 = kept).

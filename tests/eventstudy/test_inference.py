@@ -1,7 +1,6 @@
 """Bootstrap, placebo and Benjamini-Hochberg: calibration under the null, power, reproducibility."""
 from __future__ import annotations
 
-
 import numpy as np
 import polars as pl
 import pytest
@@ -77,18 +76,50 @@ def test_seeded_and_reproducible():
     assert set(a.to_dict()) >= {"method", "horizons", "seed"}
 
 
-def test_placebo_dates_avoid_event_windows():
-    returns, _ = synthetic(n_bars=600, seed=2)
-    res = _study(returns, np.random.default_rng(1), n_events=10)
-    from research.eventstudy import inference, windows as W
+def test_placebo_shifts_keep_gaps_and_match_volatility():
+    """Placebo sets are the real pattern shifted (same gaps), at offsets whose trailing volatility
+    is closest to the real events'; never within one event window of the real dates."""
+    rng = np.random.default_rng(3)
+    n = 6000
+    vol = np.where((np.arange(n) // 500) % 2 == 0, 0.005, 0.03)  # alternating calm / wild regimes
+    r = rng.normal(0, 1, n) * vol
+    panel = es.build_panel(pl.DataFrame({"ts": np.arange(n), "asset": "A", "return": r}))
+    bars = np.array([1700, 1730, 1790, 2700, 2760])  # inside wild regimes (1500-1999, 2500-2999)
+    a = np.zeros(bars.size, dtype=np.int64)
+    sh = es.matched_shifts(panel, a, bars, (-200, 20), 31, 40, np.random.default_rng(0), vol_window=100)
+    assert sh.size == 40 and (np.abs(sh) >= 31).all()
+    lv = np.log(vol)
+    placebo_vol = np.array([lv[bars + s - 1].mean() for s in sh])
+    assert np.mean(np.isclose(placebo_vol, np.log(0.03))) > 0.9  # matched: wild like the real events
+    assert (bars.min() + sh + (-200) >= 0).all() and (bars.max() + sh + 20 <= n - 1).all()
 
-    ctx = res._context
-    cover = W.window_cover(ctx.panel, ctx.asset_idx, ctx.bar_idx, (int(ctx.win[0]), int(ctx.win[-1])))
-    cs = np.concatenate([[0], np.cumsum(cover[0] > 0)])
-    elig = inference._eligible(ctx, 0, cs[None, :])
-    for b in elig:
-        assert not (cover[0, b + ctx.win[0] : b + ctx.win[-1] + 1] > 0).any()
-    assert set(ctx.bar_idx.tolist()).isdisjoint(elig.tolist())
+
+def test_placebo_size_near_nominal_on_iid_returns():
+    returns, market = synthetic(n_bars=6000, seed=8)
+    rng = np.random.default_rng(2)
+    bars = np.sort(rng.choice(np.arange(300, 5800), size=60, replace=False))
+    ev = pl.DataFrame({"ts": returns["ts"].gather(bars), "asset": ["A"] * 60})
+    ps = es.placebo_size(returns, ev, window=(-2, 5), estimation=(-200, -10), test="bmp", n_draws=60,
+                         model="market", market=market, seed=1)
+    assert ps.n_draws >= 50 and 0.0 <= ps.rate <= 0.15 and ps.lo <= ps.rate <= ps.hi
+    assert "placebo sets" in ps.summary()
+
+
+def test_assumption_warnings_flag_fat_tails_and_clusters():
+    rng = np.random.default_rng(4)
+    n = 4000
+    ts = pl.Series("ts", np.arange(n))
+    r = rng.standard_t(3, n) * 0.01
+    f = pl.DataFrame({"ts": ts, "asset": "A", "return": r})
+    bars = np.array([500, 510, 1500, 2500, 2520, 3500])
+    ev = pl.DataFrame({"ts": ts.gather(bars), "asset": ["A"] * bars.size})
+    res = es.run(f, ev, estimation=(-300, -20), window=(-5, 20), model="mean", event_overlap="keep",
+                 tests=["patell", "bmp", "design_hc"])
+    with pytest.warns(es.AssumptionWarning):
+        msgs = es.assumption_warnings(res)
+    assert any("kurtosis" in m for m in msgs) and any("share event-window bars" in m for m in msgs)
+    thin = es.run(f, ev, estimation=(-300, -20), window=(-5, 20), model="mean", tests=["design_hc"])
+    assert es.assumption_warnings(thin, warn=False) == []
 
 
 @pytest.mark.parametrize("p", [[0.01, 0.04, 0.03, 0.2, 0.5], [0.001, 0.8, np.nan, 0.02], [0.9]])

@@ -26,7 +26,7 @@ def study():
     ev = pl.DataFrame({"ts": ts.gather(bars), "asset": rng.choice(["A", "B", "C"], 45).tolist(),
                        "size": rng.normal(0, 1, 45), "kind": rng.choice(["x", "y", "z"], 45).tolist()})
     res = es.run(f, ev, estimation=(-250, -11), window=(-5, 10), model="market", market=mk, overlap="keep",
-                 car_windows=[(-5, 10), (0, 2)])
+                 event_overlap="keep", tests="all", car_windows=[(-5, 10), (0, 2)])
     return f, mk, ev, res
 
 
@@ -76,7 +76,8 @@ def test_plot_and_compare(study):
     f, mk, ev, res = study
     ch = res.plot()
     assert isinstance(ch, alt.LayerChart) and ch.to_dict()["layer"]
-    other = es.run(f, ev, estimation=(-250, -11), window=(-5, 10), model="mean", overlap="keep")
+    other = es.run(f, ev, estimation=(-250, -11), window=(-5, 10), model="mean", overlap="keep",
+                   event_overlap="keep", tests="all")
     cmp = es.compare({"market": res, "mean": other})
     assert cmp.columns == ["quantity", "market", "mean"]
     row = cmp.filter(pl.col("quantity") == "caar")

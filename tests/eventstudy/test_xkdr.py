@@ -87,5 +87,5 @@ def test_run_reports_dropped_xkdr_events(xkdr):
     long, ev = xkdr
     res = es.run(long.rename({"ret": "return"}), ev, estimation=None, window=(0, 1), model="raw")
     assert res.n_events == 3 and res.dropped.height == 3
-    assert set(res.spec["tests"]) == {"cross_sectional_t", "sign", "wilcoxon"}
+    assert set(res.spec["tests"]) == {"cross_sectional_t", "wilcoxon"}  # the defaults without estimation
     assert res.spec["anchor"] == "containing"
