@@ -58,8 +58,7 @@ def _run(stem: str, out: Path, data_dir, **params) -> dict:
 
 #: notebooks whose verdicts the claims branch (#12: H3-H6) brings to the inference contract; a
 #: failure there is an expected failure on this branch. Empty this set once that branch has landed.
-PENDING_CLAIMS = {"22-crowding-early-warning", "23-funding-settlement-hours", "24-liquidation-waves",
-                  "25-liquidation-heatmap"}
+PENDING_CLAIMS: set[str] = set()
 
 
 def _check_inference(stem: str, rec: dict, out: Path) -> None:
