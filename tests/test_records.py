@@ -81,3 +81,19 @@ def test_write_result_fills_qvalues(tmp_path):
     records.write_result(_V(), tmp_path, notebook="x", title="x")
     rec = records.load(tmp_path)
     assert [v.q_value for v in rec.verdicts] == [pytest.approx(0.04), pytest.approx(0.5)]
+
+
+def test_a_relative_output_dir_is_the_projects_from_any_folder_of_the_checkout(monkeypatch, tmp_path):
+    import shutil
+
+    from research import paths
+
+    monkeypatch.delenv("RESEARCH_REPORTS_DIR", raising=False)
+    monkeypatch.chdir(paths.PROJECT_ROOT / "notebooks")  # where a JupyterLab kernel starts
+    rel = f"reports/test-artifacts/relative-output-{tmp_path.name}"
+    inp = Inputs(panel=pl.DataFrame(), daily=pl.DataFrame(), data_dir="d", synthetic=False)
+    try:
+        path = records.write_result(_R(pl.DataFrame({"x": [1]})), rel, inputs=inp, parameters={})
+        assert path.parent == paths.PROJECT_ROOT / rel and not (paths.PROJECT_ROOT / "notebooks" / rel).exists()
+    finally:
+        shutil.rmtree(paths.PROJECT_ROOT / rel, ignore_errors=True)
