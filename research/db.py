@@ -59,7 +59,7 @@ def _empty_view_sql(t: Table) -> str:
 #: Session settings every connection of the query layer gets. DuckDB 1.1+ runs an ASOF join as a
 #: nested loop when its left side is small (``asof_loop_join_threshold``, 64 rows by default); a
 #: panel's spine joined to a series estimates small and then takes ~100x longer, so the loop is off.
-#: ``tests/test_query_plans.py`` fails if a panel's plan shows a nested-loop ASOF join again.
+#: ``tests/test_query_panel.py`` fails if a panel's plan shows a nested-loop ASOF join again.
 SETTINGS = {"TimeZone": "'UTC'", "asof_loop_join_threshold": "0"}
 
 _DATA_DIR_VAR = "research_data_dir"
