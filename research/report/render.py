@@ -186,7 +186,7 @@ def _runs_html(entries: list[Entry], out_dir: Path) -> str:
         if e.record:
             links.append(f'<a href="{_href(Path(r.run_dir) / RECORD_FILE, out_dir)}">record.json</a>')
         links.append(f'<a href="{_href(r.run_dir, out_dir)}/">run directory</a>')
-        detail = _e(e.problem) if e.problem else "none"
+        detail = _e(e.problem) if e.problem else "–"
         rows.append([_e(e.stem), f'<span class="status-{_e(r.status)}">{_e(r.status)}</span>', _fmt(r.seconds, 3),
                      f'<span class="mono">{_e(_params_text(r.parameters))}</span>', " &middot; ".join(x for x in links if x), detail])
     cached = sum(1 for e in entries if e.run.status == "cached")
