@@ -98,10 +98,12 @@ def plot_hour_profile(profile: pl.DataFrame, *, title: str = "Hour-of-day profil
     return alt.vconcat(*charts, spacing=6).properties(title=_titled(title, synthetic, "mean with HAC 95% CI"))
 
 
-def plot_acf(acf: pl.DataFrame, *, title: str = "Autocorrelation of liquidations", synthetic: bool = False) -> alt.LayerChart:
+def plot_acf(acf: pl.DataFrame, *, title: str = "Autocorrelation of liquidations", synthetic: bool = False,
+             bucket: str | None = None) -> alt.LayerChart:
     """ACF bars of log1p(liquidation USD) and of the print indicator with the ±1.96/sqrt(n) band.
 
-    ``acf``: ``lag, acf_usd, acf_print, band`` (from :func:`research.hypotheses.liquidation_waves`).
+    ``acf``: ``lag, acf_usd, acf_print, band`` (from :func:`research.hypotheses.liquidation_waves`);
+    ``bucket`` (``"4h"``) is the length of one lag, stated in the x-axis title.
     """
     _need(acf, ["lag", "acf_usd", "acf_print", "band"], "plot_acf")
     sub = acf.filter(pl.col("lag") > 0)
@@ -111,7 +113,7 @@ def plot_acf(acf: pl.DataFrame, *, title: str = "Autocorrelation of liquidations
     ])
     src = _fd(long)
     bars = alt.Chart(src).mark_bar().encode(
-        x=alt.X("lag:O", title="lag (buckets)"), xOffset="series:N", y=alt.Y("acf:Q", title="autocorrelation"),
+        x=alt.X("lag:O", title=f"lag ({bucket} buckets)" if bucket else "lag (buckets)"), xOffset="series:N", y=alt.Y("acf:Q", title="autocorrelation"),
         color=alt.Color("series:N", title=None), tooltip=["series:N", "lag:O", alt.Tooltip("acf:Q", format=".3f")])
     b = float(acf["band"][0]) if acf.height else 0.0
     band = _fd(pl.DataFrame({"y": [b, -b]}))
