@@ -124,7 +124,7 @@ _N_UNITS: list[tuple[str, str, str]] = [
     ("20-flush-vs-exodus", r"", "sell-offs"),
     ("21-second-leg", r"", "sell-offs with a bounce"),
     ("22-crowding-early-warning", r"", "cascades"),
-    ("23-funding-settlement-hours", r"day fixed effects|spot control\)|beyond spot", "days"),
+    ("23-funding-settlement-hours", r"beyond spot|day fixed effects", "days"),
     ("23-funding-settlement-hours", r"", "hours"),
     ("24-liquidation-waves", r"", "prints"),
     ("25-liquidation-heatmap", r"", "tests"),
