@@ -44,7 +44,7 @@ def plot_caar(
         raise ValueError(f"plot_caar: frame lacks column(s) {missing}; it has {frame.columns}")
     src = data(frame.select(x, y, lo, hi))
     x_title = f"event time ({bar} bars from the event)" if bar else "event time (bars from the event)"
-    base = alt.Chart(src).encode(x=alt.X(f"{x}:Q", title=x_title))
+    base = alt.Chart(src).encode(x=alt.X(f"{x}:Q", title=x_title, scale=alt.Scale(nice=False)))
     # one legend names the line and the band (a constant series name, not a statistic)
     series = alt.Color("series:N", title=None, scale=alt.Scale(domain=["CAAR", band_label], range=["#1f77b4", "#9ecae1"]))
     band = base.transform_calculate(series=f"{band_label!r}").mark_area(opacity=0.5).encode(
@@ -205,7 +205,7 @@ def plot_event_profiles(
         src = data(sub)
         name, unit = _PROFILE_LABELS.get(c, (c, ""))
         x_title = f"event time ({bar} bars from the event)" if bar else "event time (bars from the event)"
-        base = alt.Chart(src).encode(x=alt.X("event_time:Q", title=x_title))
+        base = alt.Chart(src).encode(x=alt.X("event_time:Q", title=x_title, scale=alt.Scale(nice=False)))
         band = base.mark_area(opacity=0.25).encode(y=alt.Y("lo:Q", title=unit or "value"), y2="hi:Q")
         line = base.mark_line().encode(y="mean:Q", tooltip=["event_time:Q", "mean:Q", "lo:Q", "hi:Q"]
                                        + (["n:Q"] if "n" in sub.columns else []))
