@@ -261,7 +261,9 @@ def _writer(result, output_dir, entry, *, inputs, parameters, notebook, title, c
     stem = notebook or (entry.notebook if entry else None)
     if not stem:
         raise ResearchError(f"write_result: say which notebook {type(result).__name__} belongs to (notebook=...)")
-    out = Path(output_dir) if output_dir else paths.reports_dir() / "runs" / "manual" / stem
+    # a relative output_dir means the project's folder, whether the kernel runs at the project root
+    # (papermill) or in notebooks/ (JupyterLab)
+    out = paths.resolve_in_project(output_dir) if output_dir else paths.reports_dir() / "runs" / "manual" / stem
     synthetic = bool(inputs.synthetic if inputs is not None else getattr(result, "synthetic", False))
     w = RecordWriter(out, notebook=stem, title=title or (entry.title if entry else stem),
                      claim=claim if claim is not None else (entry.claim if entry else ""),

@@ -3,8 +3,9 @@
 JupyterLab marks a notebook modified right after opening when it has to fill in what a kernel
 reports: ``metadata.kernelspec`` (name, display name, language of the kernel it starts),
 ``metadata.language_info`` (the kernel's full info reply) and, for nbformat 4.5, a cell id on every
-cell. The committed notebooks carry exactly that, so opening one changes nothing; the browser test
-opens one in a real JupyterLab and checks that its tab is not marked dirty.
+cell. The committed notebooks carry exactly that (``research.lab.normalise_notebook`` writes it), so
+opening one changes nothing; the browser test opens one in a real JupyterLab and checks that its tab
+is not marked dirty.
 """
 from __future__ import annotations
 
@@ -23,12 +24,10 @@ _CELL_ID = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 
 def _kernel_metadata() -> tuple[dict, dict]:
     """(kernelspec, language_info) as JupyterLab writes them for the installed ``python3`` kernel."""
-    from ipykernel.ipkernel import IPythonKernel
-    from jupyter_client.kernelspec import KernelSpecManager
+    from research import lab
 
-    ks = KernelSpecManager().get_kernel_spec("python3")
-    return ({"display_name": ks.display_name, "language": ks.language, "name": "python3"},
-            dict(IPythonKernel.language_info))
+    meta = lab.kernel_metadata()
+    return meta["kernelspec"], meta["language_info"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
@@ -47,6 +46,20 @@ def test_committed_notebook_has_what_jupyterlab_adds(path):
     assert info == language_info
 
 
+def test_normalise_notebook_adds_what_jupyterlab_would(tmp_path):
+    """``research.lab.normalise_notebook`` (for a notebook edited outside JupyterLab or after a merge)."""
+    from research import lab
+
+    p = tmp_path / "a.ipynb"
+    p.write_text(json.dumps({"cells": [{"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
+                                        "source": "x = 1"}], "metadata": {}, "nbformat": 4, "nbformat_minor": 4}))
+    assert lab.normalise_notebook(p) is True
+    nb = json.loads(p.read_text())
+    assert nb["nbformat_minor"] == 5 and _CELL_ID.match(nb["cells"][0]["id"])
+    assert (nb["metadata"]["kernelspec"], nb["metadata"]["language_info"]) == _kernel_metadata()
+    assert lab.normalise_notebook(p) is False  # idempotent
+
+
 def test_committed_notebooks_are_stored_as_jupyter_writes_them():
     """nbformat's own serialisation (1-space indent, sorted keys, trailing newline): a save rewrites nothing."""
     import nbformat
@@ -57,15 +70,20 @@ def test_committed_notebooks_are_stored_as_jupyter_writes_them():
         assert nbformat.writes(nb) + "\n" == text or nbformat.writes(nb) == text, f"{path.name} is not in nbformat's layout"
 
 
-def test_output_dir_defaults_resolve_at_the_project_root(tmp_path, monkeypatch):
-    """A kernel started in notebooks/ (JupyterLab) writes to <project>/reports/..., an ignored folder."""
-    from research import paths
+def test_output_dir_defaults_resolve_at_the_project_root(monkeypatch):
+    """A kernel started in notebooks/ (JupyterLab) writes its record to <project>/reports/..., an ignored
+    folder: ``records.write_result`` resolves a relative output_dir with ``paths.resolve_in_project``."""
+    import inspect
+
+    from research import paths, records
 
     monkeypatch.chdir(PROJECT_ROOT / "notebooks")
     for path in NOTEBOOKS:
-        src = "".join(json.loads(path.read_text())["cells"][-1]["source"])
-        assert "paths.resolve_in_project(output_dir)" in src, f"{path.name}: the record cell must resolve output_dir"
-    assert paths.resolve_in_project("reports/runs/manual/x") == PROJECT_ROOT / "reports" / "runs" / "manual" / "x"
+        params = "".join(next(c for c in json.loads(path.read_text())["cells"]
+                              if "parameters" in c["metadata"].get("tags", []))["source"])
+        default = re.search(r'^output_dir = "([^"]+)"', params, re.M).group(1)
+        assert paths.resolve_in_project(default).is_relative_to(PROJECT_ROOT / "reports"), (path.name, default)
+    assert "paths.resolve_in_project(output_dir)" in inspect.getsource(records)
     ignored = (PROJECT_ROOT / ".gitignore").read_text().split()
     assert "/reports/" in ignored or "reports/" in ignored
 

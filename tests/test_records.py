@@ -40,7 +40,8 @@ def test_write_result(tmp_path):
 
 def test_run_parameters_come_from_the_parameters_cell():
     ns = {"data_dir": None, "output_dir": "o", "symbol": "BTCUSDT", "start": "a", "end": "b", "oi_venue": None,
-          "liq_venue": None, "sample_seed": 7, "settlement_hours": [0], "window": 1, "hac_lags": 24, "other": 1}
+          "liq_venue": None, "sample_seed": 7, "settlement_hours": [0], "window": 1, "hac_lags": 24, "harmonics": 2,
+          "block_days": 7, "n_draws": 200, "seed": 7, "other": 1}
     p = records.run_parameters("23-funding-settlement-hours", ns)
     assert "other" not in p and p["settlement_hours"] == [0] and list(p)[0] == "data_dir"
     with pytest.raises(ResearchError, match="window"):
