@@ -1,5 +1,6 @@
-"""The parameters of a notebook run: the ``parameters`` cell's names and types (read with
-:func:`papermill.inspect_notebook`), checking values against them, and the YAML used for values."""
+"""The parameters of a notebook run: the ``parameters`` cell's names and types (read with :mod:`ast`),
+checking values against them (types, dates, the ranges of :mod:`.ranges`, start before end, the span
+against the lake), and the YAML used for values."""
 from __future__ import annotations
 
 import ast
