@@ -376,7 +376,7 @@ def _bad_input(exc) -> None:
 
 @app.command("run")
 def run_cmd(
-    notebook: Path = typer.Argument(..., help="Notebook to run (.ipynb with a cell tagged 'parameters')."),
+    notebook: str = typer.Argument(..., help="Notebook to run: a path, a stem in notebooks/ (20-flush-vs-exodus) or its number (20)."),
     param: Optional[list[str]] = Params,
     data_dir: Optional[Path] = DataDir,
     out: Optional[Path] = typer.Option(None, "--out", help="Output root; the run goes to OUT/<notebook>/<hash12>/ (default: reports/runs)."),
@@ -389,12 +389,14 @@ def run_cmd(
     Exit code 0 = ran, 1 = a cell failed (the partial notebook is kept), 2 = bad notebook or parameters.
     """
     from research import batch
-    from research.errors import NotebookError
+    from research.errors import LakeError, NotebookError
 
     try:
-        spec = batch.make_spec(notebook, batch.parse_assignments(param), data_dir=data_dir, out_root=out,
+        nb = batch.find_notebook(notebook)
+        spec = batch.make_spec(nb, batch.parse_assignments(param), data_dir=data_dir, out_root=out,
                                kernel_name=kernel, from_strings=True, timeout=timeout)
-    except NotebookError as exc:
+        batch.check_span(spec.notebook, spec.parameters, spec.data_dir)
+    except (NotebookError, LakeError) as exc:
         _bad_input(exc)
     result = batch.execute(spec, progress_bar=not quiet)
     if result.status == "failed":
@@ -422,13 +424,15 @@ def grid_cmd(
     from rich.console import Console
 
     from research import batch
-    from research.errors import NotebookError
+    from research.errors import LakeError, NotebookError
 
     try:
         grid = batch.load_grid(grid_file, data_dir=data_dir, out_root=out, max_runs=max_runs)
+        for spec in grid.specs:
+            batch.check_span(spec.notebook, spec.parameters, spec.data_dir)
         result = batch.run_grid(grid.specs, workers=workers or grid.workers or 2, executor=executor,
                                 scheduler=scheduler, resume=resume, progress=not quiet)
-    except NotebookError as exc:
+    except (NotebookError, LakeError) as exc:
         _bad_input(exc)
     console = Console(width=None if Console().is_terminal else 160)
     console.print(result.summary())

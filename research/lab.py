@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import os
+import uuid
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -21,7 +22,8 @@ from typing import Sequence
 from . import paths
 from .fileio import write_json
 
-__all__ = ["LAB_OUTPUTS", "pre_save_hook", "strip_outputs", "server_args", "launch"]
+__all__ = ["LAB_OUTPUTS", "pre_save_hook", "strip_outputs", "server_args", "launch", "kernel_metadata",
+           "normalise_notebook"]
 
 #: Where full notebooks (with outputs) land when saved in JupyterLab, below the reports folder.
 LAB_OUTPUTS = "lab"
@@ -34,6 +36,40 @@ def strip_outputs(nb: dict) -> dict:
             cell["outputs"] = []
             cell["execution_count"] = None
     return nb
+
+
+def kernel_metadata(kernel_name: str = "python3") -> dict:
+    """``kernelspec`` and ``language_info`` as JupyterLab writes them once the kernel has started.
+
+    A notebook whose metadata differs is marked modified as soon as it opens (the tab shows a dot).
+    """
+    from ipykernel.ipkernel import IPythonKernel
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    ks = KernelSpecManager().get_kernel_spec(kernel_name)
+    return {"kernelspec": {"display_name": ks.display_name, "language": ks.language, "name": kernel_name},
+            "language_info": dict(IPythonKernel.language_info)}
+
+
+def normalise_notebook(path) -> bool:
+    """Give a tracked notebook what JupyterLab adds on load (kernel metadata, cell ids); True if it changed.
+
+    Run after editing a notebook outside JupyterLab (or resolving a merge) so opening it changes nothing.
+    """
+    import nbformat
+
+    path = Path(path)
+    before = path.read_text(encoding="utf-8")
+    nb = nbformat.reads(before, as_version=4)
+    nb.metadata.update(kernel_metadata())
+    nb.nbformat_minor = max(nb.nbformat_minor, 5)
+    for cell in nb.cells:  # nbformat 4.5: every cell has an id (JupyterLab would add them)
+        if not cell.get("id"):
+            cell["id"] = uuid.uuid4().hex[:8]
+    after = nbformat.writes(nb) + "\n"
+    if after != before:
+        path.write_text(after, encoding="utf-8")
+    return after != before
 
 
 def pre_save_hook(model: dict, path: str, contents_manager=None, **kwargs) -> None:

@@ -14,6 +14,7 @@ arch's result classes:
 ``notes``                caveats (list of str) for the record
 ``to_dict()``            JSON-ready dict
 ``_repr_html_()``        notebook display: the summary, then the main table
+``_ipython_display_()``  in a kernel: that HTML, then every figure (Vega-Lite plus a static PNG)
 =======================  ==========================================================================
 
 :func:`research.records.write_result` writes a results object's record from these methods alone.
@@ -95,3 +96,16 @@ class Results:
         except Exception:  # a display must never raise in a notebook
             table = ""
         return f"<pre>{html.escape(self.summary())}</pre>{table}"
+
+    def _ipython_display_(self) -> None:
+        """Show the summary and main table, then each figure, inline (JupyterLab and executed notebooks)."""
+        from IPython.display import HTML, display
+
+        display(HTML(self._repr_html_()))
+        try:
+            figures = self.figures()
+        except Exception as exc:  # a display must never raise in a notebook
+            display(HTML(f"<p><i>figures unavailable: {html.escape(type(exc).__name__)}: {html.escape(str(exc))}</i></p>"))
+            return
+        for chart in figures.values():
+            display(chart)

@@ -55,7 +55,7 @@ def test_market_panel_partial_columns_and_caps(market):
 def test_event_profiles_spec_and_export(profiles, tmp_path):
     chart = plots.plot_event_profiles(profiles, synthetic=True)
     spec = chart.to_dict()
-    assert len(spec["concat"]) == 2
+    assert len(spec["vconcat"]) == 1 and len(spec["vconcat"][0]["hconcat"]) == 2   # two panels, one row
     files = plots.export(chart, tmp_path / "prof", formats=("png", "svg"))
     assert all(f.stat().st_size > 1000 for f in files)
     with pytest.raises(ValueError, match="lacks"):

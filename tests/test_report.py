@@ -111,7 +111,7 @@ def test_report_on_empty_lake_uses_simulated_market_and_says_so(tmp_path):
     v10 = recs["10-fixture-effect"]["verdicts"][0]
     assert v10["hypothesis"] == "mean signed 12-bar return after |z|>2.0 != 0"  # the -p override reached it
     assert recs["10-fixture-effect"]["synthetic"] is True
-    assert f">{v10['n_events']}<" in page and "horizon=12" in page
+    assert f">{v10['n_events']:,} " in page and "horizon=12" in page  # N with its unit
     assert "mean funding rate &gt; 0" in page
     # the notebooks read the simulated lake: its funding settlements, not the fixture fallback
     assert recs["20-fixture-funding"]["coverage"]["sources"] == ["synthetic"]

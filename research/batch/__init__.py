@@ -65,13 +65,14 @@ from .execute import (EXECUTED, EXECUTED_FAILED, EXECUTING, FAILED_MARKER, KERNE
                       params_hash, read_status, run_dir_for, run_notebook, runs_root)
 from .executors import DASK_CONNECT_TIMEOUT
 from .grid import MAX_RUNS, Grid, GridResult, entry_size, expand_entry, find_notebook, load_grid, numbered_notebooks, run_grid
-from .parameters import (DATE_PARAMS, RUNNER_PARAMS, Param, check_parameters, parameter_spec, parse_assignments,
+from .ranges import RANGES, Range
+from .parameters import (DATE_PARAMS, RUNNER_PARAMS, Param, check_parameters, check_span, parameter_spec, parse_assignments,
                          parse_value, yaml_load)
 
 __all__ = [
     "KERNEL_NAME", "RUNNER_PARAMS", "DATE_PARAMS", "STATUS_FILE", "PARAMS_FILE", "EXECUTED", "EXECUTED_FAILED",
-    "EXECUTING", "FAILED_MARKER", "RUN_LOG", "DASK_CONNECT_TIMEOUT", "MAX_RUNS",
-    "Param", "parameter_spec", "parse_value", "check_parameters", "parse_assignments", "yaml_load",
+    "EXECUTING", "FAILED_MARKER", "RUN_LOG", "RANGES", "Range", "DASK_CONNECT_TIMEOUT", "MAX_RUNS",
+    "Param", "parameter_spec", "parse_value", "check_parameters", "check_span", "parse_assignments", "yaml_load",
     "params_hash", "runs_root", "run_dir_for", "RunSpec", "RunResult", "ensure_kernel", "is_result", "read_status",
     "make_spec", "execute", "describe_failure", "run_notebook",
     "Grid", "GridResult", "find_notebook", "numbered_notebooks", "entry_size", "expand_entry", "load_grid", "run_grid",

@@ -6,6 +6,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
+import logging
 import os
 import shutil
 import sys
@@ -28,6 +29,38 @@ EXECUTED_FAILED = "executed.FAILED.ipynb"
 EXECUTING = "executing.ipynb"
 FAILED_MARKER = "FAILED"
 RUN_LOG = "run.log"
+
+
+class _RedundantPapermillWarnings(logging.Filter):
+    """Drop papermill's parameter-cell warnings: :mod:`.parameters` reads the cell itself (papermill's line
+    regex gives up on comments holding "/" or ">=") and has already refused unknown names."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        return not (msg.startswith("Unable to parse line") or msg.startswith("Passed unknown parameter"))
+
+
+for _name in ("papermill", "papermill.translators"):
+    logging.getLogger(_name).addFilter(_RedundantPapermillWarnings())
+
+
+def _kernel_manager_class():
+    """A KernelManager that talks to its kernel over IPC (Unix sockets) where the OS has them.
+
+    Over TCP, ipykernel warns at every start that the channel is unencrypted; the kernel is local,
+    so IPC needs no encryption and opens no port. Windows keeps TCP.
+    """
+    if os.name != "posix":
+        return None
+    from jupyter_client.manager import KernelManager
+    from traitlets import default
+
+    class IPCKernelManager(KernelManager):
+        @default("transport")
+        def _default_transport(self):
+            return "ipc"
+
+    return IPCKernelManager
 
 def params_hash(parameters: dict[str, Any]) -> str:
     """First 12 hex digits of sha256 over the sorted, compact JSON of ``parameters``."""
@@ -165,16 +198,25 @@ def execute(spec: RunSpec, *, log_output: bool = False, progress_bar: bool = Fal
     t0 = time.perf_counter()
     started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     partial = rd / EXECUTING
+    with open(rd / RUN_LOG, "w", encoding="utf-8") as log:
+        log.write(f"{started} {Path(spec.notebook).name} {json.dumps(spec.parameters, default=str)}\n")
     result = RunResult(notebook=spec.notebook, parameters=spec.parameters, run_dir=str(rd), status="failed")
     try:
         ensure_kernel(spec.kernel_name)
-        with _captured(rd / RUN_LOG) if capture else contextlib.nullcontext():
+        km = _kernel_manager_class()
+        with contextlib.ExitStack() as stack:
+            if capture:
+                stack.enter_context(_captured(rd / RUN_LOG))
+                streams = {}
+            else:  # the cells' stdout and stderr, as they run
+                log = stack.enter_context(open(rd / RUN_LOG, "a", encoding="utf-8"))
+                streams = {"stdout_file": log, "stderr_file": log}
             pm.execute_notebook(
                 spec.notebook, str(partial), parameters=injected, kernel_name=spec.kernel_name,
                 progress_bar=progress_bar, log_output=log_output, cwd=str(rd), execution_timeout=spec.timeout,
                 # every cell has run and its outputs are saved: killing the kernel loses nothing and
                 # saves the graceful-shutdown wait (~0.3 s a run)
-                shutdown_kernel="immediate",
+                shutdown_kernel="immediate", **({"kernel_manager_class": km} if km else {}), **streams,
             )
         os.replace(partial, rd / EXECUTED)
         result.status, result.executed = "ok", str(rd / EXECUTED)
@@ -191,6 +233,8 @@ def execute(spec: RunSpec, *, log_output: bool = False, progress_bar: bool = Fal
         if (rd / RECORD_FILE).exists():
             os.replace(rd / RECORD_FILE, rd / "record.FAILED.json")
         (rd / FAILED_MARKER).write_text(describe_failure(result) + "\n")
+    with open(rd / RUN_LOG, "a", encoding="utf-8") as log:
+        log.write(f"{result.status} after {result.seconds:.1f} s" + (f": {describe_failure(result)}" if result.error else "") + "\n")
     write_json(rd / STATUS_FILE, {
         "status": result.status, "notebook": spec.notebook, "parameters": injected, "started": started,
         "seconds": result.seconds, "error": result.error, "cell": result.cell, "executed": result.executed,

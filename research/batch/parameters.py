@@ -1,5 +1,6 @@
-"""The parameters of a notebook run: the ``parameters`` cell's names and types (read with
-:func:`papermill.inspect_notebook`), checking values against them, and the YAML used for values."""
+"""The parameters of a notebook run: the ``parameters`` cell's names and types (read with :mod:`ast`),
+checking values against them (types, dates, the ranges of :mod:`.ranges`, start before end, the span
+against the lake), and the YAML used for values."""
 from __future__ import annotations
 
 import ast
@@ -12,6 +13,8 @@ import yaml
 
 from research.errors import GridError, NotebookError
 from research.parsing import ParseError, parse_assignments as _parse_assignments, parse_date
+
+from .ranges import range_error
 
 #: Parameters owned by the runner; users set them with --data-dir / --out, never with -p.
 RUNNER_PARAMS = ("data_dir", "output_dir")
@@ -90,13 +93,10 @@ def parameter_spec(notebook) -> dict[str, Param]:
         ast.parse(src)
     except SyntaxError as exc:
         raise NotebookError(f"{notebook.name}: the parameters cell is not valid Python: {exc}") from exc
-    from papermill.translators import PythonTranslator
-
-    # papermill parses the cell (names, default source, comment as help), as papermill.inspect_notebook
-    # does, minus its need for kernelspec metadata; the literal types are ours
+    # our own reading of the cell (papermill's line regex drops any line whose comment holds "/" or
+    # ">=", and with it the parameter): each top-level `name = value  # help`; the literal types are ours
     spec: dict[str, Param] = {}
-    for par in PythonTranslator.inspect(cells[0]):
-        name, text = par.name, par.default
+    for name, text, help_ in _assignments(src):
         try:
             default = ast.literal_eval(text)
             kind = type(default)
@@ -106,8 +106,32 @@ def parameter_spec(notebook) -> dict[str, Param]:
                 kind = _ANY
         except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
             default, kind = text, _ANY
-        spec[name] = Param(name, default, kind, par.help or "")
+        spec[name] = Param(name, default, kind, help_)
     return spec
+
+
+def _assignments(src: str) -> list[tuple[str, str, str]]:
+    """``(name, value source, trailing comment)`` of each top-level ``name = value`` of ``src``."""
+    import io
+    import tokenize
+
+    comments: dict[int, str] = {}
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(src).readline):
+            if tok.type == tokenize.COMMENT:
+                comments[tok.start[0]] = tok.string.lstrip("#").strip()
+    except (tokenize.TokenError, SyntaxError):
+        pass
+    out = []
+    for node in ast.parse(src).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            target, value = node.targets[0].id, node.value
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+            target, value = node.target.id, node.value
+        else:
+            continue
+        out.append((target, ast.get_source_segment(src, value) or "", comments.get(node.end_lineno, "")))
+    return out
 
 
 def parse_value(raw: str, param: Param | None = None) -> Any:
@@ -178,7 +202,22 @@ def check_parameters(notebook, parameters: dict[str, Any] | None, *, spec: dict[
                 + (f" (did you mean {' or '.join(map(repr, close))}?)" if close else "")
                 + f"; its parameters cell defines: {known or 'nothing besides data_dir/output_dir'}")
         out[name] = _check_value(notebook, name, value, spec[name], from_strings)
+    _check_order(notebook, {**{k: p.default for k, p in spec.items()}, **out})
     return out
+
+
+def _check_order(notebook: Path, values: dict[str, Any]) -> None:
+    """``start`` before ``end`` (``end`` is exclusive, so equal dates select nothing)."""
+    start, end = values.get("start"), values.get("end")
+    if not (isinstance(start, str) and isinstance(end, str)):
+        return
+    try:
+        s, e = parse_date(start, "start"), parse_date(end, "end")
+    except ParseError:
+        return  # a bad default is the notebook's problem, named when it runs
+    if s >= e:
+        raise NotebookError(f"{notebook.name}: start {start!r} is not before end {end!r} (end is exclusive); "
+                            "swap them or widen the span")
 
 
 
@@ -205,6 +244,9 @@ def _check_value(notebook: Path, name: str, value: Any, p: Param, from_strings: 
             parse_date(value, f"{notebook.name}: parameter {name!r}")
         except ParseError as exc:
             raise NotebookError(str(exc)) from None
+    bad = range_error(name, value)
+    if bad:
+        raise NotebookError(f"{notebook.name}: {bad}")
     return value
 
 
@@ -215,3 +257,47 @@ def parse_assignments(items: Iterable[str] | None) -> dict[str, str]:
         return _parse_assignments(items, "-p")
     except ParseError as exc:
         raise NotebookError(str(exc)) from None
+
+
+def check_span(notebook, parameters: dict[str, Any], data_dir, *, spec: dict[str, Param] | None = None) -> None:
+    """Refuse a run whose ``symbol`` and ``[start, end)`` select no bars of the lake, before it starts.
+
+    Reads only the bars table's log (symbols and time ranges of its files), not the data.
+
+    Raises
+    ------
+    NotebookError
+        The lake holds no bars (with how to fill it), none for ``symbol`` (naming the symbols it has),
+        or none in the span (naming the span it has).
+    """
+    from research import paths, schema
+    from research.lake.table import committed_log
+
+    notebook = Path(notebook)
+    spec = parameter_spec(notebook) if spec is None else spec
+    values = {**{k: p.default for k, p in spec.items()}, **(parameters or {})}
+    symbol = values.get("symbol")
+    if not isinstance(symbol, str) or "start" not in spec:
+        return  # a notebook without a symbol and span reads what it reads
+    entries = committed_log(schema.get_table("bars"), data_dir).files
+    lake = paths.lake_dir(data_dir)
+    if not entries:
+        raise NotebookError(f"{notebook.name}: the lake {lake} holds no bars; fill it (`research sample` writes the "
+                            "simulated market, `research import --pack standard` the real pack) or use --data-dir")
+    spans: dict[str, list[str]] = {}
+    for e in entries:
+        s = e.partition.get("symbol")
+        if s is not None and e.min and e.max:
+            lo, hi = spans.get(s, [e.min, e.max])
+            spans[s] = [min(lo, e.min), max(hi, e.max)]
+    if symbol not in spans:
+        held = ", ".join(f"{s} ({lo[:10]} .. {hi[:10]})" for s, (lo, hi) in sorted(spans.items())) or "none"
+        raise NotebookError(f"{notebook.name}: the lake {lake} holds no bars for symbol {symbol!r}; "
+                            f"it holds {held}")
+    lo, hi = spans[symbol]
+    start, end = values.get("start"), values.get("end")
+    s = parse_date(start, "start").isoformat() if isinstance(start, str) else None
+    e = parse_date(end, "end").isoformat() if isinstance(end, str) else None
+    if (e is not None and e <= lo[:10]) or (s is not None and s > hi[:10]):
+        raise NotebookError(f"{notebook.name}: start={start!r}, end={end!r} (exclusive) selects no {symbol} bars: the "
+                            f"lake {lake} holds {symbol} from {lo[:10]} to {hi[:10]}; choose a span inside it")

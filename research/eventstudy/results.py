@@ -211,11 +211,12 @@ class EventStudyResult(Results):
     def __str__(self) -> str:
         return self.summary()
 
-    def plot(self, title: str | None = None):
-        """Altair CAAR chart with its confidence band (:func:`research.plots.plot_caar`)."""
+    def plot(self, title: str | None = None, bar: str | None = None):
+        """Altair CAAR chart with its confidence band (:func:`research.plots.plot_caar`); ``bar`` is the
+        length of one event-time bar (``"1h"``), stated on the x axis."""
         from research.plots import plot_caar
 
-        return plot_caar(self.to_frame(), title=title or f"CAAR, {self.spec['model']} model, n = {self.n_events}")
+        return plot_caar(self.to_frame(), title=title or f"CAAR, {self.spec['model']} model, n = {self.n_events}", bar=bar)
 
     def to_dict(self) -> dict:
         """JSON-serialisable record (spec, sample, per-bar table, CAR tests, dropped events)."""

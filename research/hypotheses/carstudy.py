@@ -275,7 +275,12 @@ class CarStudyResult(Results):
         if self.study is None:
             raise EventStudyError(f"no event study around {self.label}: {'; '.join(self.notes)}")
         return self.study.plot(title=f"CAAR of perp log returns around {self.label} (n = {self.study.n_events})"
-                               + (" - " + plots.SYNTHETIC_NOTE if self.synthetic else ""))
+                               + (" - " + plots.SYNTHETIC_NOTE if self.synthetic else ""), bar=self._bar)
+
+    @property
+    def _bar(self) -> str:
+        # the study runs on the hourly panel unless the result says otherwise
+        return getattr(self, "interval", None) or "1h"
 
     def figures(self) -> dict:
         from research import plots
@@ -285,7 +290,7 @@ class CarStudyResult(Results):
             out["caar"] = self.plot()
         if self.profiles.height:
             out["profiles"] = plots.plot_event_profiles(self.profiles, title=f"Around {self.label}: mean and 95% band",
-                                                        synthetic=self.synthetic)
+                                                        synthetic=self.synthetic, bar=self._bar)
         if self.panel_frame is not None:
             out["market_panel"] = plots.plot_market_panel(self.panel_frame, events_for_plot(self.events),
                                                           title=f"{self.symbol} with {self.label} marked",

@@ -82,7 +82,7 @@ class LiquidationWavesResult(Results):
     def plot(self):
         from research import plots
 
-        return plots.plot_acf(self.acf, synthetic=self.synthetic)
+        return plots.plot_acf(self.acf, synthetic=self.synthetic, bucket=f"{self.params['bucket_hours']:g}h")
 
     def verdicts(self):
         from research.records import Verdict

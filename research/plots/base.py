@@ -1,4 +1,5 @@
-"""The charts' common ground: altair (imported fast), the theme, the JupyterLab renderer, data and export."""
+"""The charts' common ground: altair (imported fast), the theme, the JupyterLab renderer (Vega-Lite plus a
+static PNG), data and export."""
 from __future__ import annotations
 
 import os
@@ -36,11 +37,35 @@ alt.data_transformers.disable_max_rows()
 JUPYTERLAB_RENDERER = "treadmill"
 
 
+#: Set to "0" to leave the static PNG out of displayed charts (e.g. a kernel without vl-convert).
+STATIC_FALLBACK_ENV = "TREADMILL_CHART_PNG"
+
+
+def _static_png(spec: dict) -> bytes | None:
+    """The chart as PNG (vl-convert, no browser), or None when that is switched off or fails."""
+    if os.environ.get(STATIC_FALLBACK_ENV, "1") == "0":
+        return None
+    try:
+        import vl_convert as vlc
+
+        return vlc.svg_to_png(vlc.vegalite_to_svg(spec), scale=1.0)
+    except Exception:  # a missing or failing converter must not break the display; the spec still renders
+        return None
+
+
 def _jupyterlab_renderer(spec: dict, **metadata) -> dict:
     # altair 6's default renderer loads vega from a CDN (no good offline), and its "mimetype"
     # renderer emits application/vnd.vegalite.v6+json, which JupyterLab 4's bundled vega extension
     # (Vega-Lite 5) does not claim. Our specs use nothing beyond Vega-Lite 5, so hand them to it.
-    return {"application/vnd.vegalite.v5+json": spec, "text/plain": "<altair chart>"}
+    # A static PNG rides in the same bundle: JupyterLab picks the interactive Vega-Lite view, while
+    # viewers without a Vega renderer (GitHub, nbviewer, VS Code, nbconvert) show the image.
+    bundle = {"application/vnd.vegalite.v5+json": spec, "text/plain": "<altair chart>"}
+    png = _static_png(spec)
+    if png is not None:
+        import base64
+
+        bundle["image/png"] = base64.b64encode(png).decode("ascii")
+    return bundle
 
 
 alt.renderers.register(JUPYTERLAB_RENDERER, _jupyterlab_renderer)

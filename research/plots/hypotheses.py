@@ -29,7 +29,7 @@ def plot_flush_vs_exodus(
     col = alt.Color("label:N", title="class", scale=colors)
     pts = alt.Chart(_fd(forward.select("event_id", "label", "horizon_h", "car"))).mark_circle(
         size=40, opacity=0.55).encode(x=x, xOffset=off, color=col,
-                                      y=alt.Y("car:Q", title="cumulative log return"),
+                                      y=alt.Y("car:Q", title="cumulative log return, %", axis=alt.Axis(format="%")),
                                       tooltip=["event_id:Q", "label:N", "horizon_h:O", alt.Tooltip("car:Q", format=".4f")])
     m = _fd(means.select("label", "horizon_h", "mean", "ci_low", "ci_high"))
     err = alt.Chart(m).mark_rule(strokeWidth=2.5).encode(x=x, xOffset=off, color=col, y="ci_low:Q", y2="ci_high:Q")
@@ -59,7 +59,7 @@ def plot_conditional_rates(
     order = rates["group"].to_list()
     x = alt.X("group:N", sort=order, title=None, axis=alt.Axis(labelAngle=-20, labelLimit=220))
     bars = alt.Chart(src).mark_bar(opacity=0.8).encode(
-        x=x, y=alt.Y("rate:Q", title=y_title), tooltip=["group:N", "n:Q", alt.Tooltip("rate:Q", format=".3f"),
+        x=x, y=alt.Y("rate:Q", title=f"{y_title}, %", axis=alt.Axis(format="%")), tooltip=["group:N", "n:Q", alt.Tooltip("rate:Q", format=".3f"),
                                                         alt.Tooltip("ci_low:Q", format=".3f"),
                                                         alt.Tooltip("ci_high:Q", format=".3f")])
     err = alt.Chart(src).mark_rule(color="#333", strokeWidth=1.5).encode(x=x, y="ci_low:Q", y2="ci_high:Q")
@@ -81,7 +81,9 @@ def plot_hour_profile(profile: pl.DataFrame, *, title: str = "Hour-of-day profil
     ``profile``: ``metric, hour, mean, ci_low, ci_high, in_window`` (from :func:`research.hypotheses.settlement_hours`).
     """
     _need(profile, ["metric", "hour", "mean", "ci_low", "ci_high", "in_window"], "plot_hour_profile")
-    labels = {"log_volume": "log perp volume", "abs_ret": "|log return|", "ret": "log return"}
+    # metric -> (axis title with its unit, axis format): returns are shown in % of price
+    labels = {"log_volume": ("log perp volume (ln BTC per hour)", None),
+              "abs_ret": ("|hourly log return|, %", "%"), "ret": ("hourly log return, %", "%")}
     charts = []
     for m in dict.fromkeys(profile["metric"].to_list()):
         sub = profile.filter(pl.col("metric") == m).select("hour", "mean", "ci_low", "ci_high", "in_window")
@@ -90,7 +92,8 @@ def plot_hour_profile(profile: pl.DataFrame, *, title: str = "Hour-of-day profil
         col = alt.Color("hours:N", scale=alt.Scale(domain=["settlement ±window", "other hours"],
                                                    range=["#d62728", "#1f77b4"]), title=None)
         x = alt.X("hour:O", title="hour of day (UTC, bar open)")
-        err = alt.Chart(src).mark_rule().encode(x=x, y=alt.Y("ci_low:Q", title=labels.get(m, m),
+        name, fmt = labels.get(m, (m, None))
+        err = alt.Chart(src).mark_rule().encode(x=x, y=alt.Y("ci_low:Q", title=name, axis=alt.Axis(format=fmt) if fmt else alt.Undefined,
                                                               scale=alt.Scale(zero=False)), y2="ci_high:Q", color=col)
         pt = alt.Chart(src).mark_point(filled=True, size=50).encode(
             x=x, y="mean:Q", color=col, tooltip=["hour:O", alt.Tooltip("mean:Q", format=".5f")])
@@ -98,10 +101,12 @@ def plot_hour_profile(profile: pl.DataFrame, *, title: str = "Hour-of-day profil
     return alt.vconcat(*charts, spacing=6).properties(title=_titled(title, synthetic, "mean with HAC 95% CI"))
 
 
-def plot_acf(acf: pl.DataFrame, *, title: str = "Autocorrelation of liquidations", synthetic: bool = False) -> alt.LayerChart:
+def plot_acf(acf: pl.DataFrame, *, title: str = "Autocorrelation of liquidations", synthetic: bool = False,
+             bucket: str | None = None) -> alt.LayerChart:
     """ACF bars of log1p(liquidation USD) and of the print indicator with the ±1.96/sqrt(n) band.
 
-    ``acf``: ``lag, acf_usd, acf_print, band`` (from :func:`research.hypotheses.liquidation_waves`).
+    ``acf``: ``lag, acf_usd, acf_print, band`` (from :func:`research.hypotheses.liquidation_waves`);
+    ``bucket`` (``"4h"``) is the length of one lag, stated in the x-axis title.
     """
     _need(acf, ["lag", "acf_usd", "acf_print", "band"], "plot_acf")
     sub = acf.filter(pl.col("lag") > 0)
@@ -111,7 +116,7 @@ def plot_acf(acf: pl.DataFrame, *, title: str = "Autocorrelation of liquidations
     ])
     src = _fd(long)
     bars = alt.Chart(src).mark_bar().encode(
-        x=alt.X("lag:O", title="lag (buckets)"), xOffset="series:N", y=alt.Y("acf:Q", title="autocorrelation"),
+        x=alt.X("lag:O", title=f"lag ({bucket} buckets)" if bucket else "lag (buckets)"), xOffset="series:N", y=alt.Y("acf:Q", title="autocorrelation"),
         color=alt.Color("series:N", title=None), tooltip=["series:N", "lag:O", alt.Tooltip("acf:Q", format=".3f")])
     b = float(acf["band"][0]) if acf.height else 0.0
     band = _fd(pl.DataFrame({"y": [b, -b]}))

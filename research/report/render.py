@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 from research import batch, paths
 from research.records import RECORD_FILE
 
+from . import format as F
+
 if TYPE_CHECKING:
     from .build import Entry
 
@@ -31,15 +33,16 @@ def _href(path, out_dir: Path) -> str:
 
 
 def _fmt(x: Any, digits: int = 4) -> str:
-    if x is None:
+    """One number format for the page: fixed decimals, thousands separators, no exponent; "–" for none."""
+    if x is None or (isinstance(x, float) and x != x):
         return "–"
     if isinstance(x, bool):
         return str(x)
+    if isinstance(x, int):
+        return f"{x:,}"
     if isinstance(x, float):
-        if x == 0:
-            return "0"
-        return f"{x:.{digits}g}" if 1e-4 <= abs(x) < 1e6 else f"{x:.{max(digits - 1, 1)}e}"
-    return _e(x)
+        return F.fmt_value(x, F.Unit(""))
+    return _e(x) or "–"
 
 
 def _fmt_p(p: float | None) -> str:
@@ -100,7 +103,7 @@ def _notebook_link(e: Entry, out_dir: Path) -> str:
 
 
 def _verdicts_html(entries: list[Entry], out_dir: Path) -> str:
-    cols = ["Hypothesis", "Effect", "95% CI", "p-value", "N events", "Test", "Conclusion"]
+    cols = ["Hypothesis", "Effect", "95% CI", "p-value", "N", "Test", "Conclusion"]
     body = []
     for e in entries:
         if e.record is None or not e.record.verdicts:
@@ -109,8 +112,13 @@ def _verdicts_html(entries: list[Entry], out_dir: Path) -> str:
         body.append(f'<tr class="group"><th colspan="{len(cols)}"><a href="#nb-{_e(e.stem)}">{_e(e.stem)}</a> &middot; '
                     f'{_e(e.record.title)} &middot; {_notebook_link(e, out_dir)}'
                     f'<span class="params">parameters: {_e(params)}</span></th></tr>')
+        event_label = _event_label(e.stem)
         for v in e.record.verdicts:
-            ci = f"[{_fmt(v.ci_low)}, {_fmt(v.ci_high)}]" if v.ci_low is not None or v.ci_high is not None else "–"
+            unit = F.effect_unit(v.effect_label or "", v.hypothesis or "")
+            raw = (f"raw: effect {F.fmt_raw(v.effect)}, CI [{F.fmt_raw(v.ci_low)}, {F.fmt_raw(v.ci_high)}]"
+                   + (f" ({v.effect_label})" if v.effect_label else ""))
+            ci = (f"[{F.fmt_value(v.ci_low, unit)}, {F.fmt_value(v.ci_high, unit)}]"
+                  if v.ci_low is not None or v.ci_high is not None else "–")
             p = _fmt_p(v.pvalue)
             if v.pvalue is not None and v.pvalue < 0.05:
                 p = f'<span class="sig">{p}</span>'
@@ -118,17 +126,32 @@ def _verdicts_html(entries: list[Entry], out_dir: Path) -> str:
                 p += f"<small>q {_fmt_p(v.q_value)}</small>"
             if getattr(v, "primary", False):
                 p += "<small>primary</small>"
-            effect = f'<span class="n">{_fmt(v.effect)}</span>' + (f"<small>{_e(v.effect_label)}</small>" if v.effect_label else "")
+            label = v.effect_label + (f", in {unit.name}" if unit.name and v.effect is not None else "")
+            effect = (f'<span class="n" title="{_e(raw)}" data-raw="{_e(F.fmt_raw(v.effect))}">{F.fmt_value(v.effect, unit)}</span>'
+                      + (f"<small>{_e(label)}</small>" if label else ""))
+            n = "–" if v.n_events is None else f"{v.n_events:,} {_e(F.n_unit(e.stem, v, event_label))}"
             body.append("<tr>" + "".join([
-                f"<td>{_e(v.hypothesis)}</td>", f'<td class="eff">{effect}</td>', f'<td class="num">{ci}</td>',
-                f'<td class="num">{p}</td>', f'<td class="num">{_fmt(v.n_events)}</td>', f"<td>{_e(v.test)}</td>",
-                f"<td>{_e(v.conclusion)}</td>"]) + "</tr>")
+                f"<td>{_e(F.window_label(v.hypothesis))}</td>", f'<td class="eff">{effect}</td>',
+                f'<td class="num" title="{_e(raw)}">{ci}</td>', f'<td class="num">{p}</td>', f'<td class="num">{n}</td>',
+                f"<td>{_e(v.test) or 'descriptive'}</td>", f"<td>{_e(F.conclusion(v))}</td>"]) + "</tr>")
     if not body:
         return '<p class="note">No verdicts: no notebook finished with a results record.</p>'
     head = "".join(f"<th>{c}</th>" for c in cols)
     return (f'<table class="verdicts"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
-            '<p class="sub">One block per notebook with the parameters it ran with; p-values below 0.05 in green; '
-            "effects, intervals and tests as reported by each notebook.</p>")
+            '<p class="sub">One block per notebook with the parameters it ran with; p-values below 0.05 in green. '
+            "Effects and intervals in the unit under each effect (log returns as %, or bp when hourly; differences "
+            "of probabilities in percentage points); hover a number for the stored raw value. N says what it counts.</p>")
+
+
+def _event_label(stem: str) -> str:
+    """The registry's prose name of an event-type notebook's events (``"funding resets"``), else ""."""
+    try:
+        from research.hypotheses.registry import by_notebook
+
+        entry = by_notebook(stem)
+    except Exception:  # not a registered notebook: N falls back to the report's own table
+        return ""
+    return entry.label if entry.kind == "event" else ""
 
 
 def _figures_html(entries: list[Entry]) -> str:
@@ -163,12 +186,13 @@ def _runs_html(entries: list[Entry], out_dir: Path) -> str:
         if e.record:
             links.append(f'<a href="{_href(Path(r.run_dir) / RECORD_FILE, out_dir)}">record.json</a>')
         links.append(f'<a href="{_href(r.run_dir, out_dir)}/">run directory</a>')
-        detail = _e(e.problem) if e.problem else ""
+        detail = _e(e.problem) if e.problem else "–"
         rows.append([_e(e.stem), f'<span class="status-{_e(r.status)}">{_e(r.status)}</span>', _fmt(r.seconds, 3),
                      f'<span class="mono">{_e(_params_text(r.parameters))}</span>', " &middot; ".join(x for x in links if x), detail])
+    cached = sum(1 for e in entries if e.run.status == "cached")
+    note = (f"; {cached} <code>cached</code> run(s) were reused by <code>--resume</code>" if cached else "")
     return (_table(["Notebook", "Status", "Seconds", "Parameters", "Files", "Problem"], rows, num_cols=(2,))
-            + '<p class="sub">Open an <code>.ipynb</code> in JupyterLab to see the code and outputs of a run; '
-              "<code>cached</code> runs were reused by <code>--resume</code>.</p>")
+            + f'<p class="sub">Open an <code>.ipynb</code> in JupyterLab to see the code and outputs of a run{note}.</p>')
 
 
 def _coverage_html(entries: list[Entry], coverage: list[dict], error: str) -> str:
@@ -178,18 +202,32 @@ def _coverage_html(entries: list[Entry], coverage: list[dict], error: str) -> st
     if coverage:
         cols = ["table", "source", "venue", "symbol", "interval", "rows", "start", "end", "missing", "gaps", "largest_gaps"]
         cols = [c for c in cols if c in coverage[0]]
-        rows = [[_fmt(r.get(c)) if c in ("rows", "missing", "gaps") else _e(r.get(c)) for c in cols] for r in coverage]
+        rows = [[_fmt(r.get(c)) if c in ("rows", "missing", "gaps") else (_e(_cov_text(r.get(c))) or "–") for c in cols]
+                for r in coverage]
         parts.append("<h3>Lake</h3>" + _table(cols, rows, num_cols=[cols.index(c) for c in ("rows", "missing", "gaps") if c in cols]))
     elif not error:
         parts.append('<p class="note">The lake read by the notebooks is empty.</p>')
     nb_rows = []
     for e in entries:
         if e.record and e.record.coverage:
-            nb_rows.append([_e(e.stem), "<br>".join(f"<b>{_e(k)}</b>: {_e(json.dumps(v, default=str) if isinstance(v, (list, dict)) else v)}"
+            nb_rows.append([_e(e.stem), "<br>".join(f"<b>{_e(k)}</b>: {_e(_cov_text(v)) or '–'}"
                                                     for k, v in e.record.coverage.items())])
     if nb_rows:
         parts.append("<h3>Per notebook</h3>" + _table(["Notebook", "Coverage as recorded by the notebook"], nb_rows))
     return "".join(parts)
+
+
+def _cov_text(v: Any) -> str:
+    """A coverage value as text: lists and dicts as JSON (NaN as null), None as nothing."""
+    from research.fileio import clean_json
+
+    if v is None:
+        return ""
+    if isinstance(v, (list, dict)):
+        return json.dumps(clean_json(v), default=str) if v else ""
+    if isinstance(v, float) and v != v:
+        return ""
+    return str(v)
 
 
 def _provenance_html(out_dir: Path, simulated: bool, sim_info: dict, user_data: Path, run_data: Path,
