@@ -72,7 +72,7 @@ def test_readme_grid_example_runs_on_a_fresh_machine(tmp_path):
             run["notebook"] = run["notebook"][0]
         runs.append(run)
     zipped = next(r for r in runs if "zip" in r)
-    assert zipped["zip"]["start"] == ["2025-10-01", "2026-01-01"]   # the Oct 2025 - Mar 2026 windows
+    assert [str(d) for d in zipped["zip"]["start"]] == ["2025-10-01", "2026-01-01"]   # Oct 2025 - Mar 2026 windows
     data = tmp_path / grid["data_dir"]
     assert _research(["sample", "--data-dir", str(data)], cwd=tmp_path).returncode == 0
     (tmp_path / "grid.yaml").write_text(yaml.safe_dump({**grid, "runs": runs}))
