@@ -31,7 +31,9 @@ def test_write_result(tmp_path):
     path = records.write_result(_R(pl.DataFrame({"x": [1]})), tmp_path, inputs=inp, parameters={"window": 1})
     rec = json.loads(path.read_text())
     assert rec["notebook"] == "23-funding-settlement-hours" and rec["title"].startswith("Trading around")
-    assert rec["parameters"] == {"window": 1} and rec["coverage"] == {"hours": 3} and rec["synthetic"] is True
+    assert rec["parameters"] == {"window": 1} and rec["synthetic"] is True
+    # the coverage a record states: the inputs' summary plus what the analysis required and used
+    assert rec["coverage"] == {"hours": 3, "analysed": {}, "required": ["price"], "uncovered": []}
     assert rec["notes"] == [records.SYNTHETIC_NOTE, "a caveat"]
     assert rec["verdicts"][0]["effect"] is None and rec["tables"] == {"t": "tables/t.parquet"}
     assert pl.read_parquet(tmp_path / "tables/t.parquet")["x"].to_list() == [1]
@@ -39,8 +41,10 @@ def test_write_result(tmp_path):
 
 
 def test_run_parameters_come_from_the_parameters_cell():
-    ns = {"data_dir": None, "output_dir": "o", "symbol": "BTCUSDT", "start": "a", "end": "b", "oi_venue": None,
-          "liq_venue": None, "sample_seed": 7, "settlement_hours": [0], "window": 1, "hac_lags": 24, "other": 1}
+    ns = {"data_dir": None, "output_dir": "o", "symbol": "BTCUSDT", "start": "a", "end": "b", "interval": "1h",
+          "price": None, "oi_venue": None,
+          "liq_venue": None, "sample_seed": 7, "settlement_hours": [0], "window": 1, "hac_lags": 24, "harmonics": 2,
+          "block_days": 7, "n_draws": 0, "seed": 7, "other": 1}
     p = records.run_parameters("23-funding-settlement-hours", ns)
     assert "other" not in p and p["settlement_hours"] == [0] and list(p)[0] == "data_dir"
     with pytest.raises(ResearchError, match="window"):
