@@ -165,7 +165,7 @@ class Inputs:
             analysed[r["input"]] = {"series": r["series"], "first": _iso(first), "last": _iso(last),
                                     "usable_bars": r["usable_bars"], "covered": r["covered"]}
             if not r["covered"]:
-                what = (f"no usable bar" if first is None else f"usable {_iso(first)} .. {_iso(last)}")
+                what = "no usable bar" if first is None else f"usable {_iso(first)} .. {_iso(last)}"
                 uncovered.append(f"{r['input']} ({r['series'] or 'no series'}): {what}; requested "
                                  f"{_iso(r['requested_start'])} .. {_iso(r['requested_end'])}")
         firsts = [cov["first"][i] for i in range(cov.height)]

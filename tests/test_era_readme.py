@@ -30,18 +30,18 @@ def _section() -> str:
 
 def readme_report_example() -> list[str]:
     """The ``research report -n ... -p ... --name ...`` line of the README, as argv."""
-    block = re.search(r"```bash\n(.*?)```", _section(), re.S).group(1)
+    block = re.search(r"```bash\n(.*?)```", _section(), re.DOTALL).group(1)
     line = next(ln for ln in block.splitlines() if ln.startswith("research report -n"))
     return shlex.split(line.split("#", 1)[0])
 
 
 def readme_grid_example() -> dict:
-    return yaml.safe_load(re.search(r"```yaml\n(.*?)```", (PROJECT_ROOT / "README.md").read_text(), re.S).group(1))
+    return yaml.safe_load(re.search(r"```yaml\n(.*?)```", (PROJECT_ROOT / "README.md").read_text(), re.DOTALL).group(1))
 
 
 def _research(args, cwd, env=None):
     return subprocess.run([sys.executable, "-c", "from research.cli import main; main()", *args], cwd=cwd, capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=600)
+                          env={**os.environ, **(env or {})}, timeout=600, check=False)
 
 
 def test_readme_report_example_runs_on_a_fresh_machine(tmp_path):

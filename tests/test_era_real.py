@@ -100,7 +100,7 @@ def test_every_notebook_runs_at_1d_over_2020_2026(daily_runs, stem):
     if stem in ("11-oi-collapses", "25-liquidation-heatmap"):
         # the daily OI ends in 2025: a requested span to 2026 is flagged, not claimed
         assert any(u.startswith("oi (") for u in cov["uncovered"])
-        assert _ts(cov["end"]) < dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+        assert _ts(cov["end"]) < dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 
 def test_eth_runs_at_1h(long_lake, tmp_path):

@@ -38,7 +38,7 @@ def bar_hours(panel: pl.DataFrame) -> float:
 
 def to_bars(clock_hours: float, bar_h: float) -> int:
     """A span in clock hours as a whole number of bars (at least 1): 72 h is 72 bars at 1 h, 3 at 1 d."""
-    return max(1, int(round(float(clock_hours) / max(float(bar_h), 1e-9))))
+    return max(1, round(float(clock_hours) / max(float(bar_h), 1e-9)))
 
 
 def rows_of(panel_hours: np.ndarray, ts: pl.Series) -> np.ndarray:

@@ -206,7 +206,7 @@ def _regimes(panel: pl.DataFrame, bucket_ts: pl.Series, rv_hours: int, n_regimes
     # rv_hours are clock hours: on coarser bars they are fewer rows (at least 2 returns)
     h = hours(panel)
     bar_h = float(np.median(np.diff(h))) if h.size > 1 else 1.0
-    n_rows = max(2, int(round(float(rv_hours) / max(bar_h, 1.0))))
+    n_rows = max(2, round(float(rv_hours) / max(bar_h, 1.0)))
     rv = _trailing_vol(col(panel, "perp_ret"), n_rows)
     at = rows_of(h, bucket_ts)
     rvb = np.where(at >= 0, rv[np.maximum(at, 0)], np.nan)
