@@ -269,7 +269,9 @@ def _writer(result, output_dir, entry, *, inputs, parameters, notebook, title, c
                      claim=claim if claim is not None else (entry.claim if entry else ""),
                      parameters=parameters, synthetic=synthetic)
     if inputs is not None:
-        w.record.coverage = dict(inputs.coverage)
+        # the span the analysis used (first/last usable bar of each required input), not the panel's
+        rc = getattr(inputs, "record_coverage", None)
+        w.record.coverage = rc(stem) if callable(rc) else dict(inputs.coverage)
     if synthetic and (entry is None or entry.kind == "hypothesis"):
         w.note(SYNTHETIC_NOTE)
     for n in getattr(result, "notes", None) or []:

@@ -31,7 +31,9 @@ def test_write_result(tmp_path):
     path = records.write_result(_R(pl.DataFrame({"x": [1]})), tmp_path, inputs=inp, parameters={"window": 1})
     rec = json.loads(path.read_text())
     assert rec["notebook"] == "23-funding-settlement-hours" and rec["title"].startswith("Trading around")
-    assert rec["parameters"] == {"window": 1} and rec["coverage"] == {"hours": 3} and rec["synthetic"] is True
+    assert rec["parameters"] == {"window": 1} and rec["synthetic"] is True
+    # the coverage a record states: the inputs' summary plus what the analysis required and used
+    assert rec["coverage"] == {"hours": 3, "analysed": {}, "required": ["price"], "uncovered": []}
     assert rec["notes"] == [records.SYNTHETIC_NOTE, "a caveat"]
     assert rec["verdicts"][0]["effect"] is None and rec["tables"] == {"t": "tables/t.parquet"}
     assert pl.read_parquet(tmp_path / "tables/t.parquet")["x"].to_list() == [1]

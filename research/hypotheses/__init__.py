@@ -28,7 +28,7 @@ Randomness (bootstrap, permutation, placebo) is seeded by a ``seed`` parameter.
 from __future__ import annotations
 
 from research.errors import HypothesisError
-from research.panel import LOADER_PARAMETERS, OI_MAX_AGE_HOURS, Inputs, oi_units
+from research.panel import LOADER_PARAMETERS, Inputs, oi_units
 from research.stats import bootstrap_diff_ci, hedges_g, permutation_pvalue, wilson_ci
 
 from .carstudy import CarStudyResult, car_study, car_verdicts, event_profiles, event_study, event_type_study
@@ -44,7 +44,7 @@ from .settlement import SettlementResult, settlement_hours, settlement_study
 from .waves import LiquidationWavesResult, liquidation_waves, waves_study
 
 __all__ = [
-    "HypothesisError", "Inputs", "load_inputs", "run", "OI_MAX_AGE_HOURS", "oi_units",
+    "HypothesisError", "Inputs", "load_inputs", "run", "oi_units",
     "hedges_g", "bootstrap_diff_ci", "permutation_pvalue", "wilson_ci",
     "FLUSH_RULE", "FlushExodusResult", "flush_vs_exodus", "match_truth", "flush_study",
     "SecondLegResult", "second_leg", "second_leg_study",

@@ -106,9 +106,12 @@ def event_study(panel: pl.DataFrame, events: pl.DataFrame, *, window=(-24, 72), 
     return res, ""
 
 
-def _fmt_window(w) -> str:
+def _fmt_window(w, bar: str = "1h") -> str:
+    # windows count bars: on 1 h bars they read as hours, on coarser bars they say so
     a, b = int(w[0]), int(w[1])
-    return f"({a:+d}h,{b:+d}h)" if a else f"(0,{b:+d}h)"
+    if bar == "1h":
+        return f"({a:+d}h,{b:+d}h)" if a else f"(0,{b:+d}h)"
+    return f"({a:+d},{b:+d} bars of {bar})" if a else f"(0,{b:+d} bars of {bar})"
 
 
 def _car_conclusion(p, mean: float, alpha: float) -> str:
@@ -130,7 +133,7 @@ def _calibration_for(calibration: dict | None, w) -> dict:
 
 def car_verdicts(result, car_windows, *, label: str, test: str = "cross_sectional_t",
                  level: float = 0.95, alpha: float = 0.05, primary_window=(1, 24), kind: str | None = None,
-                 calibration: dict | None = None) -> list:
+                 calibration: dict | None = None, bar: str = "1h") -> list:
     """One :class:`~research.records.Verdict` per CAR window: ``CAR(w) after <label> != 0``.
 
     Effect = CAAR (mean CAR of perp log returns). The test is the engine's ``test`` (default and
@@ -149,7 +152,7 @@ def car_verdicts(result, car_windows, *, label: str, test: str = "cross_sectiona
     pw = tuple(int(v) for v in primary_window) if primary_window is not None else None
     for w in car_windows:
         wt = tuple(int(v) for v in w)
-        hyp = f"CAR{_fmt_window(w)} after {label} != 0"
+        hyp = f"CAR{_fmt_window(w, bar)} after {label} != 0"
         primary = wt == pw
         pre = wt[0] < 1
         mech = MECHANICAL.get(kind or "", "") if pre else ""
@@ -236,10 +239,12 @@ class CarStudyResult(Results):
     primary_window: list = field(default_factory=lambda: [1, 24])
     primary_test: str = "cross_sectional_t"
     calibration: dict | None = None
+    bar: str = "1h"
 
     def verdicts(self) -> list:
         return car_verdicts(self.study, self.car_windows, label=self.label, test=self.primary_test,
-                            primary_window=self.primary_window, kind=self.key, calibration=self.calibration)
+                            primary_window=self.primary_window, kind=self.key, calibration=self.calibration,
+                            bar=self.bar)
 
     def attach_calibration(self, calibration: dict) -> CarStudyResult:
         """Record placebo calibration per window (``{"[+1,+24]": {"size", "p_calibrated", "n_placebo"}}``)."""
@@ -321,15 +326,16 @@ def car_study(inputs, events: pl.DataFrame, *, key: str, label: str, event_windo
                               model=model, car_windows=car_windows)
     profiles = event_profiles(panel, events, tuple(profile_window), liq_window_hours=liq_profile_hours)
     symbol = str(panel["symbol"][0]) if "symbol" in panel.columns and panel.height else ""
+    bar = str(getattr(inputs, "interval", None) or "1h")
     return CarStudyResult(key=key, label=label, events=events, study=study, profiles=profiles,
                           car_windows=[list(w) for w in car_windows], symbol=symbol, synthetic=inputs.synthetic,
-                          notes=([note] if note else []) + _study_notes(key, primary_window, primary_test),
+                          notes=([note] if note else []) + _study_notes(key, primary_window, primary_test, bar),
                           panel_frame=market_panel_frame(panel), primary_window=list(primary_window),
-                          primary_test=primary_test)
+                          primary_test=primary_test, bar=bar)
 
 
-def _study_notes(key: str, primary_window, primary_test: str) -> list[str]:
-    out = [(f"primary test: {primary_test} on CAR{_fmt_window(primary_window)} (from the bar after detection); "
+def _study_notes(key: str, primary_window, primary_test: str, bar: str = "1h") -> list[str]:
+    out = [(f"primary test: {primary_test} on CAR{_fmt_window(primary_window, bar)} (from the bar after detection); "
             "CI = t interval of per-event CARs (same method); q-values by BH across the record's p-values")]
     if key in MECHANICAL:
         out.append(f"pre-event returns are mechanical: {MECHANICAL[key]}")

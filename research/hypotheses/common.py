@@ -30,6 +30,17 @@ def hours(panel: pl.DataFrame) -> np.ndarray:
     return panel["ts"].dt.epoch("us").to_numpy() // HOUR_US
 
 
+def bar_hours(panel: pl.DataFrame) -> float:
+    """Clock hours per panel bar: the median spacing of ``ts`` (1.0 for fewer than two rows)."""
+    h = hours(panel)
+    return float(np.median(np.diff(h))) if h.size > 1 else 1.0
+
+
+def to_bars(clock_hours: float, bar_h: float) -> int:
+    """A span in clock hours as a whole number of bars (at least 1): 72 h is 72 bars at 1 h, 3 at 1 d."""
+    return max(1, round(float(clock_hours) / max(float(bar_h), 1e-9)))
+
+
 def rows_of(panel_hours: np.ndarray, ts: pl.Series) -> np.ndarray:
     """Row index of each timestamp in the (hourly, sorted) panel; -1 when absent."""
     h = ts.dt.epoch("us").fill_null(-1).to_numpy() // HOUR_US

@@ -277,14 +277,19 @@ def _classify(panel: pl.DataFrame, selloffs: pl.DataFrame, daily, oi: np.ndarray
     return events.with_columns(pl.col(pl.Float64).fill_nan(None)), feats
 
 
-def _forward_returns(events: pl.DataFrame, ts: pl.Series, close: np.ndarray, horizons) -> pl.DataFrame:
-    """Forward log returns from each decision bar's close (vectorised over events x horizons)."""
+def _forward_returns(events: pl.DataFrame, ts: pl.Series, close: np.ndarray, horizons, bar_h: float = 1.0) -> pl.DataFrame:
+    """Forward log returns from each decision bar's close (vectorised over events x horizons).
+
+    ``horizons`` are clock hours (``horizon_h``), taken as whole bars of ``bar_h`` hours.
+    """
+    from .common import to_bars
+
     n = close.size
     idc = events["_idc"].to_numpy().astype(int) if events.height else np.zeros(0, int)
     logp = np.log(close)
     parts = []
     for h in horizons:
-        j = idc + h
+        j = idc + to_bars(h, bar_h)
         car = np.where(j < n, logp[np.minimum(j, n - 1)] - logp[idc], np.nan) if idc.size else np.zeros(0)
         parts.append(pl.DataFrame({"event_id": events["event_id"], "label": events["label"],
                                    "horizon_h": np.full(idc.size, h, dtype=np.int64),
@@ -362,18 +367,26 @@ def flush_vs_exodus(panel: pl.DataFrame, selloffs: pl.DataFrame, daily: pl.DataF
         raise HypothesisError(f"{who}: primary_horizon={primary_horizon} is not one of horizons={list(horizons)}")
     th = {**RULE_DEFAULTS, **thresholds}
     panel = sorted_panel(panel)
+    # hour windows are clock hours: on coarser bars they span fewer rows
+    from .common import bar_hours, to_bars
+
+    bar_h = bar_hours(panel)
     oi, oi_info = oi_measure(panel)
     sel = selloffs.filter(pl.col("trough_detected_ts").is_not_null())
     n_incomplete = selloffs.height - sel.height
-    events, feats = _classify(panel, sel, daily, oi, th=th, baseline_hours=baseline_hours, pre_hours=pre_hours,
-                              funding_lookback_hours=funding_lookback_hours)
+    events, feats = _classify(panel, sel, daily, oi, th=th, baseline_hours=to_bars(baseline_hours, bar_h),
+                              pre_hours=to_bars(pre_hours, bar_h),
+                              funding_lookback_hours=to_bars(funding_lookback_hours, bar_h))
     sens, stab = sensitivity(feats, th)
     events = events.with_columns(pl.Series("label_stability", stab, dtype=pl.Float64))
-    forward = _forward_returns(events, panel["ts"], col(panel, "perp_close"), horizons)
+    forward = _forward_returns(events, panel["ts"], col(panel, "perp_close"), horizons, bar_h)
     params = {"horizons": list(horizons), "primary_horizon": int(primary_horizon), "baseline_hours": baseline_hours,
               "pre_hours": pre_hours, "funding_lookback_hours": funding_lookback_hours, **th, "n_perm": n_perm,
               "seed": seed, "n_placebo": n_placebo, "match_tolerance_hours": match_tolerance_hours, **oi_info}
     notes = [f"{n_incomplete} sell-off(s) without a confirmed trough by the panel's end left out"] if n_incomplete else []
+    if bar_h != 1:
+        notes.append(f"bars of {bar_h:g} h: hour windows and horizons are taken as whole bars "
+                     f"(e.g. {horizons[0]} h = {to_bars(horizons[0], bar_h)} bar(s))")
     res = FlushExodusResult(events=events.drop("_idc"), forward=forward,
                             comparison=_compare(forward, horizons, int(primary_horizon), n_perm=n_perm, seed=seed,
                                                 n_placebo=n_placebo),

@@ -194,7 +194,7 @@ def liquidation_heatmap_test(
     bin_pct: float = 0.25,
     decay_on_oi_drop: bool = True,
     half_life_hours: float | None = None,
-    max_oi_age_hours: float | None = 12,
+    max_oi_age_hours: float | None = None,
     max_distance_pct: float = 5.0,
     min_distance_pct: float = 0.5,
     horizon_hours: int = 72,

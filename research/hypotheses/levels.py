@@ -102,13 +102,21 @@ def _check(who: str, leverage_mix, long_share: float, bin_pct: float) -> dict:
 
 
 def _fresh_span(panel: pl.DataFrame, max_oi_age_hours, who: str) -> pl.DataFrame:
-    """The hours from the first to the last fresh OI observation (all hours when ``max_oi_age_hours`` is None)."""
-    if max_oi_age_hours is None or "oi_age_hours" not in panel.columns:
+    """The bars from the first to the last fresh OI observation.
+
+    Fresh: ``oi_age_hours`` at most ``max_oi_age_hours``; with None, the panel's own staleness
+    (``has_oi``: within ``stale_after`` of the OI series' interval), else every bar.
+    """
+    if max_oi_age_hours is not None and "oi_age_hours" in panel.columns:
+        ok, what = (panel["oi_age_hours"] <= max_oi_age_hours), f"younger than max_oi_age_hours={max_oi_age_hours}"
+    elif max_oi_age_hours is None and "has_oi" in panel.columns:
+        ok, what = panel["has_oi"], "the panel marks usable (has_oi)"
+    else:
         return panel
-    fresh = np.flatnonzero((panel["oi_age_hours"] <= max_oi_age_hours).fill_null(False).to_numpy())
+    fresh = np.flatnonzero(ok.fill_null(False).to_numpy())
     if fresh.size == 0:
-        raise HypothesisError(f"{who}: no open-interest observation younger than max_oi_age_hours="
-                              f"{max_oi_age_hours} in the panel; import OI for this span or raise the limit")
+        raise HypothesisError(f"{who}: no open-interest observation {what} in the panel; import OI for this span "
+                              "or raise the limit")
     return panel.slice(int(fresh[0]), int(fresh[-1] - fresh[0] + 1))
 
 
@@ -158,7 +166,7 @@ def liquidation_heatmap(
     bin_pct: float = 0.25,
     decay_on_oi_drop: bool = True,
     half_life_hours: float | None = None,
-    max_oi_age_hours: float | None = 12,
+    max_oi_age_hours: float | None = None,
 ) -> LiquidationHeatmap:
     """Estimate where liquidations would sit from OI increases and a leverage mix.
 
@@ -170,7 +178,7 @@ def liquidation_heatmap(
     ``half_life_hours`` they also decay exponentially. One numpy step per hour over all bins.
 
     The map covers only the hours from the first to the last fresh OI observation (``oi_age_hours``
-    at most ``max_oi_age_hours``; None keeps every hour): the panel carries the last OI value forward,
+    at most ``max_oi_age_hours``; None: the panel's own ``has_oi``): the panel carries the last OI value forward,
     and without new OI the modelled clusters would be stale guesses.
     """
     who = "liquidation_heatmap"

@@ -308,9 +308,13 @@ def second_leg(
     params = {"bounce_pct": bounce_pct, "bounce_hours": bounce_hours, "horizon_days": horizon_days,
               "oi_hold_pct": oi_hold_pct, "funding_positive": funding_positive, "pre_hours": pre_hours,
               "primary": PRIMARY, **oi_info}
-    events = _legs(panel, selloffs, oi, bounce_pct=bounce_pct, bounce_hours=bounce_hours,
-                   H=int(round(horizon_days * 24)), oi_hold_pct=oi_hold_pct, funding_positive=funding_positive,
-                   pre_hours=pre_hours)
+    # hour windows are clock hours: on coarser bars they span fewer rows
+    from .common import bar_hours, to_bars
+
+    bar_h = bar_hours(panel)
+    events = _legs(panel, selloffs, oi, bounce_pct=bounce_pct, bounce_hours=to_bars(bounce_hours, bar_h),
+                   H=to_bars(horizon_days * 24, bar_h), oi_hold_pct=oi_hold_pct, funding_positive=funding_positive,
+                   pre_hours=to_bars(pre_hours, bar_h))
     notes: list[str] = [f"OI measure: coins via {oi_info['oi_method']}"
                         + (" (approximate: USD OI / price)" if oi_info["oi_approximate"] else ""),
                         f"primary test: Fisher exact test on '{PRIMARY}'; CIs invert the same test; q-values by BH"]

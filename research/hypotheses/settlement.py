@@ -52,6 +52,8 @@ class SettlementResult(Results):
     calibration: object = None
     notes: list = field(default_factory=list)
     _design: object = field(default=None, repr=False, compare=False)
+    #: why the panel's frequency cannot resolve settlement hours (None: it can)
+    not_testable: str | None = None
 
     _frame_fields = ("spot_control", "comparison", "profile", "contrast")
     _figure = "hour_profile"
@@ -77,6 +79,9 @@ class SettlementResult(Results):
                          f"hour-of-day F p={fmt(r['p_hour_f'])}")
         return "\n".join(lines)
 
+    def figures(self) -> dict:
+        return {} if self.not_testable else super().figures()
+
     def plot(self):
         from research import plots
 
@@ -86,6 +91,8 @@ class SettlementResult(Results):
         from research.records import Verdict
 
         out = [v for v in [self._primary_verdict(Verdict)] if v is not None]
+        if self.not_testable:
+            return out
         labels = {"log_volume": "log perp volume", "abs_ret": "|hourly log return|", "ret": "hourly log return"}
         for r in self.comparison.iter_rows(named=True):
             out.append(Verdict(
@@ -105,7 +112,7 @@ class SettlementResult(Results):
         if row is None or not row.height:
             return Verdict(hypothesis=hyp, effect=None, n_events=0, test="perp minus spot, HAC",
                            effect_label="log volume, settlement window - other hours",
-                           conclusion=str(NotTestable("no hours with both perp and spot volume")))
+                           conclusion=str(NotTestable(self.not_testable or "no hours with both perp and spot volume")))
         r = row.row(0, named=True)
         cal = self.calibration
         p, lo, hi = r["pvalue"], r["ci_low"], r["ci_high"]
@@ -295,6 +302,16 @@ def settlement_hours(
     params = {"settlement_hours": sh, "window": int(window), "hac_lags": int(hac_lags), "harmonics": int(harmonics),
               "block_days": int(block_days), "n_draws": int(n_draws), "seed": int(seed)}
     panel = sorted_panel(panel)
+    step_h = (float(panel["ts"].diff().drop_nulls().median().total_seconds()) / 3600) if panel.height > 1 else 1.0
+    if step_h > 1:
+        # settlement hours +-window need hourly bars: on coarser bars every bar holds or straddles a
+        # settlement, so any in/out contrast would be an artefact of the bar grid
+        why = (f"the panel's bars are {step_h:g} h; settlement hours ±{int(window)} h need 1 h bars "
+               "(run with interval=\"1h\")")
+        empty = pl.DataFrame()
+        return SettlementResult(comparison=empty, profile=empty, contrast=empty, params=params,
+                                synthetic=is_synthetic(panel), spot_control=None, notes=[str(NotTestable(why))],
+                                not_testable=why)
     notes = []
     design, spot_table = spot_control_design(panel, settlement_hours=sh, window=window, harmonics=harmonics,
                                              hac_lags=hac_lags, block_days=block_days)

@@ -210,13 +210,18 @@ def _regimes(panel: pl.DataFrame, bucket_ts: pl.Series, rv_hours: int, n_regimes
     nan = np.full(bucket_ts.len(), np.nan)
     if "perp_ret" not in panel.columns or n_regimes <= 1:
         return np.zeros(bucket_ts.len(), np.int64), nan, "one regime (no perp returns in the panel)"
-    rv = _trailing_vol(col(panel, "perp_ret"), int(rv_hours))
-    at = rows_of(hours(panel), bucket_ts)
+    # rv_hours are clock hours: on coarser bars they are fewer rows (at least 2 returns)
+    h = hours(panel)
+    bar_h = float(np.median(np.diff(h))) if h.size > 1 else 1.0
+    n_rows = max(2, round(float(rv_hours) / max(bar_h, 1.0)))
+    rv = _trailing_vol(col(panel, "perp_ret"), n_rows)
+    at = rows_of(h, bucket_ts)
     rvb = np.where(at >= 0, rv[np.maximum(at, 0)], np.nan)
     with np.errstate(divide="ignore", invalid="ignore"):
         log_rv = np.where(rvb > 0, np.log(rvb), np.nan)
+    span = f"{rv_hours} h" if n_rows * bar_h == float(rv_hours) else f"{n_rows * bar_h:g} h ({n_rows} bars)"
     return (strata_of(rvb, int(n_regimes)), log_rv,
-            f"{n_regimes} quantile bins of the {rv_hours} h trailing realised volatility")
+            f"{n_regimes} quantile bins of the {span} trailing realised volatility")
 
 
 def waves_design(ind: np.ndarray, strata: np.ndarray, log_rv: np.ndarray, *, k_bars: int, n_perm: int,

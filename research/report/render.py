@@ -212,6 +212,11 @@ def _coverage_html(entries: list[Entry], coverage: list[dict], error: str) -> st
         if e.record and e.record.coverage:
             nb_rows.append([_e(e.stem), "<br>".join(f"<b>{_e(k)}</b>: {_e(_cov_text(v)) or '–'}"
                                                     for k, v in e.record.coverage.items())])
+    # a required input that does not cover the requested span (panel.Inputs.record_coverage)
+    gaps = [f"<li>{_e(e.stem)}: {_e(u)}</li>" for e in entries if e.record and e.record.coverage
+            for u in e.record.coverage.get("uncovered") or []]
+    if gaps:
+        parts.append('<p class="error">Requested span not covered by a required input:</p><ul>' + "".join(gaps) + "</ul>")
     if nb_rows:
         parts.append("<h3>Per notebook</h3>" + _table(["Notebook", "Coverage as recorded by the notebook"], nb_rows))
     return "".join(parts)

@@ -42,12 +42,17 @@ def test_heatmap_covers_only_hours_with_fresh_open_interest():
     age = np.array([np.nan, 0.0, 1.0, 0.0, 1.0, 13.0, 14.0, 15.0])  # OI stops after hour 4
     p = _panel(n, perp_close=close, perp_high=close + 0.1, perp_low=close - 0.1,
                oi_base=np.array([np.nan, 10.0, 10.0, 20.0, 20.0, 20.0, 20.0, 20.0]), oi_usd=np.full(n, np.nan),
-               oi_age_hours=age)
+               oi_age_hours=age, has_oi=[False, True, True, True, True, False, False, False])
+    # default: the panel's own staleness (has_oi, stale_after of the OI series' interval)
     hm = H.liquidation_heatmap(p, leverage_mix={10: 1.0}, bin_pct=0.1)
     assert hm.close.size == 4 and hm.ts[0] == p["ts"][1] and hm.ts[-1] == p["ts"][4]
-    assert H.liquidation_heatmap(p, leverage_mix={10: 1.0}, bin_pct=0.1, max_oi_age_hours=None).close.size == n
+    # an explicit age limit in hours still applies
+    assert H.liquidation_heatmap(p, leverage_mix={10: 1.0}, bin_pct=0.1, max_oi_age_hours=12).close.size == 4
+    assert H.liquidation_heatmap(p.drop("has_oi"), leverage_mix={10: 1.0}, bin_pct=0.1).close.size == n
     with pytest.raises(H.HypothesisError, match="max_oi_age_hours"):
-        H.liquidation_heatmap(p.with_columns(oi_age_hours=pl.lit(50.0)), leverage_mix={10: 1.0})
+        H.liquidation_heatmap(p.with_columns(oi_age_hours=pl.lit(50.0)), leverage_mix={10: 1.0}, max_oi_age_hours=12)
+    with pytest.raises(H.HypothesisError, match="has_oi"):
+        H.liquidation_heatmap(p.with_columns(has_oi=pl.lit(False)), leverage_mix={10: 1.0})
 
 
 def test_heatmap_test_finds_planted_attraction():
