@@ -76,7 +76,7 @@ def event_study(panel: pl.DataFrame, events: pl.DataFrame, *, window=(-24, 72), 
     """Run the event study of perp log returns around ``events``; ``(result, note)``.
 
     ``result`` is None (and ``note`` says why) when there are no usable events, so a run still
-    writes its record. The engine's own defaults apply (its overlap policy among them); ``engine``
+    writes its record; otherwise ``note`` carries the engine's warnings about the design. The engine's own defaults apply (its overlap policy among them); ``engine``
     passes further keywords to :func:`research.eventstudy.run`.
     """
     from research import eventstudy
@@ -87,14 +87,16 @@ def event_study(panel: pl.DataFrame, events: pl.DataFrame, *, window=(-24, 72), 
     attrs = [c for c in events.columns if c not in ("ts", "asset", "symbol", "kind", "event_id")
              and not isinstance(events.schema[c], pl.Datetime)]
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             res = eventstudy.run(returns_frame(panel), events.select("ts", "asset", *attrs),
                                  estimation=None if model == "raw" else tuple(estimation), window=tuple(window),
                                  model=model, car_windows=cw, tests=tests, **engine)
     except EventStudyError as exc:
         return None, f"event study not run: {exc}"
-    return res, ""
+    # the engine's design warnings (e.g. contaminated estimation windows) belong in the record
+    said = dict.fromkeys(str(w.message) for w in caught if not issubclass(w.category, RuntimeWarning))
+    return res, "; ".join(f"engine: {m}" for m in said)
 
 
 def verdicts_frame(verdicts: list) -> pl.DataFrame:
