@@ -1,7 +1,7 @@
 """Empirical size of the CAR study's candidate primary tests on placebo dates of one lake.
 
-For each event type (the detectors of notebooks 10-12 and the selloff legs) the study's events are
-detected with their defaults, then :func:`research.hypotheses.calibration.calibrate` measures the
+For each event type (the detectors of notebooks 10-12, with those notebooks' parameters, and the
+selloff legs at the detector's defaults) the study's events are detected, then :func:`research.hypotheses.calibration.calibrate` measures the
 rejection rate at 5 % of each test on placebo studies of the same series and design (same event
 count, cluster gaps and trailing-volatility quintile, away from the real events). This is the
 evidence for :data:`research.hypotheses.carverdicts.PRIMARY_TEST` (README, Verdicts)::
@@ -16,17 +16,39 @@ import warnings
 
 import polars as pl
 
-__all__ = ["EVENT_TYPES", "main", "size_table"]
+__all__ = ["EVENT_TYPES", "main", "notebook_parameters", "size_table"]
 
 #: registry keys measured by default
 EVENT_TYPES = ("funding_reset", "oi_collapse", "liquidation_print", "selloff")
+
+
+def notebook_parameters(key: str) -> dict:
+    """The detector parameters of event type ``key``'s notebook parameters cell ({} without a notebook)."""
+    import nbformat
+
+    from research import paths
+
+    from . import _NOT_STUDY
+    from .carstudy import CAR_DEFAULTS
+    from .registry import get
+
+    stem = get(key).notebook
+    path = paths.NOTEBOOKS_DIR / f"{stem}.ipynb" if stem else None
+    if path is None or not path.exists():
+        return {}
+    cell = next(c for c in nbformat.read(path, as_version=4).cells if "parameters" in c.metadata.get("tags", []))
+    ns: dict = {}
+    exec(compile(cell.source, str(path), "exec"), {}, ns)  # the project's own cell: plain assignments
+    return {k: v for k, v in ns.items() if k not in _NOT_STUDY and k not in CAR_DEFAULTS}
 
 
 def size_table(inputs, *, event_types=EVENT_TYPES, tests=("cross_sectional_t", "design_hc"),
                car_windows=((1, 24), (1, 72)), n_draws: int = 1000, seed: int = 0) -> pl.DataFrame:
     """``event_type, n_events, test, car_window, size, n_draws, mc_lo, mc_hi``, one row per cell.
 
-    ``inputs`` is a :class:`research.panel.Inputs`; an event type without events gets no rows.
+    ``inputs`` is a :class:`research.panel.Inputs`; events come from each event type's notebook
+    parameters (:func:`notebook_parameters`; detector defaults without a notebook). An event type
+    without events gets no rows.
     """
     from . import event_type_study
     from .calibration import calibrate
@@ -38,7 +60,7 @@ def size_table(inputs, *, event_types=EVENT_TYPES, tests=("cross_sectional_t", "
     for key in event_types:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            events = event_type_study(key, inputs, n_placebo=0).events
+            events = event_type_study(key, inputs, n_placebo=0, **notebook_parameters(key)).events
         if events.height == 0:
             continue
         for test in tests:
