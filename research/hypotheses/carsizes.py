@@ -12,6 +12,7 @@ evidence for :data:`research.hypotheses.carverdicts.PRIMARY_TEST` (README, Verdi
 from __future__ import annotations
 
 import argparse
+import ast
 import warnings
 
 import polars as pl
@@ -37,8 +38,8 @@ def notebook_parameters(key: str) -> dict:
     if path is None or not path.exists():
         return {}
     cell = next(c for c in nbformat.read(path, as_version=4).cells if "parameters" in c.metadata.get("tags", []))
-    ns: dict = {}
-    exec(compile(cell.source, str(path), "exec"), {}, ns)  # the project's own cell: plain assignments
+    ns = {t.id: ast.literal_eval(node.value) for node in ast.parse(cell.source).body  # literals only, never run
+          if isinstance(node, ast.Assign) for t in node.targets if isinstance(t, ast.Name)}
     return {k: v for k, v in ns.items() if k not in _NOT_STUDY and k not in CAR_DEFAULTS}
 
 

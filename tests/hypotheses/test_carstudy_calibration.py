@@ -107,3 +107,13 @@ def test_primary_row_has_its_size_on_the_real_pack(real_lake):
         assert np.isfinite(v.p_calibrated), key
         seen += 1
     assert seen >= 2
+
+
+def test_size_table_reads_the_notebook_parameters_and_measures_each_cell(sim_inputs):
+    from research.hypotheses.carsizes import notebook_parameters, size_table
+
+    assert notebook_parameters("liquidation_print")["k"] == 10.0 and notebook_parameters("selloff") == {}
+    tab = size_table(sim_inputs, event_types=("oi_collapse",), tests=("cross_sectional_t",), car_windows=((1, 24),),
+                     n_draws=40)
+    assert tab.height == 1 and tab["n_draws"][0] >= 38 and 0 <= tab["size"][0] <= 1
+    assert tab["mc_lo"][0] < 0.05 < tab["mc_hi"][0]
