@@ -226,6 +226,10 @@ def car_study(inputs, events: pl.DataFrame, *, key: str, label: str, event_windo
             events = events.with_columns(pl.max_horizontal("ts", "detected_ts").alias("ts"))
     panel = inputs.panel
     tests = [primary_test, *(t for t in SECONDARY_TESTS if t != primary_test)]
+    if model == "raw":  # without an estimation window only the event-window tests can run
+        from research.eventstudy.catalog import NO_ESTIMATION
+
+        tests = [primary_test, *(t for t in tests[1:] if t in NO_ESTIMATION)]
     study, note = event_study(panel, events, window=tuple(event_window), estimation=tuple(estimation_window),
                               model=model, car_windows=car_windows, tests=tests)
     notes = ([note] if note else []) + _study_notes(key, primary_window, primary_test)

@@ -117,3 +117,9 @@ def test_size_table_reads_the_notebook_parameters_and_measures_each_cell(sim_inp
                      n_draws=40)
     assert tab.height == 1 and tab["n_draws"][0] >= 38 and 0 <= tab["size"][0] <= 1
     assert tab["mc_lo"][0] < 0.05 < tab["mc_hi"][0]
+
+
+def test_raw_model_runs_only_event_window_tests(sim_inputs):
+    res = H.event_type_study("oi_collapse", sim_inputs, model="raw", n_placebo=0)
+    assert res.study is not None and res.study.spec["tests"] == ["cross_sectional_t", "wilcoxon"]
+    assert _primary(res).pvalue is not None and _primary(res).ci_agrees
