@@ -123,7 +123,7 @@ def test_notebook_runs_on_simulated_market(sim_runs, stem):
     assert events.height >= 3 and {"event_id", "ts", "symbol", "kind"} <= set(events.columns)
     assert len(rec.verdicts) == 4
     assert [v.primary for v in rec.verdicts] == [False, False, True, False]    # CAR(+1, +24): after detection
-    primary = [v for v in rec.verdicts if v.primary][0]      # its placebo size is measured on every run
+    primary = next(v for v in rec.verdicts if v.primary)      # its placebo size is measured on every run
     assert primary.size is not None and primary.n_placebo and primary.p_calibrated is not None
     for v in rec.verdicts:
         assert v.n_events >= 3 and v.effect is not None and 0 <= v.pvalue <= 1
