@@ -123,6 +123,8 @@ def test_notebook_runs_on_simulated_market(sim_runs, stem):
     assert events.height >= 3 and {"event_id", "ts", "symbol", "kind"} <= set(events.columns)
     assert len(rec.verdicts) == 4
     assert [v.primary for v in rec.verdicts] == [False, False, True, False]    # CAR(+1, +24): after detection
+    primary = next(v for v in rec.verdicts if v.primary)      # its placebo size is measured on every run
+    assert primary.size is not None and primary.n_placebo and primary.p_calibrated is not None
     for v in rec.verdicts:
         assert v.n_events >= 3 and v.effect is not None and 0 <= v.pvalue <= 1
         assert v.ci_low <= v.effect <= v.ci_high
@@ -166,4 +168,6 @@ def test_notebooks_run_on_real_pack(real_lake, tmp_path):
     for stem in MINE[1:]:
         for v in recs[stem].verdicts:    # structure, not conclusions
             assert v.n_events is not None and (v.n_events == 0 or v.effect is not None)
+            if v.primary and v.n_events >= 5:   # enough events: its placebo size is on the row
+                assert v.size is not None and v.n_placebo, (stem, v.hypothesis)
     json.dumps(recs["10-funding-resets"].to_dict())

@@ -223,7 +223,8 @@ def placebo_dates(ret: np.ndarray, event_bars: np.ndarray, *, window: tuple[int,
 
     Events closer than the event-window length form a cluster that keeps its own gaps; each cluster
     is placed at a random bar whose trailing ``vol_hours`` realised volatility is in the same
-    quantile stratum (``n_vol_strata``) as at the real cluster's first event, where the whole
+    quantile stratum (``n_vol_strata``) as at the real cluster's first event (a chain longer than a
+    quarter of the series is cut into clusters of at most that extent), where the whole
     ``reach`` (the earliest and latest bar the study reads, relative to the event) fits in the
     series, (``exclude_events``) away from the real events' windows, and -- like the real clusters,
     which are apart by construction -- without its event windows overlapping those of the clusters
@@ -236,8 +237,17 @@ def placebo_dates(ret: np.ndarray, event_bars: np.ndarray, *, window: tuple[int,
     n = ret.size
     e = np.sort(np.asarray(event_bars, dtype=np.int64))
     span = int(window[1] - window[0] + 1)
-    starts = np.flatnonzero(np.concatenate([[True], np.diff(e) >= span]))
-    cid = np.cumsum(np.isin(np.arange(e.size), starts)) - 1
+    # a chain of close events longer than a quarter of the usable series could not be placed whole:
+    # it is cut into clusters of at most that extent (one step per event, not per bar)
+    max_extent = max(span, (n - (reach[1] - reach[0] + 1)) // 4)
+    cid = np.zeros(e.size, dtype=np.int64)
+    split, first = 0, e[0] if e.size else 0
+    for i in range(1, e.size):
+        new = e[i] - e[i - 1] >= span
+        if not new and e[i] - first > max_extent:
+            new, split = True, split + 1
+        cid[i] = cid[i - 1] + new
+        first = e[i] if new else first
     n_cl = int(cid.max()) + 1 if e.size else 0
     strata = strata_of(_trailing_vol(ret, vol_hours), n_vol_strata)
     near = np.zeros(n, bool)
@@ -274,7 +284,7 @@ def placebo_dates(ret: np.ndarray, event_bars: np.ndarray, *, window: tuple[int,
             pos = rng.choice(np.flatnonzero(ok))
             out[d, cid == c] = pos + offs[c]
             occupied[max(pos + window[0], 0): min(pos + offs[c][-1] + window[1], n - 1) + 1] = 1
-    info = {"clusters": n_cl, "vol_hours": int(vol_hours), "n_vol_strata": int(n_vol_strata),
+    info = {"clusters": n_cl, "clusters_split": split, "vol_hours": int(vol_hours), "n_vol_strata": int(n_vol_strata),
             "exclude_events": bool(exclude_events), "clusters_relaxed": relaxed, "placements_overlapping": overlapped}
     return out, info
 

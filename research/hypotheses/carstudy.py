@@ -9,29 +9,30 @@ the event type's detector named in :mod:`research.hypotheses.registry`.
 from __future__ import annotations
 
 import inspect
-import math
 import warnings
 from dataclasses import dataclass, field
 
-import numpy as np
 import polars as pl
 
 from research.errors import EventStudyError
 from research.results import Results
-from research.stats import (
-    MIN_CLASS_SIZE,
-    NotTestable,
-    finite_or_none,
-    fmt,
-    size_warning,
-    t_interval,
-)
+from research.stats import fmt
 
+from .carverdicts import (  # noqa: F401  (re-exported: the study's public names live here)
+    MECHANICAL,
+    PRIMARY_TEST,
+    SECONDARY_TESTS,
+    SIZE_HOLDS,
+    _fmt_window,
+    calibration_entry,
+    car_verdicts,
+)
 from .frames import events_for_plot, market_panel_frame, profile_frame, returns_frame
 
 __all__ = [
     "CAR_DEFAULTS",
     "CarStudyResult",
+    "calibration_entry",
     "car_study",
     "car_verdicts",
     "event_profiles",
@@ -43,18 +44,8 @@ __all__ = [
 #: the study's parameters (notebook names) and their defaults
 CAR_DEFAULTS = {"event_window": [-24, 72], "estimation_window": [-240, -25], "model": "mean",
                 "car_windows": [[-24, -1], [0, 24], [1, 24], [1, 72]], "profile_window": [-48, 72],
-                "liq_profile_hours": 4, "primary_window": [1, 24], "primary_test": "cross_sectional_t"}
-
-#: the CAR tests whose size held on placebo dates of real hourly BTC returns (#12: cross-sectional t
-#: 4.7-6.0 %; rank/sign tests are conservative); the parametric Patell/BMP/Brown-Warner family is not
-SIZE_HOLDS = ("cross_sectional_t",)
-
-
-#: event types whose pre-event returns are mechanical (the event is defined by a price fall)
-MECHANICAL = {"liquidation_print": "longs are liquidated because the price fell, so returns up to and including "
-                                   "the print's bar are mechanical; the test is on what follows the print",
-              "selloff": "a sell-off is defined by its price fall, so returns up to its detection are mechanical"}
-
+                "liq_profile_hours": 4, "primary_window": [1, 24], "primary_test": PRIMARY_TEST,
+                "n_placebo": 200}
 
 def event_profiles(panel: pl.DataFrame, events: pl.DataFrame, window: tuple[int, int], *,
                    liq_window_hours: int = 4, level: float = 0.95) -> pl.DataFrame:
@@ -85,7 +76,7 @@ def event_study(panel: pl.DataFrame, events: pl.DataFrame, *, window=(-24, 72), 
     """Run the event study of perp log returns around ``events``; ``(result, note)``.
 
     ``result`` is None (and ``note`` says why) when there are no usable events, so a run still
-    writes its record. The engine's own defaults apply (its overlap policy among them); ``engine``
+    writes its record; otherwise ``note`` carries the engine's warnings about the design. The engine's own defaults apply (its overlap policy among them); ``engine``
     passes further keywords to :func:`research.eventstudy.run`.
     """
     from research import eventstudy
@@ -96,103 +87,16 @@ def event_study(panel: pl.DataFrame, events: pl.DataFrame, *, window=(-24, 72), 
     attrs = [c for c in events.columns if c not in ("ts", "asset", "symbol", "kind", "event_id")
              and not isinstance(events.schema[c], pl.Datetime)]
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             res = eventstudy.run(returns_frame(panel), events.select("ts", "asset", *attrs),
                                  estimation=None if model == "raw" else tuple(estimation), window=tuple(window),
                                  model=model, car_windows=cw, tests=tests, **engine)
     except EventStudyError as exc:
         return None, f"event study not run: {exc}"
-    return res, ""
-
-
-def _fmt_window(w, bar: str = "1h") -> str:
-    # windows count bars: on 1 h bars they read as hours, on coarser bars they say so
-    a, b = int(w[0]), int(w[1])
-    if bar == "1h":
-        return f"({a:+d}h,{b:+d}h)" if a else f"(0,{b:+d}h)"
-    return f"({a:+d},{b:+d} bars of {bar})" if a else f"(0,{b:+d} bars of {bar})"
-
-
-def _car_conclusion(p, mean: float, alpha: float) -> str:
-    if p is None:
-        return str(NotTestable("too few events", prefix="not tested"))
-    if p < alpha:
-        return f"reject CAR = 0 at {alpha:g} ({'positive' if mean > 0 else 'negative'})"
-    return f"CAR = 0 not rejected at {alpha:g}"
-
-
-def _calibration_for(calibration: dict | None, w) -> dict:
-    """The placebo calibration of window ``w`` (keys ``[a,b]`` as :func:`research.eventstudy.results.window_key`)."""
-    from research.eventstudy.results import window_key
-
-    if not calibration:
-        return {}
-    return dict(calibration.get(window_key(tuple(w)), calibration.get(str(list(w)), {})) or {})
-
-
-def car_verdicts(result, car_windows, *, label: str, test: str = "cross_sectional_t",
-                 level: float = 0.95, alpha: float = 0.05, primary_window=(1, 24), kind: str | None = None,
-                 calibration: dict | None = None, bar: str = "1h") -> list:
-    """One :class:`~research.records.Verdict` per CAR window: ``CAR(w) after <label> != 0``.
-
-    Effect = CAAR (mean CAR of perp log returns). The test is the engine's ``test`` (default and
-    primary: the cross-sectional t, whose size holds on this data); the CI is the t interval of the
-    per-event CARs at ``level``, i.e. the inversion of that same test, so it excludes 0 exactly when
-    p < 1 - level (for another ``test`` no CI is printed). ``primary_window`` marks the primary row; a
-    window starting before +1 includes the event's own bar and earlier (known before or at
-    detection), and for :data:`MECHANICAL` event types says so. ``calibration`` (e.g. from
-    :mod:`research.hypotheses.calibration`) maps a window key (``"[+1,+24]"``) to ``{"size": ..,
-    "p_calibrated": .., "n_placebo": ..}``; the size is recorded and a note warns when it lies outside
-    :data:`SIZE_BAND`. Without a result every verdict is :class:`~research.stats.NotTestable`.
-    """
-    from research.records import Verdict
-
-    out = []
-    pw = tuple(int(v) for v in primary_window) if primary_window is not None else None
-    for w in car_windows:
-        wt = tuple(int(v) for v in w)
-        hyp = f"CAR{_fmt_window(w, bar)} after {label} != 0"
-        primary = wt == pw
-        pre = wt[0] < 1
-        mech = MECHANICAL.get(kind or "", "") if pre else ""
-        cal = _calibration_for(calibration, wt)
-        if result is None:
-            out.append(Verdict(hypothesis=hyp, effect=None, n_events=0, test=test, primary=primary,
-                               effect_label="CAAR of perp log returns",
-                               conclusion=str(NotTestable("no usable events", prefix="not tested"))))
-            continue
-        car = result.car(wt)["car"].to_numpy()
-        car = car[np.isfinite(car)]
-        mean, lo, hi = t_interval(car, level)
-        tests = result.car_test(wt)
-        t = tests.get(test)
-        p = None if t is None or not math.isfinite(t.pvalue) else float(t.pvalue)
-        if test != "cross_sectional_t":
-            lo = hi = math.nan      # a t interval would not be this test's interval
-        extra = ""
-        if "wilcoxon" in tests and test != "wilcoxon" and math.isfinite(tests["wilcoxon"].pvalue):
-            extra = f"; Wilcoxon signed-rank p = {tests['wilcoxon'].pvalue:.3g} (not BH-adjusted, descriptive)"
-        if test not in SIZE_HOLDS:
-            extra += "; WARNING: this test's size is not known to hold on fat-tailed, clustered returns"
-        extra += size_warning(cal.get("size")).replace("size", "empirical size on placebo dates", 1)
-        testable = car.size >= MIN_CLASS_SIZE
-        conclusion = (_car_conclusion(p, mean, alpha) if testable else
-                      str(NotTestable(f"n = {car.size} events; needs >= {MIN_CLASS_SIZE}")))
-        if mech:
-            conclusion += f" (mechanical: {mech})"
-        elif pre:
-            conclusion += " (window includes the event bar or earlier: not what follows the event)"
-        out.append(Verdict(hypothesis=hyp, effect=mean if car.size else None,
-                           ci_low=finite_or_none(lo) if testable else None,
-                           ci_high=finite_or_none(hi) if testable else None, pvalue=p if testable else None,
-                           n_events=int(car.size), primary=primary,
-                           test=f"{test} (engine, {result.spec['model']} model){extra}",
-                           ci_method="t interval of per-event CARs (inverts the cross-sectional t)"
-                           if test == "cross_sectional_t" else "",
-                           effect_label="CAAR of perp log returns", conclusion=conclusion,
-                           size=cal.get("size"), p_calibrated=cal.get("p_calibrated"), n_placebo=cal.get("n_placebo")))
-    return out
+    # the engine's design warnings (e.g. contaminated estimation windows) belong in the record
+    said = dict.fromkeys(str(w.message) for w in caught if not issubclass(w.category, RuntimeWarning))
+    return res, "; ".join(f"engine: {m}" for m in said)
 
 
 def verdicts_frame(verdicts: list) -> pl.DataFrame:
@@ -237,7 +141,7 @@ class CarStudyResult(Results):
     notes: list = field(default_factory=list)
     panel_frame: pl.DataFrame | None = None
     primary_window: list = field(default_factory=lambda: [1, 24])
-    primary_test: str = "cross_sectional_t"
+    primary_test: str = PRIMARY_TEST
     calibration: dict | None = None
     bar: str = "1h"
 
@@ -247,7 +151,8 @@ class CarStudyResult(Results):
                             bar=self.bar)
 
     def attach_calibration(self, calibration: dict) -> CarStudyResult:
-        """Record placebo calibration per window (``{"[+1,+24]": {"size", "p_calibrated", "n_placebo"}}``)."""
+        """Record placebo calibration per window (``{"[+1,+24]": {"size", "p_calibrated", "n_placebo"}}``,
+        optionally ``"critical_value"`` for the calibrated interval; see :func:`calibration_entry`)."""
         self.calibration = dict(calibration)
         return self
 
@@ -280,12 +185,7 @@ class CarStudyResult(Results):
         if self.study is None:
             raise EventStudyError(f"no event study around {self.label}: {'; '.join(self.notes)}")
         return self.study.plot(title=f"CAAR of perp log returns around {self.label} (n = {self.study.n_events})"
-                               + (" - " + plots.SYNTHETIC_NOTE if self.synthetic else ""), bar=self._bar)
-
-    @property
-    def _bar(self) -> str:
-        # the study runs on the hourly panel unless the result says otherwise
-        return getattr(self, "interval", None) or "1h"
+                               + (" - " + plots.SYNTHETIC_NOTE if self.synthetic else ""), bar=self.bar)
 
     def figures(self) -> dict:
         from research import plots
@@ -295,7 +195,7 @@ class CarStudyResult(Results):
             out["caar"] = self.plot()
         if self.profiles.height:
             out["profiles"] = plots.plot_event_profiles(self.profiles, title=f"Around {self.label}: mean and 95% band",
-                                                        synthetic=self.synthetic, bar=self._bar)
+                                                        synthetic=self.synthetic, bar=self.bar)
         if self.panel_frame is not None:
             out["market_panel"] = plots.plot_market_panel(self.panel_frame, events_for_plot(self.events),
                                                           title=f"{self.symbol} with {self.label} marked",
@@ -306,37 +206,62 @@ class CarStudyResult(Results):
 def car_study(inputs, events: pl.DataFrame, *, key: str, label: str, event_window=(-24, 72),
               estimation_window=(-240, -25), model: str = "mean", car_windows=((-24, -1), (0, 24), (1, 24), (1, 72)),
               profile_window=(-48, 72), liq_profile_hours: int = 4, primary_window=(1, 24),
-              primary_test: str = "cross_sectional_t") -> CarStudyResult:
+              primary_test: str = PRIMARY_TEST, n_placebo: int = 200, seed: int = 0) -> CarStudyResult:
     """The CAR study of perp log returns around ``events`` in ``inputs`` (:class:`research.panel.Inputs`).
 
     Events are anchored at ``ts``, which every causal detector sets to ``detected_ts``; a table
     whose ``ts`` precedes its ``detected_ts`` (a lookahead choice) is re-anchored at ``detected_ts``
-    so that windows from +1 measure only what follows the moment the event was known.
+    so that windows from +1 measure only what follows the moment the event was known. The engine
+    runs ``primary_test`` and :data:`SECONDARY_TESTS`; the primary window is calibrated on
+    ``n_placebo`` placebo studies (:func:`research.hypotheses.calibration.calibrate`; 0 skips it)
+    and the engine's assumption warnings join the notes.
     """
     from research.errors import HypothesisError
 
     if primary_window is not None and list(primary_window) not in [list(w) for w in car_windows]:
         raise HypothesisError(f"car_study: primary_window={list(primary_window)} is not one of car_windows")
+    if int(n_placebo) < 0:
+        raise HypothesisError(f"car_study: n_placebo={n_placebo} must be >= 0")
     if "detected_ts" in events.columns and events.height:
         late = events.filter(pl.col("detected_ts").is_not_null() & (pl.col("detected_ts") > pl.col("ts")))
         if late.height:
             events = events.with_columns(pl.max_horizontal("ts", "detected_ts").alias("ts"))
     panel = inputs.panel
+    tests = [primary_test, *(t for t in SECONDARY_TESTS if t != primary_test)]
+    if model == "raw":  # without an estimation window only the event-window tests can run
+        from research.eventstudy.catalog import NO_ESTIMATION
+
+        tests = [primary_test, *(t for t in tests[1:] if t in NO_ESTIMATION)]
     study, note = event_study(panel, events, window=tuple(event_window), estimation=tuple(estimation_window),
-                              model=model, car_windows=car_windows)
+                              model=model, car_windows=car_windows, tests=tests)
+    bar = str(getattr(inputs, "interval", None) or "1h")
+    notes = ([note] if note else []) + _study_notes(key, primary_window, primary_test, bar)
+    calibration = None
+    if study is not None:
+        from research.eventstudy import assumption_warnings
+
+        checks = assumption_warnings(study)
+        notes += ([f"engine assumption check: {m}" for m in checks] if checks else
+                  [f"engine assumption check (fat tails, shared event-window bars): nothing flagged for {', '.join(tests)}"])
+        if primary_window is not None and n_placebo:
+            calibration, cal_note = calibration_entry(panel, events, study, primary_window, primary_test,
+                                                      window=event_window, estimation=estimation_window, model=model,
+                                                      n_placebo=int(n_placebo), seed=seed)
+            notes += [cal_note] if cal_note else []
     profiles = event_profiles(panel, events, tuple(profile_window), liq_window_hours=liq_profile_hours)
     symbol = str(panel["symbol"][0]) if "symbol" in panel.columns and panel.height else ""
-    bar = str(getattr(inputs, "interval", None) or "1h")
-    return CarStudyResult(key=key, label=label, events=events, study=study, profiles=profiles,
-                          car_windows=[list(w) for w in car_windows], symbol=symbol, synthetic=inputs.synthetic,
-                          notes=([note] if note else []) + _study_notes(key, primary_window, primary_test, bar),
-                          panel_frame=market_panel_frame(panel), primary_window=list(primary_window),
-                          primary_test=primary_test, bar=bar)
+    res = CarStudyResult(key=key, label=label, events=events, study=study, profiles=profiles,
+                         car_windows=[list(w) for w in car_windows], symbol=symbol, synthetic=inputs.synthetic,
+                         notes=notes, panel_frame=market_panel_frame(panel), primary_window=list(primary_window),
+                         primary_test=primary_test, bar=bar)
+    return res.attach_calibration(calibration) if calibration else res
 
 
 def _study_notes(key: str, primary_window, primary_test: str, bar: str = "1h") -> list[str]:
+    ci = {"design_hc": "CAAR +- normal critical value x its SE", "cross_sectional_t": "t interval of per-event CARs"}
     out = [(f"primary test: {primary_test} on CAR{_fmt_window(primary_window, bar)} (from the bar after detection); "
-            "CI = t interval of per-event CARs (same method); q-values by BH across the record's p-values")]
+            f"CI = {ci.get(primary_test, 'none')} (same method); q-values by BH across the record's p-values; "
+            f"secondary tests ({', '.join(t for t in SECONDARY_TESTS if t != primary_test)}) in car_tests")]
     if key in MECHANICAL:
         out.append(f"pre-event returns are mechanical: {MECHANICAL[key]}")
     return out
