@@ -12,7 +12,9 @@ from scipy import stats as sps
 
 from research.errors import EventStudyError
 
+from . import chunks as _chunks
 from . import models as _models
+from . import contamination as _contam
 from . import overlap as _overlap
 from . import windows as W
 from .results import EventStudyResult, caar_band, window_key
@@ -51,31 +53,6 @@ def _market_vector(panel: W.Panel, market) -> np.ndarray | None:
     raise EventStudyError(f"market must be None, an asset name or a polars frame (ts, return); got {type(market).__name__}")
 
 
-def _design(panel, mvec, anch, est, win, overlap):
-    """Gather the estimation and event windows and flag overlaps (``"shorten"`` blanks the
-    contaminated estimation bars); dropping events and fitting the model are up to the caller."""
-    a_idx, b_idx = anch.asset_idx, anch.bar_idx
-    R = panel.values["return"]
-    w0, w1 = int(win[0]), int(win[-1])
-    evt_r = W.gather_window(R, a_idx, b_idx, w0, w1)
-    evt_m = W.gather_window(mvec, None, b_idx, w0, w1) if mvec is not None else None
-    est_r = est_m = None
-    flag = np.zeros(a_idx.size, dtype=bool)
-    if est is not None:
-        e0, e1 = int(est[0]), int(est[-1])
-        est_r = W.gather_window(R, a_idx, b_idx, e0, e1)
-        est_m = W.gather_window(mvec, None, b_idx, e0, e1) if mvec is not None else None
-        if overlap is not None and a_idx.size:
-            flag = W.overlap_flags(a_idx, b_idx, est, win)
-            if overlap == "shorten" and flag.any():
-                contam = W.contamination(panel, a_idx, b_idx, est, win)
-                cut = W.shorten_mask(contam, est)
-                est_r[cut] = np.nan
-                if est_m is not None:
-                    est_m[cut] = np.nan
-    return est_r, evt_r, est_m, evt_m, flag
-
-
 def run(
     returns: pl.DataFrame,
     events: pl.DataFrame,
@@ -95,6 +72,7 @@ def run(
     car_windows: list[tuple[int, int]] | None = None,
     level: float = 0.95,
     estudy2_compat: bool = False,
+    chunk_size: int | None = _chunks.CHUNK,
 ) -> EventStudyResult:
     """Run an event study on bar returns.
 
@@ -151,6 +129,10 @@ def run(
         Confidence level of the CAAR band.
     estudy2_compat : bool
         Reproduce estudy2 0.10.0's conventions (see :mod:`research.eventstudy.statistics`).
+    chunk_size : int or None
+        Studies with more events are gathered and fitted this many events at a time, keeping
+        only the event-window ARs and per-event vectors (see :mod:`.chunks`): memory stays
+        bounded at 100k events. None fits all events at once. The results agree to 1e-12.
 
     Returns
     -------
@@ -194,10 +176,22 @@ def run(
     if min_estimation is None:
         min_estimation = 0 if est is None else max(k + 3, est.size // 2)
 
-    est_r, evt_r, est_m, evt_m, flag = _design(panel, mvec, anch, est, win, None if est is None else overlap)
-    # fit every anchored event, then drop: the fit counts each event's estimation observations
-    fit = _models.fit(model, est_r, evt_r, est_m, evt_m, full_market_term=estudy2_compat)
-    del est_r, evt_r, est_m, evt_m  # the fit keeps what it needs; free the rest before the tests (memory at scale)
+    ov = None if est is None else overlap
+    chunked = chunk_size is not None and anch.bar_idx.size > int(chunk_size)
+    if chunk_size is not None and int(chunk_size) < 1:
+        raise EventStudyError(f"chunk_size={chunk_size} must be a positive number of events or None")
+    if chunked:  # bounded memory: ARs and per-event vectors only; windows regathered on demand
+        fit, flag, wcover = _chunks.fit_chunked(panel, mvec, anch, est, win, model, estudy2_compat, ov, int(chunk_size))
+    else:
+        flag = np.zeros(anch.bar_idx.size, dtype=bool)
+        wcover = None
+        if ov is not None and anch.bar_idx.size:
+            flag = _contam.overlap_flags(anch.asset_idx, anch.bar_idx, est, win)
+            if ov == "shorten" and flag.any():
+                wcover = _contam.window_cover(panel, anch.asset_idx, anch.bar_idx, (int(win[0]), int(win[-1])))
+        # fit every anchored event, then drop: the fit counts each event's estimation observations
+        fit = _models.fit(model, *_chunks.gather(panel, mvec, anch.asset_idx, anch.bar_idx, est, win, wcover),
+                          full_market_term=estudy2_compat)
     n_est = None if est is None else fit.n_est
     keep = ~flag if overlap == "drop" else np.ones(flag.size, dtype=bool)
     reason = np.where(~keep, "overlap", "")
@@ -226,7 +220,11 @@ def run(
     if overlap == "flag" and flag.any():
         warnings.warn(f"{int(flag.sum())} event(s) have another event inside their estimation window "
                       "(see events['overlap']; choose overlap='drop' or 'shorten' to act on it)", stacklevel=2)
-    bat = TestBattery(fit, compat=estudy2_compat)
+    loader = None
+    if chunked:
+        loader = _chunks.Loader(panel, mvec, est, win, model, estudy2_compat, anch.asset_idx, anch.bar_idx, wcover,
+                                int(chunk_size))
+    bat = TestBattery(fit, compat=estudy2_compat, loader=loader)
     bat.asset_idx, bat.bar_idx = anch.asset_idx, anch.bar_idx
     bat.est_window, bat.win0 = (None if est is None else (int(est[0]), int(est[-1]))), int(win[0])
     bar_tests = {t: bat.bar(t) for t in names}
@@ -270,10 +268,16 @@ def run(
     )
 
 
-def _aar(ar: np.ndarray) -> np.ndarray:
-    cnt = np.isfinite(ar).sum(0)
+def _aar(ar: np.ndarray, block: int = 8192) -> np.ndarray:
+    """Mean AR per bar over the events with a value, in event blocks (no full-size masked copy)."""
+    s, cnt = np.zeros(ar.shape[1]), np.zeros(ar.shape[1], dtype=np.int64)
+    for i in range(0, max(ar.shape[0], 1), block):
+        sub = ar[i : i + block]
+        ok = np.isfinite(sub)
+        s += np.where(ok, sub, 0.0).sum(0)
+        cnt += ok.sum(0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(cnt > 0, np.nansum(ar, 0) / cnt, np.nan)
+        return np.where(cnt > 0, s / cnt, np.nan)
 
 
 # ----------------------------------------------------------------------------------------------
