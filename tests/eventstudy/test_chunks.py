@@ -20,7 +20,7 @@ from research.eventstudy import chunks
 
 from .conftest import synthetic
 
-TOL = dict(rtol=1e-12, atol=1e-12)
+TOL = {"rtol": 1e-12, "atol": 1e-12}
 
 
 def _design(seed: int, n_events: int, gap: float, n_assets: int):
