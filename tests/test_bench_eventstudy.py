@@ -26,6 +26,8 @@ def test_quick_benchmark_runs_and_matches_the_pypi_package(capsys):
     assert p2["n_events"] == 60 and p2["ours_s"] > 0 and p2["rounds"] == 2
     assert set(p2["times"]) >= {"ours_grid_like", "ours_e2e_like", "ours_e2e_default", "numpy_grid", "numpy_e2e"}
     assert "numpy baseline / ours" in printed
+    p3 = out["part3"]  # fresh processes: CPU seconds and peak RSS per size, and their ratio
+    assert len(p3["cpu_ratio"]) == 1 and p3[600]["gib"][0] > 0 and "CPU time ratio" in printed
     if p2["package"] is None or p2["package"].startswith("failed"):
         unavailable(f"PyPI eventstudy 0.1a12 is not usable here ({p2['package'] or 'not installed'}): "
                     "pip install -e '.[bench]'", "(.ci/run installs it)")

@@ -5,7 +5,8 @@ Public API::
     run(returns, events, *, estimation=(-250, -11), window=(-10, 10), model="market", market=None,
         anchor="containing"|"next", overlap="flag"|"drop"|"shorten"|"keep",
         event_overlap="thin"|"drop"|"keep", min_spacing=None, min_coverage=0.9,
-        tests=None (DEFAULT_TESTS) | "all" | names, estudy2_compat=False) -> EventStudyResult
+        tests=None (DEFAULT_TESTS) | "all" | names, estudy2_compat=False,
+        chunk_size=8192 (events per gather/fit block; None = all at once)) -> EventStudyResult
     placebo_size(returns, events, window=, estimation=, test=, car_window=None, n_draws=200, ...)
     assumption_warnings(result) -> list of str (and AssumptionWarning)
     profile(frame, events, window, ...)   # tidy event_time, column, mean, median, lo, hi, n

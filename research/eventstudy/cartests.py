@@ -104,10 +104,10 @@ def calendar_portfolio(ar: np.ndarray, asset_idx, bar_idx, j1: int, j2: int) -> 
 
 def car_test(bat, name: str, j1: int, j2: int, null: str) -> TestStat:
     """Test ``name`` on the CAR over event columns ``j1..j2`` of battery ``bat``."""
-    f = bat.fit
+    f = bat.light  # per-event vectors; bat.fit materialises a chunked study's estimation matrices
     T = j2 - j1 + 1
     if bat.compat and name == "corrado_rank":
-        return _t(name, cowan_car_rank(f.est_ar, bat.ar[:, j1 : j2 + 1]), null)
+        return _t(name, cowan_car_rank(bat.fit.est_ar, bat.ar[:, j1 : j2 + 1]), null)
     if name in BAR_AGGREGATED and bat.compat:
         z = bat.bar(name).stat[j1 : j2 + 1]
         stat = np.nansum(z) / np.sqrt(np.isfinite(z).sum()) if np.isfinite(z).any() else np.nan
@@ -123,7 +123,8 @@ def car_test(bat, name: str, j1: int, j2: int, null: str) -> TestStat:
         fpc = (L - zt) / (L - 1) if L > zt else np.nan
         stat = np.nansum(z) / np.sqrt(zt * fpc) if zt else np.nan
         return _t(name, stat, null)
-    V = bat.car_var(j1, j2)
+    if name in ("brown_warner_1980", "brown_warner_1985", "lamb", "patell", "bmp", "bmp_kp"):
+        V = bat.car_var(j1, j2)  # only these need the prediction-error factors (a chunked study's full fit)
     if name == "brown_warner_1980":
         with np.errstate(invalid="ignore", divide="ignore"):
             den = np.sqrt(np.nansum((f.sd1**2 * V)[ok])) / n
@@ -151,7 +152,7 @@ def car_test(bat, name: str, j1: int, j2: int, null: str) -> TestStat:
         return _t(name, stat, null, m - 1)
     if name in ("sign", "generalized_sign"):
         pos = float((c > 0).sum())
-        p = 0.5 if name == "sign" else (bat._phat() if bat.compat else phat_sums(f.est_ar, T))
+        p = 0.5 if name == "sign" else (bat._phat() if bat.compat else phat_sums(bat.fit.est_ar, T))
         if bat.compat:
             stat = (pos - n * p) / np.sqrt(n * p * (1 - p)) if n else np.nan
         else:

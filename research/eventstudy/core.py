@@ -1,4 +1,4 @@
-"""Entry points: :func:`run` (abnormal returns and tests) and :func:`profile` (event-time profiles)."""
+"""Entry point :func:`run`: abnormal returns and tests (:func:`profile` lives in :mod:`.profiles`)."""
 from __future__ import annotations
 
 import math
@@ -7,14 +7,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
-from scipy import special
-from scipy import stats as sps
 
 from research.errors import EventStudyError
 
+from . import chunks as _chunks
+from . import contamination as _contam
 from . import models as _models
 from . import overlap as _overlap
 from . import windows as W
+from .profiles import profile  # noqa: F401 (re-exported)
 from .results import EventStudyResult, caar_band, window_key
 from .statistics import TestBattery, resolve_tests
 
@@ -51,31 +52,6 @@ def _market_vector(panel: W.Panel, market) -> np.ndarray | None:
     raise EventStudyError(f"market must be None, an asset name or a polars frame (ts, return); got {type(market).__name__}")
 
 
-def _design(panel, mvec, anch, est, win, overlap):
-    """Gather the estimation and event windows and flag overlaps (``"shorten"`` blanks the
-    contaminated estimation bars); dropping events and fitting the model are up to the caller."""
-    a_idx, b_idx = anch.asset_idx, anch.bar_idx
-    R = panel.values["return"]
-    w0, w1 = int(win[0]), int(win[-1])
-    evt_r = W.gather_window(R, a_idx, b_idx, w0, w1)
-    evt_m = W.gather_window(mvec, None, b_idx, w0, w1) if mvec is not None else None
-    est_r = est_m = None
-    flag = np.zeros(a_idx.size, dtype=bool)
-    if est is not None:
-        e0, e1 = int(est[0]), int(est[-1])
-        est_r = W.gather_window(R, a_idx, b_idx, e0, e1)
-        est_m = W.gather_window(mvec, None, b_idx, e0, e1) if mvec is not None else None
-        if overlap is not None and a_idx.size:
-            flag = W.overlap_flags(a_idx, b_idx, est, win)
-            if overlap == "shorten" and flag.any():
-                contam = W.contamination(panel, a_idx, b_idx, est, win)
-                cut = W.shorten_mask(contam, est)
-                est_r[cut] = np.nan
-                if est_m is not None:
-                    est_m[cut] = np.nan
-    return est_r, evt_r, est_m, evt_m, flag
-
-
 def run(
     returns: pl.DataFrame,
     events: pl.DataFrame,
@@ -95,6 +71,7 @@ def run(
     car_windows: list[tuple[int, int]] | None = None,
     level: float = 0.95,
     estudy2_compat: bool = False,
+    chunk_size: int | None = _chunks.CHUNK,
 ) -> EventStudyResult:
     """Run an event study on bar returns.
 
@@ -151,6 +128,10 @@ def run(
         Confidence level of the CAAR band.
     estudy2_compat : bool
         Reproduce estudy2 0.10.0's conventions (see :mod:`research.eventstudy.statistics`).
+    chunk_size : int or None
+        Studies with more events are gathered and fitted this many events at a time, keeping
+        only the event-window ARs and per-event vectors (see :mod:`.chunks`): memory stays
+        bounded at 100k events. None fits all events at once. The results agree to 1e-12.
 
     Returns
     -------
@@ -194,10 +175,22 @@ def run(
     if min_estimation is None:
         min_estimation = 0 if est is None else max(k + 3, est.size // 2)
 
-    est_r, evt_r, est_m, evt_m, flag = _design(panel, mvec, anch, est, win, None if est is None else overlap)
-    # fit every anchored event, then drop: the fit counts each event's estimation observations
-    fit = _models.fit(model, est_r, evt_r, est_m, evt_m, full_market_term=estudy2_compat)
-    del est_r, evt_r, est_m, evt_m  # the fit keeps what it needs; free the rest before the tests (memory at scale)
+    ov = None if est is None else overlap
+    chunked = chunk_size is not None and anch.bar_idx.size > int(chunk_size)
+    if chunk_size is not None and int(chunk_size) < 1:
+        raise EventStudyError(f"chunk_size={chunk_size} must be a positive number of events or None")
+    if chunked:  # bounded memory: ARs and per-event vectors only; windows regathered on demand
+        fit, flag, wcover = _chunks.fit_chunked(panel, mvec, anch, est, win, model, estudy2_compat, ov, int(chunk_size))
+    else:
+        flag = np.zeros(anch.bar_idx.size, dtype=bool)
+        wcover = None
+        if ov is not None and anch.bar_idx.size:
+            flag = _contam.overlap_flags(anch.asset_idx, anch.bar_idx, est, win)
+            if ov == "shorten" and flag.any():
+                wcover = _contam.window_cover(panel, anch.asset_idx, anch.bar_idx, (int(win[0]), int(win[-1])))
+        # fit every anchored event, then drop: the fit counts each event's estimation observations
+        fit = _models.fit(model, *_chunks.gather(panel, mvec, anch.asset_idx, anch.bar_idx, est, win, wcover),
+                          full_market_term=estudy2_compat)
     n_est = None if est is None else fit.n_est
     keep = ~flag if overlap == "drop" else np.ones(flag.size, dtype=bool)
     reason = np.where(~keep, "overlap", "")
@@ -226,7 +219,11 @@ def run(
     if overlap == "flag" and flag.any():
         warnings.warn(f"{int(flag.sum())} event(s) have another event inside their estimation window "
                       "(see events['overlap']; choose overlap='drop' or 'shorten' to act on it)", stacklevel=2)
-    bat = TestBattery(fit, compat=estudy2_compat)
+    loader = None
+    if chunked:
+        loader = _chunks.Loader(panel, mvec, est, win, model, estudy2_compat, anch.asset_idx, anch.bar_idx, wcover,
+                                int(chunk_size))
+    bat = TestBattery(fit, compat=estudy2_compat, loader=loader)
     bat.asset_idx, bat.bar_idx = anch.asset_idx, anch.bar_idx
     bat.est_window, bat.win0 = (None if est is None else (int(est[0]), int(est[-1]))), int(win[0])
     bar_tests = {t: bat.bar(t) for t in names}
@@ -270,146 +267,13 @@ def run(
     )
 
 
-def _aar(ar: np.ndarray) -> np.ndarray:
-    cnt = np.isfinite(ar).sum(0)
+def _aar(ar: np.ndarray, block: int = 8192) -> np.ndarray:
+    """Mean AR per bar over the events with a value, in event blocks (no full-size masked copy)."""
+    s, cnt = np.zeros(ar.shape[1]), np.zeros(ar.shape[1], dtype=np.int64)
+    for i in range(0, max(ar.shape[0], 1), block):
+        sub = ar[i : i + block]
+        ok = np.isfinite(sub)
+        s += np.where(ok, sub, 0.0).sum(0)
+        cnt += ok.sum(0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(cnt > 0, np.nansum(ar, 0) / cnt, np.nan)
-
-
-# ----------------------------------------------------------------------------------------------
-def _walsh_ci(x: np.ndarray, level: float) -> tuple[float, float]:
-    """Wilcoxon signed-rank (Hodges-Lehmann) confidence interval from Walsh averages.
-
-    When ``level`` is not achievable with ``n`` observations (as R's ``wilcox.test`` warns), the
-    widest interval -- the minimum and maximum Walsh averages -- is returned.
-    """
-    n = x.size
-    if n == 0:
-        return math.nan, math.nan
-    i, j = np.triu_indices(n)
-    walsh = np.sort((x[i] + x[j]) / 2.0)
-    m = walsh.size
-    alpha = 1 - level
-    # exact lower quantile of the signed-rank statistic: P(V <= c) <= alpha/2
-    if n <= 50:
-        counts = _signrank_counts(n)
-        cdf = np.cumsum(counts) / counts.sum()
-        c = int(np.searchsorted(cdf, alpha / 2, side="right"))  # number of values with cdf <= alpha/2
-    else:
-        mu, sd = n * (n + 1) / 4, math.sqrt(n * (n + 1) * (2 * n + 1) / 24)
-        c = int(math.floor(mu + sps.norm.ppf(alpha / 2) * sd))
-    if c <= 0:
-        return float(walsh[0]), float(walsh[-1])
-    return float(walsh[c]), float(walsh[m - 1 - c])
-
-
-def _signrank_counts(n: int) -> np.ndarray:
-    """Number of subsets of {1..n} with each rank sum 0..n(n+1)/2."""
-    c = np.zeros(n * (n + 1) // 2 + 1)
-    c[0] = 1
-    for k in range(1, n + 1):
-        c[k:] = c[k:] + c[:-k].copy()
-    return c
-
-
-def profile(
-    frame: pl.DataFrame,
-    events: pl.DataFrame,
-    window: tuple[int, int] = (-10, 10),
-    *,
-    columns: list[str] | None = None,
-    anchor: str = "containing",
-    bar_label: str = "open",
-    band: str = "t",
-    level: float = 0.95,
-    cumulate: bool = False,
-    require_value: str | None = None,
-    return_dropped: bool = False,
-):
-    """Event-time profile of any columns (OI % change, funding, liquidations, returns...).
-
-    Parameters
-    ----------
-    frame : polars.DataFrame
-        ``ts, asset`` and value columns on a regular bar grid.
-    events : polars.DataFrame
-        ``ts, asset`` (+ attributes, ignored).
-    window : (int, int)
-        Event-time window in bars, inclusive.
-    columns : list of str, optional
-        Value columns (default: every column except ``ts`` and ``asset``).
-    anchor, bar_label : str
-        As in :func:`run`.
-    band : {"t", "wilcoxon", "quantile"}
-        ``lo``/``hi``: t interval of the mean (NaN when the values have no spread), the Wilcoxon
-        signed-rank interval (Walsh averages; widest interval when the level is not achievable,
-        as R's ``wilcox.test``), or the empirical ``(1-level)/2`` quantiles across events.
-    level : float
-        Confidence level.
-    cumulate : bool
-        Profile cumulative sums from the window start, with the first bar as base 0 (xKDR
-        ``remap.cumsum(is.pc = FALSE, base = 0)``): value(t) = sum over (start, t].
-    require_value : str, optional
-        Column that must be present at the event bar (default: the first profiled column);
-        events without it are dropped as ``"no_return_at_event"``.
-    return_dropped : bool
-        Also return the dropped events (``event_id, ts, asset, reason``).
-
-    Returns
-    -------
-    polars.DataFrame or (polars.DataFrame, polars.DataFrame)
-        Tidy ``event_time, column, mean, median, lo, hi, n``.
-    """
-    if band not in ("t", "wilcoxon", "quantile"):
-        raise EventStudyError(f"band={band!r}; use 't', 'wilcoxon' or 'quantile'")
-    W._require(frame, ["ts", "asset"], "frame")
-    cols = [c for c in frame.columns if c not in ("ts", "asset")] if columns is None else list(columns)
-    if not cols:
-        raise EventStudyError("frame has no value columns to profile")
-    panel = W.build_panel(frame, cols, what="frame")
-    win = W.offsets(window, "window")
-    anch = W.anchor_events(panel, events, anchor=anchor, bar_label=bar_label, value=require_value or cols[0])
-    parts = []
-    for c in cols:
-        x = W.gather_window(panel.values[c], anch.asset_idx, anch.bar_idx, int(win[0]), int(win[-1]))
-        if cumulate:
-            x = x.copy()
-            x[:, 0] = 0.0
-            x = np.cumsum(x, axis=1)
-        parts.append(_describe(x, win, c, band, level))
-    out = pl.concat(parts) if parts else pl.DataFrame()
-    return (out, anch.dropped) if return_dropped else out
-
-
-def _describe(x: np.ndarray, win: np.ndarray, col: str, band: str, level: float) -> pl.DataFrame:
-    ok = np.isfinite(x)
-    n = ok.sum(0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.where(n > 0, np.nansum(x, 0) / n, np.nan)
-        sd = np.sqrt(np.nansum((x - mean) ** 2, 0) / (n - 1))
-    med = np.full(win.size, np.nan)
-    lo = np.full(win.size, np.nan)
-    hi = np.full(win.size, np.nan)
-    has = n > 0
-    if has.any():
-        import warnings as _w
-
-        with _w.catch_warnings():
-            _w.simplefilter("ignore", RuntimeWarning)
-            med[has] = np.nanmedian(x[:, has], axis=0)
-            if band == "quantile":
-                a = (1 - level) / 2
-                lo[has] = np.nanquantile(x[:, has], a, axis=0)
-                hi[has] = np.nanquantile(x[:, has], 1 - a, axis=0)
-    if band == "t":
-        with np.errstate(invalid="ignore", divide="ignore"):
-            q = special.stdtrit(np.where(n > 1, n - 1, np.nan), 0.5 + level / 2)
-            half = np.where(sd > 0, q * sd / np.sqrt(n), np.nan)  # no spread: the t interval is undefined
-        lo, hi = mean - half, mean + half
-    elif band == "wilcoxon":
-        for j in np.flatnonzero(has):  # one interval per event-time bar
-            lo[j], hi[j] = _walsh_ci(x[ok[:, j], j], level)
-    return pl.DataFrame({
-        "event_time": win.astype(np.int64), "column": [col] * win.size, "mean": mean, "median": med,
-        "lo": lo, "hi": hi, "n": n.astype(np.int64),
-    }).fill_nan(None)
+        return np.where(cnt > 0, s / cnt, np.nan)

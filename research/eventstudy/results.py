@@ -236,10 +236,29 @@ class EventStudyResult(Results):
         return json.dumps(self.to_dict(), **kwargs)
 
 
-def caar_band(ar: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """CAAR and its cross-sectional t band from per-event cumulative ARs (complete paths only)."""
-    cum = np.cumsum(ar, axis=1)  # NaN propagates: an event leaves the band after a missing bar
-    mu, sd, n = col_moments(cum)
+def caar_band(ar: np.ndarray, level: float, block: int = 8192) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """CAAR and its cross-sectional t band from per-event cumulative ARs (complete paths only).
+
+    The cumulative paths are built ``block`` events at a time (two passes: sums, then squared
+    deviations), so the temporaries stay bounded at scale; one block is :func:`col_moments`.
+    """
+    n_ev = ar.shape[0]
+    if n_ev <= block:
+        mu, sd, n = col_moments(np.cumsum(ar, axis=1))  # NaN propagates: an event leaves after a missing bar
+    else:
+        s, n = np.zeros(ar.shape[1]), np.zeros(ar.shape[1], dtype=np.int64)
+        for i in range(0, n_ev, block):
+            cum = np.cumsum(ar[i : i + block], axis=1)
+            ok = np.isfinite(cum)
+            s += np.where(ok, cum, 0.0).sum(0)
+            n += ok.sum(0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mu = np.where(n > 0, s / n, np.nan)
+            ss = np.zeros(ar.shape[1])
+            for i in range(0, n_ev, block):
+                d = np.cumsum(ar[i : i + block], axis=1) - mu
+                ss += np.where(np.isfinite(d), d * d, 0.0).sum(0)
+            sd = np.where(n > 1, np.sqrt(ss / (n - 1)), np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
         q = special.stdtrit(np.where(n > 1, n - 1, np.nan), 0.5 + level / 2)
         half = q * sd / np.sqrt(n)

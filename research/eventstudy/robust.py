@@ -32,23 +32,31 @@ def _grid(bat, lo_off: int, hi_off: int):
     return a * span + (b - bmin), span * (int(a.max()) + 1), bmin
 
 
-def _sigma2(bat, base: np.ndarray, size: int, e0: int, w0: int, lo_off: int) -> np.ndarray:
-    """Mean squared AR per calendar bar over every estimation and event cell that covers it."""
+def _sums(bat, base: np.ndarray, size: int, e0: int, w0: int, lo_off: int) -> tuple[np.ndarray, np.ndarray]:
+    """One pass over the events in blocks: the mean squared AR per calendar bar over every
+    estimation and event cell that covers it (``sigma_t^2``), and the per-bar statistic's
+    calendar weights ``P_t = sum_i 1/n_i`` over estimation cells (market and mean models)."""
     cached = getattr(bat, "_sig2", None)
     if cached is not None:  # one estimate serves the per-bar and every CAR-window statistic
-        return cached
+        return cached, bat._P
+    f = bat.light
     s = np.zeros(size)
     c = np.zeros(size)
-    for mat, off in ((bat.fit.est_ar, e0), (bat.ar, w0)):
-        for i in range(0, mat.shape[0], BLOCK):
-            blk = mat[i : i + BLOCK]
-            idx = base[i : i + BLOCK, None] + (off - lo_off) + np.arange(mat.shape[1])[None, :]
-            ok = np.isfinite(blk)
-            s += np.bincount(idx[ok], weights=blk[ok] ** 2, minlength=size)
+    P = np.zeros(size)
+    weighted = f.model in ("market", "mean")
+    for sl, blk in bat.blocks(BLOCK):
+        for mat, off in ((blk.est_ar, e0), (bat.ar[sl], w0)):
+            idx = base[sl, None] + (off - lo_off) + np.arange(mat.shape[1])[None, :]
+            ok = np.isfinite(mat)
+            s += np.bincount(idx[ok], weights=mat[ok] ** 2, minlength=size)
             c += np.bincount(idx[ok], minlength=size)
+            if weighted and off == e0:
+                wts = np.broadcast_to((1.0 / f.n_est[sl])[:, None], ok.shape)
+                P += np.bincount(idx[ok], weights=wts[ok], minlength=size)
     with np.errstate(invalid="ignore", divide="ignore"):
         bat._sig2 = np.where(c > 0, s / c, 0.0)
-    return bat._sig2
+    bat._P = P
+    return bat._sig2, P
 
 
 def _bounds(bat):
@@ -60,33 +68,28 @@ def _bounds(bat):
 
 def car_stat(bat, j1: int, j2: int, ok: np.ndarray) -> float:
     """``design_hc`` statistic of the CAAR over event columns ``j1..j2`` (events ``ok``)."""
-    f = bat.fit
+    f = bat.light
     e0, w0, lo, hi = _bounds(bat)
     base, size, _ = _grid(bat, lo, hi)
-    sig2 = _sigma2(bat, base, size, e0, w0, lo)
-    sub = bat.ar[:, j1 : j2 + 1]
-    present = np.isfinite(sub) & ok[:, None]
+    sig2, _ = _sums(bat, base, size, e0, w0, lo)
     A = np.zeros(size)
-    widx = base[:, None] + (w0 + j1 - lo) + np.arange(sub.shape[1])[None, :]
-    A += np.bincount(widx[present], minlength=size)
-    if f.model in ("market", "mean"):
-        est = f.est_ar
-        T = present.sum(1).astype(float)
-        D = None
-        if f.model == "market":
-            est_m = est_m_matrix(f)
-            D = np.where(present, f.evt_m[:, j1 : j2 + 1] - f.m_mean[:, None], 0.0).sum(1)
-        cols = np.arange(est.shape[1])[None, :]
-        for i in range(0, est.shape[0], BLOCK):
-            sl = slice(i, i + BLOCK)
-            est_ok = np.isfinite(est[sl]) & ok[sl, None]
+    total = 0.0
+    for sl, blk in bat.blocks(BLOCK):  # the estimation windows are read block by block
+        sub = bat.ar[sl, j1 : j2 + 1]
+        present = np.isfinite(sub) & ok[sl, None]
+        widx = base[sl, None] + (w0 + j1 - lo) + np.arange(sub.shape[1])[None, :]
+        A += np.bincount(widx[present], minlength=size)
+        total += np.where(present, sub, 0.0).sum()
+        if f.model in ("market", "mean"):
+            est = blk.est_ar
+            est_ok = np.isfinite(est) & ok[sl, None]
             with np.errstate(invalid="ignore", divide="ignore"):
-                wts = np.broadcast_to((T[sl] / f.n_est[sl])[:, None], est_ok.shape)
-                if D is not None:
-                    wts = wts + (D[sl] / f.m_sxx[sl])[:, None] * (est_m[sl] - f.m_mean[sl, None])
-            eidx = base[sl, None] + (e0 - lo) + cols
+                wts = np.broadcast_to((present.sum(1) / f.n_est[sl])[:, None], est_ok.shape)
+                if f.model == "market":
+                    D = np.where(present, blk.evt_m[:, j1 : j2 + 1] - f.m_mean[sl, None], 0.0).sum(1)
+                    wts = wts + (D / f.m_sxx[sl])[:, None] * (est_m_matrix(blk) - f.m_mean[sl, None])
+            eidx = base[sl, None] + (e0 - lo) + np.arange(est.shape[1])[None, :]
             A -= np.bincount(eidx[est_ok], weights=wts[est_ok], minlength=size)
-    total = np.where(present, sub, 0.0).sum()
     var = float(A**2 @ sig2)
     return float(total / np.sqrt(var)) if var > 0 else float("nan")
 
@@ -100,24 +103,17 @@ def est_m_matrix(f) -> np.ndarray:
 
 def bar_stats(bat) -> np.ndarray:
     """``design_hc`` per event-window bar: intercept part of the estimation weights only."""
-    f = bat.fit
     e0, w0, lo, hi = _bounds(bat)
     base, size, _ = _grid(bat, lo, hi)
-    sig2 = _sigma2(bat, base, size, e0, w0, lo)
-    P = np.zeros(size)
-    if f.model in ("market", "mean"):
-        cols = np.arange(f.est_ar.shape[1])[None, :]
-        for i in range(0, f.est_ar.shape[0], BLOCK):
-            sl = slice(i, i + BLOCK)
-            est_ok = np.isfinite(f.est_ar[sl])
-            wts = np.broadcast_to((1.0 / f.n_est[sl])[:, None], est_ok.shape)
-            P += np.bincount((base[sl, None] + (e0 - lo) + cols)[est_ok], weights=wts[est_ok], minlength=size)
+    sig2, P = _sums(bat, base, size, e0, w0, lo)
     pp = float(P**2 @ sig2)
+    Ps = P * sig2
     out = np.full(bat.w, np.nan)
     for j in range(bat.w):  # O(events) per bar: u = events' bar counts, A = u - P
-        ok = np.isfinite(bat.ar[:, j])
+        col = bat.ar[:, j]
+        ok = np.isfinite(col)
         idx = base[ok] + (w0 + j - lo)
         cells, u = np.unique(idx, return_counts=True)  # sparse: a few events per calendar bar
-        var = float((u * u) @ sig2[cells]) - 2.0 * float(u @ (P * sig2)[cells]) + pp
-        out[j] = bat.ar[ok, j].sum() / np.sqrt(var) if var > 0 else np.nan
+        var = float((u * u) @ sig2[cells]) - 2.0 * float(u @ Ps[cells]) + pp
+        out[j] = col[ok].sum() / np.sqrt(var) if var > 0 else np.nan
     return out

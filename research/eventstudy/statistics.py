@@ -171,12 +171,18 @@ class TestBattery:
         Abnormal returns and estimation quantities.
     compat : bool
         estudy2 conventions (see module docstring).
+    loader : research.eventstudy.chunks.Loader, optional
+        Set by a chunked :func:`run`: ``fit`` is then a light fit (ARs and per-event vectors),
+        and the first test that needs the estimation matrices materialises the full fit from it;
+        ``design_hc`` reads them block by block instead (:meth:`blocks`).
     """
 
     __test__ = False
 
-    def __init__(self, fit: ModelFit, compat: bool = False):
-        self.fit = fit
+    def __init__(self, fit: ModelFit, compat: bool = False, loader=None):
+        self.light = fit
+        self._fit = fit if loader is None else None
+        self.loader = loader
         self.compat = compat
         self.ar = fit.evt_ar
         self.n, self.w = self.ar.shape
@@ -191,6 +197,23 @@ class TestBattery:
         self.win0: int = 0
 
     # ----- shared pieces -------------------------------------------------------------------
+    @property
+    def fit(self) -> ModelFit:
+        """The full fit (materialised from the loader on first use in a chunked study)."""
+        if self._fit is None:
+            self._fit = self.loader.full(self.ar)
+        return self._fit
+
+    def blocks(self, size: int):
+        """``(slice, ModelFit)`` over consecutive blocks of events, without materialising a
+        chunked study's full fit (the blocks of a chunked study are the loader's chunks)."""
+        if self._fit is None:
+            yield from self.loader.blocks()
+            return
+        for i in range(0, self.n, size):
+            sl = slice(i, min(i + size, self.n))
+            yield sl, self._fit.take(sl)
+
     @property
     def s_patell(self) -> np.ndarray:
         return self.fit.sd1 if self.compat else self.fit.sigma

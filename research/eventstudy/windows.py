@@ -1,8 +1,8 @@
-"""Bar grids, event anchoring, window extraction, overlap flags and thinning.
+"""Bar grids, event anchoring, window extraction and thinning.
 
 Everything here works in *bars*: returns live on a regular grid per asset (24/7 markets have no
 trading calendar), the bar size is detected from the data, and a missing bar is a NaN, never a
-reason to shift later bars. Windows are gathered as ``(n_events, window_len)`` float64 matrices by
+reason to shift later bars (estimation-window contamination lives in :mod:`.contamination`). Windows are gathered as ``(n_events, window_len)`` float64 matrices by
 index arithmetic, without a Python loop over events or bars.
 """
 from __future__ import annotations
@@ -13,6 +13,8 @@ import numpy as np
 import polars as pl
 
 from research.errors import EventStudyError
+
+from .gather import gather, gather_window, offsets  # noqa: F401 (re-exported: callers use W.gather_window)
 
 ANCHORS = ("containing", "next")
 BAR_LABELS = ("open", "close")
@@ -387,124 +389,3 @@ def thin(anch: Anchored, min_spacing: int | None) -> Anchored:
     keep = np.empty(n, dtype=bool)
     keep[order] = keep_sorted
     return anch.subset(keep, "thinned")
-
-
-def offsets(window: tuple[int, int], name: str) -> np.ndarray:
-    """Bar offsets ``lo..hi`` (inclusive) of a window, validated."""
-    try:
-        lo, hi = (int(window[0]), int(window[1]))
-    except (TypeError, ValueError, IndexError) as exc:
-        raise EventStudyError(f"{name}={window!r} must be a pair of integers (first, last bar)") from exc
-    if lo > hi:
-        raise EventStudyError(f"{name}={window!r}: first bar {lo} is after last bar {hi}")
-    return np.arange(lo, hi + 1, dtype=np.int64)
-
-
-def gather(mat: np.ndarray, rows: np.ndarray | None, idx: np.ndarray) -> np.ndarray:
-    """``mat[rows, idx]`` for an ``(n, w)`` index matrix; indices off the grid give NaN.
-
-    ``mat`` may be 1-D (a market series; ``rows`` ignored) or 2-D (assets x bars).
-    """
-    n_bars = mat.shape[-1]
-    inside = idx.size == 0 or (idx.min() >= 0 and idx.max() < n_bars)
-    cl = idx if inside else np.clip(idx, 0, n_bars - 1)
-    out = mat[cl] if mat.ndim == 1 else mat[rows[:, None], cl]  # fancy indexing: already a copy
-    out = out.astype(np.float64, copy=False)
-    if not inside:
-        out[(idx < 0) | (idx >= n_bars)] = np.nan
-    return out
-
-
-def gather_window(mat: np.ndarray, rows: np.ndarray | None, bars: np.ndarray, lo: int, hi: int) -> np.ndarray:
-    """Bars ``bars + lo .. bars + hi`` (inclusive) of each row: an ``(n, hi - lo + 1)`` matrix.
-
-    Same values as :func:`gather` with ``bars[:, None] + arange(lo, hi + 1)``, NaN off the grid,
-    but each window is copied as one contiguous block of a strided view instead of element by
-    element (about 30x faster on estimation windows of a few hundred bars).
-
-    Parameters
-    ----------
-    mat : numpy.ndarray
-        1-D series (``rows`` ignored) or 2-D ``(assets, bars)`` matrix.
-    rows : numpy.ndarray or None
-        Row of ``mat`` per window (2-D ``mat`` only).
-    bars : numpy.ndarray
-        Anchor bar per window.
-    lo, hi : int
-        First and last offset, inclusive.
-    """
-    width = int(hi) - int(lo) + 1
-    n_bars = mat.shape[-1]
-    start = np.asarray(bars, dtype=np.int64) + int(lo)
-    if width > n_bars:  # every window runs off the grid: the element-wise path handles it
-        return gather(mat, rows, start[:, None] + np.arange(width)[None, :])
-    s = np.clip(start, 0, n_bars - width)
-    # every length-`width` run of the last axis, as a read-only strided view (no copy)
-    view = np.lib.stride_tricks.as_strided(
-        mat, mat.shape[:-1] + (n_bars - width + 1, width), mat.strides + mat.strides[-1:], writeable=False
-    )
-    out = view[s] if mat.ndim == 1 else view[rows, s]  # fancy indexing: already a copy
-    out = out.astype(np.float64, copy=False)
-    off = np.flatnonzero(s != start)  # windows that run off the grid (rare): redo those exactly
-    if off.size:
-        idx = start[off, None] + np.arange(width)[None, :]
-        out[off] = gather(mat, None if rows is None else rows[off], idx)
-    return out
-
-
-def overlap_flags(asset_idx: np.ndarray, bar_idx: np.ndarray, est: np.ndarray, win: np.ndarray) -> np.ndarray:
-    """True where another event's window (same asset) intersects the event's estimation window.
-
-    Another event at bar c has window [c + win0, c + win1]; it meets the estimation window
-    [b + est0, b + est1] iff c lies in [b + est0 - win1, b + est1 - win0]. Counted with sorted
-    keys and ``searchsorted`` (no per-bar arrays).
-    """
-    n = bar_idx.size
-    if n < 2:
-        return np.zeros(n, dtype=bool)
-    span = int(bar_idx.max() - bar_idx.min()) + 4 * (abs(int(est[0])) + abs(int(est[-1])) + abs(int(win[0])) + abs(int(win[-1]))) + 1
-    base = bar_idx - bar_idx.min()
-    key = asset_idx * span + base
-    sk = np.sort(key)
-    lo = key + int(est[0] - win[-1])
-    hi = key + int(est[-1] - win[0])
-    cnt = np.searchsorted(sk, hi, side="right") - np.searchsorted(sk, lo, side="left")
-    own = (0 >= est[0] - win[-1]) & (0 <= est[-1] - win[0])  # the event's own bar in its range
-    return (cnt - int(own)) > 0
-
-
-def window_cover(panel: Panel, asset_idx: np.ndarray, bar_idx: np.ndarray, win: tuple[int, int]) -> np.ndarray:
-    """Count, per (asset, bar), how many event windows ``win`` cover the bar."""
-    n_a, n_b = len(panel.assets), panel.n_bars
-    diff = np.zeros((n_a, n_b + 1), dtype=np.int32)
-    lo = np.clip(bar_idx + win[0], 0, n_b)
-    hi = np.clip(bar_idx + win[1] + 1, 0, n_b)
-    np.add.at(diff, (asset_idx, lo), 1)
-    np.add.at(diff, (asset_idx, hi), -1)
-    return np.cumsum(diff[:, :n_b], axis=1)
-
-
-def contamination(
-    panel: Panel, asset_idx: np.ndarray, bar_idx: np.ndarray, est: np.ndarray, win: np.ndarray
-) -> np.ndarray:
-    """Boolean ``(n_events, len(est))``: estimation bars covered by *another* event's window."""
-    cover = window_cover(panel, asset_idx, bar_idx, (int(win[0]), int(win[-1])))
-    c = gather_window(cover.astype(np.float64), asset_idx, bar_idx, int(est[0]), int(est[-1]))
-    c = np.nan_to_num(c, nan=0.0)
-    own = ((est >= win[0]) & (est <= win[-1])).astype(np.float64)  # own window inside own estimation
-    return (c - own[None, :]) > 0
-
-
-def shorten_mask(contam: np.ndarray, est: np.ndarray) -> np.ndarray:
-    """Estimation bars to blank so the window keeps only its clean part next to the event.
-
-    For a pre-event window the bars up to the last contaminated one go; for a post-event window
-    the bars from the first contaminated one on.
-    """
-    n, le = contam.shape
-    j = np.arange(le)[None, :]
-    if est[-1] < 0:
-        last = np.where(contam.any(1), le - 1 - np.argmax(contam[:, ::-1], axis=1), -1)
-        return j <= last[:, None]
-    first = np.where(contam.any(1), np.argmax(contam, axis=1), le)
-    return j >= first[:, None]
