@@ -245,6 +245,11 @@ def load(data_dir=None, *, symbol: str = "BTCUSDT", start: str | None = None, en
         kw["start"] = str(start)
     if end:
         kw["end"] = str(end)
+    # the table versions this load reads, so a record names them and a run can be reproduced (read
+    # just before the views are built; a commit in between would show as a newer version)
+    from research import lake
+
+    versions = {t: v for t, v in lake.versions(data_dir).items() if v}
     con = db.connect(data_dir)
     try:
         panel = db.query("panel", con=con, interval=interval, **kw)
@@ -269,7 +274,7 @@ def load(data_dir=None, *, symbol: str = "BTCUSDT", start: str | None = None, en
 
         lake_cov = _lake_cov(data_dir)
     return Inputs(panel=panel, daily=daily_df, data_dir=str(data_dir), synthetic=synthetic, truth=truth,
-                  coverage=coverage(panel), lake_coverage=lake_cov, interval=interval,
+                  coverage=coverage(panel) | {"lake_versions": versions}, lake_coverage=lake_cov, interval=interval,
                   price=kw.get("price"), requested_start=str(start) if start else None,
                   requested_end=str(end) if end else None, _tmp=tmp)
 

@@ -115,3 +115,13 @@ def test_record_coverage_states_the_span_analysed_and_flags_uncovered_inputs():
     assert rec["analysed"]["price"]["covered"] and not rec["analysed"]["oi"]["covered"]
     assert len(rec["uncovered"]) == 1 and rec["uncovered"][0].startswith("oi (coinalyze/binance/BTCUSDT/1d)")
     assert rec["panel_span"]["start"].startswith("2020-01-01")
+
+
+def test_inputs_name_the_lake_table_versions_they_read(sim_lake):
+    from research import lake, panel
+
+    inp = panel.load(sim_lake, start="2026-01-01", end="2026-01-08", daily=False)
+    versions = inp.coverage["lake_versions"]
+    assert versions["bars"] == lake.versions(sim_lake)["bars"] >= 1
+    assert set(versions) <= set(lake.versions(sim_lake)) and all(v > 0 for v in versions.values())
+    assert inp.record_coverage("20-flush-vs-exodus")["lake_versions"] == versions  # what the record states
