@@ -1,7 +1,6 @@
 """Where runs execute: this process, long-lived local worker processes, or a dask cluster."""
 from __future__ import annotations
 
-import atexit
 import dataclasses
 import json
 import os
@@ -91,8 +90,8 @@ def _run_in_subprocess(spec: RunSpec, workers: int = 1) -> RunResult:
     """
     w = getattr(_DASK_LOCAL, "worker", None)
     if w is None:
+        # dropped with its thread (or this process): its stdin closes and the worker exits on EOF
         w = _DASK_LOCAL.worker = _Worker(_worker_env(workers))
-        atexit.register(w.close)
     return w.run(spec)
 
 
