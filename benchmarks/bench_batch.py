@@ -60,9 +60,11 @@ SHUTDOWN = "immediate"  # the runner's kernel shutdown, used by every baseline t
 IMPORT_LINE = "from research import hypotheses as H, panel, records"
 
 
-def _caps(workers: int) -> dict[str, str]:
-    from research.batch.executors import THREAD_VARS
+THREAD_VARS = ("POLARS_MAX_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
+
+def _caps(workers: int) -> dict[str, str]:
+    """The runner's thread caps (research.batch.executors._worker_env), for the baselines."""
     n = str(max(1, (os.cpu_count() or 1) // workers))
     return {v: n for v in THREAD_VARS}
 
