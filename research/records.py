@@ -4,7 +4,7 @@ A run writes into its output directory::
 
     record.json          # this module's ResultsRecord, JSON
     tables/<name>.parquet
-    figures/<name>.png|.svg|.pdf
+    figures/<name>.vl.json|.svg   # spec + SVG; .png/.pdf rendered on demand (research.plots.render)
 
 The report reads only these records, never a notebook's cells. ``record.json`` is written last and
 atomically, so a directory without it is not a result (a failed or partial run).
@@ -175,10 +175,11 @@ class RecordWriter:
         self.record.tables[name] = str(path.relative_to(self.out_dir))
         return path
 
-    def figure(self, name: str, chart, formats=("png", "svg", "pdf")) -> list[Path]:
-        from research.plots import export  # plotting is optional for records
+    def figure(self, name: str, chart, formats=None) -> list[Path]:
+        # the spec and SVG by default; PNG/PDF are rendered from them on demand (research.plots.render)
+        from research.plots import export, record_formats  # plotting is optional for records
 
-        files = export(chart, self.out_dir / "figures" / name, formats=formats)
+        files = export(chart, self.out_dir / "figures" / name, formats=formats or record_formats())
         self.record.figures[name] = [str(Path(f).relative_to(self.out_dir)) for f in files]
         return files
 

@@ -92,7 +92,7 @@ def test_report_on_empty_lake_uses_simulated_market_and_says_so(tmp_path):
     user_data = tmp_path / "data"
     out = tmp_path / "rep"
     res = runner.invoke(app, ["report", "--out", str(out), "--data-dir", str(user_data),
-                              "--notebooks-dir", str(FIXTURES), "-p", "horizon=12", "-q"])
+                              "--notebooks-dir", str(FIXTURES), "-p", "horizon=12", "-q", "--figures", "png,svg,pdf"])
     assert res.exit_code == 0, res.output
     assert "empty" in res.output and "SIMULATED market" in res.output
     # the user's lake is never written to; the simulated market lives inside the report

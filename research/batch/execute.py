@@ -201,6 +201,7 @@ def execute(spec: RunSpec, *, log_output: bool = False, progress_bar: bool = Fal
     with open(rd / RUN_LOG, "w", encoding="utf-8") as log:
         log.write(f"{started} {Path(spec.notebook).name} {json.dumps(spec.parameters, default=str)}\n")
     result = RunResult(notebook=spec.notebook, parameters=spec.parameters, run_dir=str(rd), status="failed")
+    figures_seconds = 0.0
     try:
         ensure_kernel(spec.kernel_name)
         km = _kernel_manager_class()
@@ -218,6 +219,9 @@ def execute(spec: RunSpec, *, log_output: bool = False, progress_bar: bool = Fal
                 # saves the graceful-shutdown wait (~0.3 s a run)
                 shutdown_kernel="immediate", **({"kernel_manager_class": km} if km else {}), **streams,
             )
+        t_fig = time.perf_counter()
+        figures = complete_figures(rd)
+        figures_seconds = round(time.perf_counter() - t_fig, 3) if figures else 0.0
         os.replace(partial, rd / EXECUTED)
         result.status, result.executed = "ok", str(rd / EXECUTED)
     except PapermillExecutionError as exc:
@@ -238,8 +242,38 @@ def execute(spec: RunSpec, *, log_output: bool = False, progress_bar: bool = Fal
     write_json(rd / STATUS_FILE, {
         "status": result.status, "notebook": spec.notebook, "parameters": injected, "started": started,
         "seconds": result.seconds, "error": result.error, "cell": result.cell, "executed": result.executed,
+        "figures_seconds": figures_seconds,
     })
     return result
+
+
+def complete_figures(run_dir) -> int:
+    """Render the SVG of every recorded figure the notebook stored only as a Vega-Lite spec.
+
+    Worker processes set :data:`research.plots.DEFER_ENV`, so kernels skip vl-convert (whose
+    JavaScript engine takes about a second to start) and the long-lived worker renders here, with
+    one engine for all its runs. Returns how many figures were rendered (0: nothing deferred).
+    """
+    from research.records import RECORD_FILE
+
+    path = Path(run_dir) / RECORD_FILE
+    if not path.exists():
+        return 0
+    rec = json.loads(path.read_text())
+    rendered = 0
+    for files in (rec.get("figures") or {}).values():
+        specs = [f for f in files if f.endswith(".vl.json")]
+        if not specs or any(f.endswith(".svg") for f in files):
+            continue
+        from research.plots import render  # lazy: altair and vl-convert load once per worker, on first use
+
+        stem = specs[0][: -len(".vl.json")]
+        render(Path(run_dir) / stem, ("svg",))
+        files.append(stem + ".svg")
+        rendered += 1
+    if rendered:
+        write_json(path, rec)
+    return rendered
 
 
 @contextlib.contextmanager

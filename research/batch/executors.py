@@ -5,6 +5,7 @@ import dataclasses
 import json
 import os
 import sys
+import threading
 import traceback
 import uuid
 
@@ -13,6 +14,9 @@ from research.errors import NotebookError
 from .execute import RunResult, RunSpec, execute
 
 DASK_CONNECT_TIMEOUT = "20s"
+#: thread-pool sizes capped in worker processes when several run at once
+THREAD_VARS = ("POLARS_MAX_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+DEFER_ENV = "RESEARCH_DEFER_FIGURES"  # = research.plots.DEFER_ENV (not imported: plots loads altair)
 
 
 def _run_spec(spec: RunSpec, capture: bool = False) -> RunResult:
@@ -39,31 +43,71 @@ def _worker_main() -> None:
         proto.write(json.dumps(result.to_dict(), default=str) + "\n")
 
 
-def _run_in_subprocess(spec: RunSpec) -> RunResult:
-    """Run one spec in a fresh ``python -m research.batch`` process (the dask task body).
+class _Worker:
+    """One long-lived ``python -m research.batch`` process, fed one RunSpec JSON line at a time."""
+
+    def __init__(self, env: dict[str, str] | None = None):
+        self.env = env
+        self.proc = None
+
+    def run(self, spec: RunSpec) -> RunResult:
+        import subprocess
+
+        if self.proc is None or self.proc.poll() is not None:
+            self.proc = subprocess.Popen([sys.executable, "-m", "research.batch"], stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, env=self.env, text=True, bufsize=1)
+        try:
+            self.proc.stdin.write(json.dumps(dataclasses.asdict(spec), default=str) + "\n")
+            self.proc.stdin.flush()
+            return RunResult(**json.loads(self.proc.stdout.readline()))
+        except (OSError, ValueError, TypeError):  # the worker died mid-run: the next run gets a new one
+            code = self.proc.wait()
+            return RunResult(spec.notebook, spec.parameters, str(spec.run_dir), "failed",
+                             error=f"worker process died (exit code {code})")
+
+    def close(self) -> None:
+        import subprocess
+
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.stdin.close()  # EOF: the worker finishes its loop and exits
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+_DASK_LOCAL = threading.local()
+
+
+def _run_in_subprocess(spec: RunSpec, workers: int = 1) -> RunResult:
+    """The dask task body: run one spec in this dask thread's long-lived worker process.
 
     nbclient is not safe to drive from several threads of one process (they share an event loop),
-    and dask workers run tasks on threads, so each run gets its own process.
+    and dask workers run tasks on threads, so every dask thread feeds its own ``python -m
+    research.batch`` process: still one run per kernel, but the worker process (its imports, its
+    vl-convert engine) is reused across tasks, as with local workers. ``workers`` is the cluster's
+    thread count, for the thread caps.
     """
-    import subprocess
-
-    proc = subprocess.run([sys.executable, "-m", "research.batch"], input=json.dumps(dataclasses.asdict(spec), default=str) + "\n",
-                          stdout=subprocess.PIPE, text=True)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
-    try:
-        return RunResult(**json.loads(lines[-1]))
-    except (IndexError, ValueError, TypeError):
-        return RunResult(spec.notebook, spec.parameters, str(spec.run_dir), "failed",
-                         error=f"worker process died (exit code {proc.returncode})")
+    w = getattr(_DASK_LOCAL, "worker", None)
+    if w is None:
+        # dropped with its thread (or this process): its stdin closes and the worker exits on EOF
+        w = _DASK_LOCAL.worker = _Worker(_worker_env(workers))
+    return w.run(spec)
 
 
 def _worker_env(workers: int) -> dict[str, str]:
-    # Kernels inherit the environment: keep each run's thread pools to its share of the cores so
-    # parallel runs do not oversubscribe the machine.
+    """The environment of worker processes (and so of their kernels).
+
+    With several workers each run's thread pools get its share of the cores (1 each on 2 cores),
+    so parallel runs do not oversubscribe the machine; variables the user set are kept. Figures are
+    rendered by the worker, not the kernel (:data:`research.plots.DEFER_ENV`).
+    """
     env = dict(os.environ)
-    threads = str(max(1, (os.cpu_count() or 1) // workers))
-    for var in ("POLARS_MAX_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        env.setdefault(var, threads)
+    if workers > 1:
+        threads = str(max(1, (os.cpu_count() or 1) // workers))
+        for var in THREAD_VARS:
+            env.setdefault(var, threads)
+    env[DEFER_ENV] = "1"
     return env
 
 
@@ -74,8 +118,6 @@ def _run_processes(specs, todo, workers, done) -> None:
     (scripts without a main guard work) and never inherit the parent's threads.
     """
     import queue
-    import subprocess
-    import threading
 
     n = min(workers, len(todo))
     jobs: queue.Queue[int] = queue.Queue()
@@ -84,41 +126,19 @@ def _run_processes(specs, todo, workers, done) -> None:
     env = _worker_env(n)
     lock = threading.Lock()
 
-    def start():
-        return subprocess.Popen([sys.executable, "-m", "research.batch"], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, env=env, text=True, bufsize=1)
-
     def feed():
-        proc = None
+        worker = _Worker(env)
         try:
             while True:
                 try:
                     i = jobs.get_nowait()
                 except queue.Empty:
                     return
-                if proc is None or proc.poll() is not None:
-                    proc = start()
-                spec = specs[i]
-                try:
-                    proc.stdin.write(json.dumps(dataclasses.asdict(spec), default=str) + "\n")
-                    proc.stdin.flush()
-                    line = proc.stdout.readline()
-                    r = RunResult(**json.loads(line)) if line else None
-                except (OSError, ValueError, TypeError):
-                    r = None
-                if r is None:  # the worker died mid-run: report it, the next run gets a new worker
-                    code = proc.wait()
-                    r = RunResult(spec.notebook, spec.parameters, str(spec.run_dir), "failed",
-                                  error=f"worker process died (exit code {code})")
+                r = worker.run(specs[i])
                 with lock:
                     done(i, r)
         finally:
-            if proc is not None and proc.poll() is None:
-                proc.stdin.close()
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+            worker.close()
 
     threads = [threading.Thread(target=feed, daemon=True) for _ in range(n)]
     for t in threads:
@@ -137,7 +157,8 @@ def _run_dask(specs, todo, scheduler, done) -> None:
     except (OSError, TimeoutError) as exc:
         raise NotebookError(f"cannot reach the dask scheduler at {scheduler!r}: {exc}; is the cluster running?") from exc
     try:
-        futs = {client.submit(_run_in_subprocess, specs[i], pure=False, key=f"run-{specs[i].stem}-{specs[i].run_dir.name}-{uuid.uuid4().hex[:6]}"): i
+        threads = max(1, sum(client.nthreads().values()))
+        futs = {client.submit(_run_in_subprocess, specs[i], threads, pure=False, key=f"run-{specs[i].stem}-{specs[i].run_dir.name}-{uuid.uuid4().hex[:6]}"): i
                 for i in todo}
         for fut in as_completed(list(futs), loop=client.loop):
             i = futs[fut]

@@ -95,6 +95,7 @@ def report_cmd(
     scheduler: Optional[str] = Scheduler,
     resume: bool = typer.Option(False, "--resume", help="Reuse finished runs of an earlier report in the same directory."),
     quiet: bool = Quiet,
+    figures: str = typer.Option("svg", "--figures", help="Figure formats in the report, comma-separated: svg, png, pdf (PNG/PDF are rendered from the recorded spec)."),
 ) -> None:
     """Run the standard notebooks (on the simulated market when the lake is empty) and build index.html.
 
@@ -107,7 +108,8 @@ def report_cmd(
     try:
         rep = report.build_report(name=name, out=out, data_dir=data_dir, notebooks=notebooks, notebooks_dir=notebooks_dir,
                                   parameters=batch.parse_assignments(param), workers=workers, executor=executor,
-                                  scheduler=scheduler, resume=resume, progress=not quiet)
+                                  scheduler=scheduler, resume=resume, progress=not quiet,
+                                  figure_formats=tuple(f.strip() for f in figures.split(",") if f.strip()))
     except NotebookError as exc:
         _bad_input(exc)
     for e in rep.failed:

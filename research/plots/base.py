@@ -2,6 +2,7 @@
 static PNG), data and export."""
 from __future__ import annotations
 
+import json
 import os
 import sys
 import uuid
@@ -100,36 +101,98 @@ def data(df: pl.DataFrame) -> alt.Data:
     return alt.Data(values=_values(df))
 
 
-def export(chart: alt.TopLevelMixin, stem, formats=("png", "svg", "pdf"), scale: float = 2.0) -> list[Path]:
-    """Write ``chart`` as ``stem.png`` (``scale``x), ``stem.svg`` and ``stem.pdf`` via vl-convert.
+#: every format :func:`export` and :func:`render` write; ``json`` is the Vega-Lite spec (``stem.vl.json``)
+FORMATS = ("png", "svg", "pdf", "json")
+SPEC_SUFFIX = ".vl.json"
+#: set (to ``1``) by the batch runner in its workers: records then store only the spec and the runner
+#: renders the SVG in the long-lived worker process, so vl-convert's JavaScript engine starts once
+#: per worker instead of once per notebook kernel
+DEFER_ENV = "RESEARCH_DEFER_FIGURES"
 
-    Files are written to a temp name and renamed, so a failed export leaves no broken figure.
-    """
+
+def record_formats() -> tuple[str, ...]:
+    """Formats a results record writes per figure: the spec, plus the SVG unless the runner renders it."""
+    return ("json",) if os.environ.get(DEFER_ENV) == "1" else ("json", "svg")
+
+
+def _path(stem: Path, fmt: str) -> Path:
+    return stem.with_name(stem.name + SPEC_SUFFIX) if fmt == "json" else stem.with_suffix(f".{fmt}")
+
+
+def _check_formats(formats) -> None:
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise ValueError(f"unknown figure format(s) {unknown}; use {', '.join(FORMATS)}")
+
+
+def _write(path: Path, blob: bytes) -> Path:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    tmp.write_bytes(blob)
+    os.replace(tmp, path)
+    return path
+
+
+def _convert(spec: dict | None, svg: str | None, fmt: str, scale: float) -> tuple[bytes, str | None]:
+    """``fmt`` bytes from the spec or an SVG already rendered from it (returned for reuse)."""
     import vl_convert as vlc
 
+    if fmt == "json":
+        return json.dumps(spec, separators=(",", ":")).encode(), svg
+    if svg is None:
+        # the JavaScript render is the slow part; PNG and PDF are rasterised/converted from this SVG
+        # in Rust, giving the same bytes as rendering each format from the spec
+        svg = vlc.vegalite_to_svg(spec)
+    if fmt == "svg":
+        return svg.encode(), svg
+    return (vlc.svg_to_png(svg, scale=scale) if fmt == "png" else vlc.svg_to_pdf(svg)), svg
+
+
+def export(chart: alt.TopLevelMixin, stem, formats=("png", "svg", "pdf"), scale: float = 2.0) -> list[Path]:
+    """Write ``chart`` as ``stem.png`` (``scale``x), ``stem.svg``, ``stem.pdf`` and/or ``stem.vl.json``.
+
+    The chart is converted to a (validated) Vega-Lite spec once and rendered at most once in
+    vl-convert's JavaScript engine, whatever the formats. Files are written to a temp name and
+    renamed, so a failed export leaves no broken figure.
+    """
+    _check_formats(formats)
     spec = chart.to_dict()
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
-    unknown = [f for f in formats if f not in ("png", "svg", "pdf")]
-    if unknown:
-        raise ValueError(f"unknown figure format(s) {unknown}; use png, svg or pdf")
-    # Render once in vl-convert's JavaScript engine (the slow part); PNG and PDF are then
-    # rasterised/converted from that SVG in Rust, giving the same bytes as rendering each format.
-    svg = vlc.vegalite_to_svg(spec)
-    written = []
+    svg, written = None, []
     for fmt in formats:
-        if fmt == "png":
-            blob = vlc.svg_to_png(svg, scale=scale)
-        elif fmt == "svg":
-            blob = svg.encode()
-        else:
-            blob = vlc.svg_to_pdf(svg)
-        path = stem.with_suffix(f".{fmt}")
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-        tmp.write_bytes(blob)
-        os.replace(tmp, path)
-        written.append(path)
+        blob, svg = _convert(spec, svg, fmt, scale)
+        written.append(_write(_path(stem, fmt), blob))
     return written
+
+
+def render(stem, formats=("svg",), scale: float = 2.0) -> list[Path]:
+    """Render ``formats`` of a figure exported earlier, on demand, writing only the missing files.
+
+    ``stem`` is the figure's path without suffix (``figures/caar``); its ``stem.vl.json`` spec (or,
+    for PNG/PDF, its SVG) must exist. Returns the paths of all ``formats``, in order.
+
+    Raises
+    ------
+    FileNotFoundError
+        Neither the spec nor an SVG to convert from exists.
+    """
+    _check_formats(formats)
+    stem = Path(stem)
+    svg_path, spec_path = _path(stem, "svg"), _path(stem, "json")
+    svg = svg_path.read_text() if svg_path.exists() else None
+    spec = None
+    out = []
+    for fmt in formats:
+        path = _path(stem, fmt)
+        if not path.exists():
+            if spec is None and (fmt in ("json", "svg") or svg is None):
+                if not spec_path.exists():
+                    raise FileNotFoundError(f"{spec_path}: no Vega-Lite spec to render {path.name} from")
+                spec = json.loads(spec_path.read_text())
+            blob, svg = _convert(spec, svg, fmt, scale)
+            _write(path, blob)
+        out.append(path)
+    return out
 
 
 def _fd(df: pl.DataFrame) -> pl.DataFrame:

@@ -19,6 +19,8 @@ from .context import metadata, read_manifest
 from .render import SYNTHETIC_DIR, render
 
 DEFAULT_NAME = "latest"
+#: figure formats the report holds by default (PNG/PDF on request: ``figure_formats``, ``--figures``)
+FIGURE_FORMATS = ("svg",)
 
 
 @dataclass
@@ -111,7 +113,8 @@ def plan_runs(notebooks: Sequence[Path], overrides: dict[str, str] | None, *, da
 def build_report(*, name: str | None = None, out=None, data_dir=None, notebooks: Sequence[str] | None = None,
                  notebooks_dir=None, parameters: dict[str, str] | None = None, workers: int = 2,
                  executor: str = "process", scheduler: str | None = None, resume: bool = False,
-                 progress: bool = True, console=None, title: str = "Treadmill report") -> Report:
+                 progress: bool = True, console=None, title: str = "Treadmill report",
+                 figure_formats: Sequence[str] = FIGURE_FORMATS) -> Report:
     """Run the standard notebooks and write ``<out>/index.html``.
 
     Parameters
@@ -128,6 +131,9 @@ def build_report(*, name: str | None = None, out=None, data_dir=None, notebooks:
         ``-p`` overrides (strings, typed per notebook), applied to the notebooks that declare them.
     workers, executor, scheduler, resume
         As in :func:`research.batch.run_grid`.
+    figure_formats : sequence of {"svg", "png", "pdf"}
+        Formats of every figure in ``figures/`` (the spec is always kept); PNG/PDF are rendered
+        from the recorded spec/SVG only when listed.
 
     Returns
     -------
@@ -147,6 +153,9 @@ def build_report(*, name: str | None = None, out=None, data_dir=None, notebooks:
             raise NotebookError(f"report name {name!r} must be a plain directory name (letters, digits, . _ -); "
                                 "use --out for a path")
         out_dir = paths.reports_dir() / name
+    bad = [f for f in figure_formats if f not in ("svg", "png", "pdf")]
+    if bad:
+        raise NotebookError(f"unknown figure format(s) {bad}; use svg, png or pdf")
     nbs = select_notebooks(notebooks, notebooks_dir)
     user_data = paths.data_dir(data_dir)
     simulated = lake.is_empty(user_data)
@@ -170,7 +179,7 @@ def build_report(*, name: str | None = None, out=None, data_dir=None, notebooks:
                           progress=progress, console=console)
 
     entries = [_entry(r) for r in grid.results]
-    _export_figures(entries, out_dir)
+    _export_figures(entries, out_dir, figure_formats)
     cov, cov_error = _lake_coverage(run_data)
     synthetic = simulated or any(e.record and e.record.synthetic for e in entries) or _all_synthetic(cov)
     manifest_rows = read_manifest(user_data)
@@ -202,8 +211,12 @@ def _entry(r: batch.RunResult) -> Entry:
         return Entry(r, None, f"record.json is unreadable: {exc}")
 
 
-def _export_figures(entries: list[Entry], out_dir: Path) -> None:
-    """Copy every recorded figure to ``figures/<notebook>/`` and point the record at the copies."""
+def _export_figures(entries: list[Entry], out_dir: Path, formats: Sequence[str] = FIGURE_FORMATS) -> None:
+    """Copy every recorded figure to ``figures/<notebook>/`` and point the record at the copies.
+
+    Records keep each figure's Vega-Lite spec and SVG; ``formats`` the record lacks (PNG, PDF) are
+    rendered here from those, once, only when asked for (rasterising is most of a figure's cost).
+    """
     root = out_dir / "figures"
     if root.exists():
         shutil.rmtree(root)
@@ -220,6 +233,13 @@ def _export_figures(entries: list[Entry], out_dir: Path) -> None:
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(src, dst)
                 kept.append(str(dst.relative_to(out_dir)))
+            spec = next((k for k in kept if k.endswith(".vl.json")), None)
+            missing = [f for f in formats if f != "json" and not any(k.endswith(f".{f}") for k in kept)]
+            if spec and missing:
+                from research.plots import render  # lazy: vl-convert only when a format is missing
+
+                for path in render(out_dir / spec[: -len(".vl.json")], missing):
+                    kept.append(str(path.relative_to(out_dir)))
             e.record.figures[fig] = kept
 
 
