@@ -359,3 +359,18 @@ def test_date_parameters_are_checked(tmp_path):
     assert batch.check_parameters(nb, {"start": "2025-10"}) == {"start": "2025-10"}
     with pytest.raises(NotebookError, match="parameter 'start'"):
         batch.check_parameters(nb, {"start": "10/01/2025"})
+
+
+def test_ipc_kernels_get_private_socket_paths(tmp_path, monkeypatch):
+    """Kernels started in one folder must not share IPC socket names (grid workers would cross-talk)."""
+    import os
+
+    from research.batch.execute import _kernel_manager_class
+
+    K = _kernel_manager_class()
+    if K is None:
+        pytest.skip("no IPC transport on this OS")
+    monkeypatch.chdir(tmp_path)
+    a, b = K(), K()
+    assert a.transport == "ipc" and a.ip != b.ip
+    assert not a.ip.startswith(str(tmp_path)) and os.path.isabs(a.ip)

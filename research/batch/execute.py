@@ -60,6 +60,16 @@ def _kernel_manager_class():
         def _default_transport(self):
             return "ipc"
 
+        @default("ip")
+        def _default_ip(self):
+            # jupyter_client's default socket prefix can be "kernel-ipc" in the working directory,
+            # shared by every kernel started there: two grid workers then talk to each other's
+            # kernels ("Invalid Signature"). One private prefix per kernel.
+            import tempfile
+            import uuid
+
+            return os.path.join(tempfile.gettempdir(), f"treadmill-kernel-{uuid.uuid4().hex}-ipc")
+
     return IPCKernelManager
 
 def params_hash(parameters: dict[str, Any]) -> str:

@@ -63,8 +63,10 @@ RANGES: dict[str, Range] = {
     **dict.fromkeys(("elevated", "neutral", "neutral_bps", "neutral_funding", "funding_reset_bps", "oi_band_pct",
                      "spot_share_band", "taker_band", "etf_band_usd", "min_usd", "margin", "funding_factors"), _NONNEG),
     # counts
-    **dict.fromkeys(("n_perm", "n_rotations", "n_draws", "n_perm_placebo", "n_regimes", "lags", "k_bars",
+    **dict.fromkeys(("n_perm", "n_rotations", "n_perm_placebo", "n_regimes", "lags", "k_bars",
                      "block_days", "max_cells", "min_criteria", "within_settlements"), _COUNT),
+    # placebo draws measuring a primary test's size: 0 skips the measurement (the notebooks say so)
+    **dict.fromkeys(("n_draws", "n_placebo"), Range(0, what="a number of placebo draws (0 skips)")),
     "hac_lags": Range(0, what="a number of lags"),
     "harmonics": Range(0, what="a number of harmonic pairs"),
     # hour spans
