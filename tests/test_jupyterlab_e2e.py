@@ -47,7 +47,7 @@ def chromium():
     """Debian's chromium + chromedriver. Tests never install system packages: ``.ci/run`` does."""
     if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
         _unavailable(f"headless Chromium is not installed ({CHROMIUM}, {CHROMEDRIVER}): "
-                     "sudo apt-get install -y chromium chromium-driver (as .ci/run does)")
+                     "install Debian's chromium and chromium-driver packages (.ci/run does)")
     try:
         import selenium  # noqa: F401
     except ImportError:
