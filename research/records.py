@@ -36,7 +36,9 @@ class Verdict:
     the p-values of the record (filled by :func:`write_result` / :func:`with_qvalues`); ``size`` is
     the primary test's empirical rejection rate on placebo draws (None until calibrated);
     ``p_calibrated`` a placebo-calibrated p-value where one exists; ``primary`` marks the one test a
-    hypothesis declares primary. A test that could not run has no p-value and no CI.
+    hypothesis declares primary; ``mde`` the smallest effect (in ``mde_label``'s unit) the primary
+    test detects in 80 % of draws with the events it had (:mod:`research.hypotheses.power`). A test
+    that could not run has no p-value and no CI.
     """
 
     hypothesis: str
@@ -57,6 +59,8 @@ class Verdict:
     p_calibrated: float | None = None
     n_placebo: int | None = None
     p_value: float | None = None
+    mde: float | None = None
+    mde_label: str = ""
 
     def __post_init__(self):
         # one value under two names (the claims modules may use either)
@@ -75,7 +79,8 @@ class Verdict:
 #: Verdict fields in table order (:func:`verdicts_frame`)
 VERDICT_COLUMNS = {"hypothesis": pl.String, "primary": pl.Boolean, "effect": pl.Float64, "ci_low": pl.Float64,
                    "ci_high": pl.Float64, "null": pl.Float64, "pvalue": pl.Float64, "q_value": pl.Float64,
-                   "size": pl.Float64, "p_calibrated": pl.Float64, "n_placebo": pl.Int64, "n_events": pl.Int64,
+                   "size": pl.Float64, "p_calibrated": pl.Float64, "n_placebo": pl.Int64, "mde": pl.Float64,
+                   "mde_label": pl.String, "n_events": pl.Int64,
                    "test": pl.String, "ci_method": pl.String, "effect_label": pl.String, "conclusion": pl.String}
 
 

@@ -37,7 +37,8 @@ from research.stats_resampling import (
     rejection_rate,
 )
 
-__all__ = ["Calibration", "CalibrationWarning", "PrimaryDesign", "calibrate", "calibrate_design", "placebo_dates"]
+__all__ = ["Calibration", "CalibrationWarning", "PrimaryDesign", "calibrate", "calibrate_design", "holdout_size",
+           "placebo_dates"]
 
 
 class CalibrationWarning(UserWarning):
@@ -368,3 +369,23 @@ def calibrate(returns: pl.DataFrame, events: pl.DataFrame, window=(-24, 72), tes
     if cal.warning:
         warnings.warn(f"CAR{list(cw)}: {cal.warning}", CalibrationWarning, stacklevel=2)
     return cal
+
+
+def holdout_size(returns: pl.DataFrame, events: pl.DataFrame, window=(-24, 72), test: str = "cross_sectional_t", *,
+                 n_cal: int = 1000, n_eval: int = 1000, seed: int = 0, alpha: float = 0.05, **kwargs) -> dict:
+    """Size of the placebo-calibrated test, measured on placebo studies it was not calibrated on.
+
+    ``n_cal`` placebo studies (seed ``seed``) give the null the calibrated p-value ranks against;
+    ``n_eval`` further placebo studies (seed ``seed + 1``) are each tested as if real. Returns
+    ``size`` (their rejection rate at ``alpha``), ``nominal_size`` (the uncalibrated test's rate on
+    the same evaluation studies), ``n_cal``, ``n_eval`` and ``mc_band`` (where an exact test's rate
+    falls with ``n_eval`` studies). ``kwargs`` go to :func:`calibrate` (``car_window``, ``estimation``,
+    ``model``, engine keywords).
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CalibrationWarning)
+        ref = calibrate(returns, events, window, test, n_draws=n_cal, seed=seed, alpha=alpha, **kwargs)
+        ev = calibrate(returns, events, window, test, n_draws=n_eval, seed=seed + 1, alpha=alpha, **kwargs)
+    p = np.array([rank_pvalue(s, ref.null_stats) for s in ev.null_stats])
+    return {"size": float(np.mean(p < alpha)) if p.size else float("nan"), "nominal_size": ev.size,
+            "n_cal": ref.n_draws, "n_eval": int(p.size), "mc_band": mc_band(max(int(p.size), 1), alpha)}

@@ -51,6 +51,10 @@ def _fmt_window(w, bar: str = "1h") -> str:
     return f"({a:+d},{b:+d} bars of {bar})" if a else f"(0,{b:+d} bars of {bar})"
 
 
+def _pct(x) -> str:
+    return "n/a" if x is None else f"{x:.1%}"
+
+
 def _car_conclusion(p, mean: float, alpha: float) -> str:
     if p is None:
         return str(NotTestable("too few events", prefix="not tested"))
@@ -129,8 +133,11 @@ def car_verdicts(result, car_windows, *, label: str, test: str = PRIMARY_TEST,
         stat = float(t.stat) if t is not None and math.isfinite(t.stat) else math.nan
         p = None if t is None or not math.isfinite(t.pvalue) else float(t.pvalue)
         mean = float(result.car_means.get(window_key(wt), np.mean(car) if car.size else math.nan))
-        out_of_band = size_warning(cal.get("size")) != ""
-        cal["calibrated"] = bool(out_of_band and cal.get("p_calibrated") is not None)
+        # the primary row always uses the placebo-calibrated test when placebo studies exist: a test
+        # chosen after seeing whether the nominal size held would itself be a pre-test with unknown size
+        nominal_size = cal.get("nominal_size", cal.get("size"))
+        out_of_band = size_warning(nominal_size) != ""
+        cal["calibrated"] = bool(primary and cal.get("p_calibrated") is not None)
         if cal["calibrated"]:
             p = float(cal["p_calibrated"])
         lo, hi, ci_method = _interval(test, car, mean, stat, level, cal)
@@ -138,11 +145,18 @@ def car_verdicts(result, car_windows, *, label: str, test: str = PRIMARY_TEST,
                         if o != test and math.isfinite(tests[o].pvalue))
         if test not in SIZE_HOLDS:
             extra += "; WARNING: this test's size is not known to hold on fat-tailed, clustered returns"
-        if cal.get("size") is not None:
-            extra += f"; empirical size {cal['size']:.3f} on {cal.get('n_placebo')} placebo dates"
-        if out_of_band:
-            extra += size_warning(cal.get("size")) + (": placebo-calibrated p and interval used" if cal["calibrated"]
-                                                      else ": no calibrated p-value, nominal p shown")
+        if cal["calibrated"]:
+            extra += (f"; p = rank of the study's t among {cal.get('n_placebo')} placebo studies (random dates, same "
+                      f"clusters and volatility quintile): size {_pct(cal.get('size'))} (each placebo study ranked "
+                      f"among the others); the nominal t's size there is {_pct(nominal_size)}")
+            if out_of_band:
+                extra += f" (outside {SIZE_BAND[0]:.1%}-{SIZE_BAND[1]:.1%}: the nominal p would mislead)"
+        elif nominal_size is not None:
+            extra += f"; empirical size {nominal_size:.3f} on {cal.get('n_placebo')} placebo dates"
+            if out_of_band:
+                extra += size_warning(nominal_size) + ": no calibrated p-value, nominal p shown"
+        elif primary:
+            extra += "; size not measured (no placebo studies): nominal p"
         testable = car.size >= MIN_CLASS_SIZE
         conclusion = (_car_conclusion(p, mean, alpha) if testable else
                       str(NotTestable(f"n = {car.size} events; needs >= {MIN_CLASS_SIZE}")))
@@ -158,7 +172,9 @@ def car_verdicts(result, car_windows, *, label: str, test: str = PRIMARY_TEST,
                                 f"(engine, {result.spec['model']} model){extra}",
                            ci_method=ci_method if testable else "",
                            effect_label="CAAR of perp log returns", conclusion=conclusion,
-                           size=cal.get("size"), p_calibrated=cal.get("p_calibrated"), n_placebo=cal.get("n_placebo")))
+                           size=cal.get("size"), p_calibrated=cal.get("p_calibrated"), n_placebo=cal.get("n_placebo"),
+                           mde=cal.get("mde") if testable else None,
+                           mde_label="CAAR (log return) detected in 80 % of placebo studies" if cal.get("mde") else ""))
     return out
 
 
@@ -184,12 +200,19 @@ def calibration_entry(panel: pl.DataFrame, events: pl.DataFrame, study, car_wind
                             estimation=tuple(estimation), model=model, n_draws=n_placebo, seed=seed)
     except EventStudyError as exc:
         return None, f"placebo calibration not run: {exc}"
+    from .power import car_mde
+
     stat = float(study.car_test(cw, [test])[test].stat)
     p_cal = rank_pvalue(stat, cal.null_stats) if cal.n_draws else None
-    entry = {"size": finite_or_none(cal.size), "p_calibrated": finite_or_none(p_cal), "n_placebo": int(cal.n_draws),
-             "critical_value": finite_or_none(cal.critical_value), "warning": cal.warning}
-    note = (f"placebo calibration of {test} on CAR{_fmt_window(cw)}: empirical size {cal.size:.3f} at 0.05 on "
-            f"{cal.n_draws} placebo studies (random dates, same clusters and trailing-volatility quintile)")
+    mde = car_mde(cal, calibrated=True) if cal.n_draws > 1 else None
+    entry = {"size": finite_or_none(cal.calibrated_size), "nominal_size": finite_or_none(cal.size),
+             "p_calibrated": finite_or_none(p_cal), "n_placebo": int(cal.n_draws),
+             "critical_value": finite_or_none(cal.critical_value), "warning": cal.warning, "mde": finite_or_none(mde)}
+    note = (f"placebo calibration of {test} on CAR{_fmt_window(cw)} on {cal.n_draws} placebo studies (random dates, "
+            f"same clusters and trailing-volatility quintile): the verdict's p is the study's rank among them (size "
+            f"{cal.calibrated_size:.3f}, each placebo study ranked among the others); the nominal t's empirical size "
+            f"is {cal.size:.3f} at 0.05; 80 % power at a CAAR of {'n/a' if mde is None else f'{mde:.4g}'} (log return)")
     if cal.warning:
-        note = f"WARNING: {note} is outside {SIZE_BAND[0]:.3f}-{SIZE_BAND[1]:.3f}: the verdict uses the calibrated p-value"
+        note = (f"WARNING: {note}; the nominal size is outside {SIZE_BAND[0]:.3f}-{SIZE_BAND[1]:.3f}, so only the "
+                f"calibrated p is a valid test")
     return {window_key(cw): entry}, note

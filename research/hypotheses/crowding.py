@@ -28,6 +28,7 @@ from research.stats_resampling import (
 )
 
 from .common import backward_any, col, hours, require, rows_of, sorted_panel
+from .power import design_mde, mde_fields
 
 __all__ = [
     "ARTICLE_FUNDING",
@@ -140,9 +141,13 @@ class CrowdingResult(Results):
                 if not cal.ok:
                     p = cal.calibrated_p
                     lo, hi = cal.interval(r["risk_diff"], r["se"])
+            m = design_mde(self) if primary else {}
             out.append(Verdict(
                 hypothesis=hyp, effect=finite_or_none(r["risk_diff"]), ci_low=finite_or_none(lo), ci_high=finite_or_none(hi),
-                pvalue=finite_or_none(p), n_events=int(r["cascades"]),
+                pvalue=finite_or_none(p), n_events=int(r["cascades"]), primary=primary,
+                **mde_fields(m),
+                size=finite_or_none(cal.size) if primary and cal is not None else None,
+                n_placebo=int(cal.n_draws) if primary and cal is not None else None,
                 test=(f"linear probability model on the {r['step_hours']} h grid of its inputs, HAC ({r['hac_lags']} lags)"
                       + test),
                 effect_label="P(cascade | signal) - P(cascade | no signal)",

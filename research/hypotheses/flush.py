@@ -33,6 +33,7 @@ from research.stats import (
 
 from .common import col, hours, require, rows_of, sorted_panel, window_sum
 from .flush_rule import FLUSH_RULE, LABELS, RULE_DEFAULTS, sensitivity, votes
+from .power import permutation_mde
 from .truth import confusion, match_truth
 
 __all__ = ["FLUSH_RULE", "RULE_DEFAULTS", "FlushExodusResult", "flush_study", "flush_vs_exodus"]
@@ -155,6 +156,7 @@ class FlushExodusResult(Results):
                      f"{r['n_placebo']} placebo relabellings" + size_warning(r["size"]),
                 ci_method="inversion of the same permutation test (location shift, same draws)",
                 size=finite_or_none(r["size"]), n_placebo=r["n_placebo"],
+                mde=finite_or_none(r.get("mde")), mde_label="difference of mean forward log returns" if r.get("mde") else "",
                 effect_label="mean CAR flush - exodus (log return)",
                 conclusion=("difference at the 5% level" if p is not None and p < 0.05
                             else "no difference detected at the 5% level")))
@@ -311,6 +313,7 @@ def _compare(forward: pl.DataFrame, horizons, primary: int, *, n_perm: int, seed
         ok = min(a.size, b.size) >= MIN_CLASS_SIZE
         t = permutation_shift_test(a, b, n_perm=n_perm, seed=seed + i) if ok else {}
         size = permutation_size(a, b, n_placebo=n_placebo, seed=seed + 1000) if ok and h == primary and n_placebo else None
+        mde = permutation_mde(a, b, seed=seed + 2000) if ok and h == primary else None
         _, fl, fh = t_interval(a)
         _, xl, xh = t_interval(b)
         comp.append({"horizon_h": h, "primary": h == primary, "n_flush": int(a.size), "n_exodus": int(b.size),
@@ -318,8 +321,10 @@ def _compare(forward: pl.DataFrame, horizons, primary: int, *, n_perm: int, seed
                      "ci_exodus_low": xl, "ci_exodus_high": xh,
                      "diff": (a.mean() - b.mean()) if a.size and b.size else np.nan,
                      "hedges_g": hedges_g(a, b), "ci_low": t.get("ci_low", np.nan), "ci_high": t.get("ci_high", np.nan),
-                     "p_perm": t.get("pvalue", np.nan), "size": size, "n_placebo": n_placebo if size is not None else None})
-    schema = {"n_flush": pl.Int64, "n_exodus": pl.Int64, "primary": pl.Boolean, "size": pl.Float64, "n_placebo": pl.Int64}
+                     "p_perm": t.get("pvalue", np.nan), "size": size, "n_placebo": n_placebo if size is not None else None,
+                     "mde": mde})
+    schema = {"n_flush": pl.Int64, "n_exodus": pl.Int64, "primary": pl.Boolean, "size": pl.Float64, "n_placebo": pl.Int64,
+              "mde": pl.Float64}
     return pl.DataFrame(comp, schema_overrides=schema).with_columns(pl.col(pl.Float64).fill_nan(None))
 
 

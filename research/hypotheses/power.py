@@ -28,7 +28,8 @@ from research.stats_resampling import rank_critical_value
 
 from .calibration import Calibration, PrimaryDesign
 
-__all__ = ["PowerResult", "car_mde", "car_power", "minimum_detectable_effect", "power"]
+__all__ = ["PowerResult", "car_mde", "car_power", "design_mde", "fisher_mde", "mde_fields",
+           "minimum_detectable_effect", "permutation_mde", "power"]
 
 
 @dataclass
@@ -195,6 +196,101 @@ def car_mde(cal: Calibration, *, target: float = 0.8, calibrated: bool = True) -
     tab = car_power(cal, grid, calibrated=calibrated)
     hit = tab.filter(pl.col("rejection_rate") >= target)
     return float(hit["effect"][0]) if hit.height else None
+
+
+# --------------------------------------------------------------------------------------------------
+# two-class tests (H1's permutation test, H2's Fisher test) and the designs' MDE on a result
+# --------------------------------------------------------------------------------------------------
+def permutation_mde(a, b, *, n_draws: int = 400, seed: int = 0, alpha: float = 0.05, target: float = 0.8,
+                    steps: int = 400) -> float | None:
+    """Smallest difference of means (``a`` - ``b``) the two-sided permutation test detects in ``target`` of draws.
+
+    The null is ``n_draws`` relabellings of the pooled sample (class sizes kept); a planted shift
+    ``delta`` of class ``a`` moves each relabelled difference by ``delta`` (a location shift keeps the
+    permutation spread, as in :func:`research.stats.permutation_shift_test`), and a draw rejects when
+    it passes the relabellings' own critical value. None when the classes are empty.
+    """
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    if not (a.size and b.size):
+        return None
+    pooled = np.concatenate([a, b])
+    rng = np.random.default_rng(seed)
+    x = pooled[np.argsort(rng.random((int(n_draws), pooled.size)), axis=1)]
+    d = x[:, :a.size].mean(axis=1) - x[:, a.size:].mean(axis=1)
+    crit = float(rank_critical_value(np.abs(d), alpha))
+    if not np.isfinite(crit):
+        return None
+    grid = np.linspace(0, 4 * crit + 1e-12, steps + 1)[1:]
+    pw = np.mean(np.abs(d[:, None] + grid[None, :]) > crit, axis=0)
+    hit = np.flatnonzero(pw >= target)
+    return float(grid[hit[0]]) if hit.size else None
+
+
+def fisher_mde(n_yes: int, n_no: int, base_rate: float, *, alpha: float = 0.05, target: float = 0.8,
+               step: float = 0.0025) -> float | None:
+    """Smallest rise of P(outcome) with the condition over ``base_rate`` that the two-sided Fisher test detects.
+
+    Exact: the tables ``(x_yes, x_no)`` the test rejects at ``alpha`` are enumerated once, and the
+    power at a risk difference ``d`` is their probability when ``x_yes ~ Bin(n_yes, base + d)`` and
+    ``x_no ~ Bin(n_no, base)``. None when no rise up to certainty reaches ``target``, or for a
+    design too large to enumerate (over 40,000 tables).
+    """
+    import scipy.stats as sps
+
+    n1, n2 = int(n_yes), int(n_no)
+    if min(n1, n2) < 1 or (n1 + 1) * (n2 + 1) > 40_000 or not 0 <= base_rate < 1:
+        return None
+    rej = np.zeros((n1 + 1, n2 + 1))
+    for x1 in range(n1 + 1):
+        for x2 in range(n2 + 1):
+            rej[x1, x2] = sps.fisher_exact([[x1, n1 - x1], [x2, n2 - x2]]).pvalue < alpha
+    p2 = sps.binom.pmf(np.arange(n2 + 1), n2, base_rate)
+    grid = np.arange(step, 1 - base_rate + step / 2, step)
+    p1 = sps.binom.pmf(np.arange(n1 + 1)[None, :], n1, np.minimum(base_rate + grid, 1.0)[:, None])
+    pw = np.einsum("gi,ij,j->g", p1, rej, p2)
+    hit = np.flatnonzero(pw >= target)
+    return float(grid[hit[0]]) if hit.size else None
+
+
+def design_mde(res, *, n_draws: int = 200, method: str = "plant", target: float = 0.8) -> dict:
+    """The MDE at 80 % power of a hypothesis result's primary design (H3/H4/H5), cached on ``res``.
+
+    Uses ``res._design`` and ``res.calibration`` (the calibrated critical value when the nominal
+    size was out of band, as the verdict does); ``{}`` when the design or its calibration is missing
+    (no placebo draws were asked for: power is not measured either). ``method="plant"`` plants
+    effects in fresh null draws (:func:`minimum_detectable_effect`); ``"shift"`` moves the
+    calibration's own placebo statistics (an upper-tail statistic: the MDE is the critical value
+    minus the null's ``1 - target`` quantile), for designs whose draws are too slow to re-plant.
+    """
+    cached = getattr(res, "_mde_cache", None)
+    if cached is not None:
+        return cached
+    design, cal = getattr(res, "_design", None), getattr(res, "calibration", None)
+    out: dict = {}
+    if method == "shift" and cal is not None and cal.n_draws > 1:
+        null = np.asarray(cal.null_stats, float)
+        mde = float(cal.critical_value - np.quantile(null, 1 - target))
+        out = {"mde": mde if np.isfinite(mde) and mde > 0 else None, "target": target, "calibrated": True,
+               "effect_label": "P(print within k | print) - null mean (location shift of the placebo draws)", "n_draws": int(cal.n_draws)}
+    elif design is not None and cal is not None and cal.n_draws:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out = minimum_detectable_effect(design, n_draws=min(int(n_draws), int(cal.n_draws)),
+                                            seed=int(getattr(res, "params", {}).get("seed", 0) or 0),
+                                            calibrated=not cal.ok)
+    object.__setattr__(res, "_mde_cache", out)
+    return out
+
+
+def mde_fields(m: dict) -> dict:
+    """``mde``/``mde_label`` keywords of a :class:`~research.records.Verdict` from :func:`design_mde`'s result."""
+    if not m:
+        return {"mde": None, "mde_label": ""}
+    if m.get("mde") is None or not math.isfinite(m["mde"]):
+        return {"mde": None, "mde_label": f"no effect up to {fmt(m.get('max_effect'), '.3g')} has 80 % power with "
+                                           "these data" if m.get("max_effect") is not None else "not reached"}
+    return {"mde": float(m["mde"]), "mde_label": m.get("effect_label", "")}
 
 
 def _report(data_dir: str, start: str | None = None, end: str | None = None, n_draws: int = 400, seed: int = 7) -> None:

@@ -29,6 +29,7 @@ from research.stats import (
 )
 
 from .common import col, hours, require, rows_of, sorted_panel
+from .power import fisher_mde
 
 __all__ = ["SecondLegResult", "second_leg", "second_leg_study"]
 
@@ -115,6 +116,8 @@ class SecondLegResult(Results):
                 continue
             p = finite_or_none(r["pvalue"])
             hi = r["or_ci_high"]
+            base = (r["leg_if_yes"] + r["leg_if_no"]) / r["n"] if r["n"] else math.nan
+            mde = fisher_mde(r["n_yes"], r["n_no"], base) if primary and math.isfinite(base) else None
             out.append(Verdict(
                 hypothesis=hyp, effect=finite_or_none(r["odds_ratio"]) if math.isfinite(r["odds_ratio"] or math.nan)
                 else None, ci_low=finite_or_none(r["or_ci_low"]),
@@ -127,6 +130,9 @@ class SecondLegResult(Results):
                                        not math.isfinite(hi) else ""),
                 ci_method="exact conditional CI of the odds ratio, inverting the same Fisher test",
                 size=finite_or_none(r["size"]),
+                mde=finite_or_none(mde), mde_label=(f"P(second leg | condition) - base rate {base:.2f}" if mde is not None
+                                                    else "no rise of P(second leg) up to certainty has 80 % power with "
+                                                         "these events" if primary else ""),
                 effect_label="odds ratio (second leg | condition vs not)",
                 conclusion=("association at the 5% level" if p is not None and p < 0.05
                             else "no association detected at the 5% level")))

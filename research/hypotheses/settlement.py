@@ -14,6 +14,7 @@ from research.stats import NotTestable, conclude, finite_or_none, fmt, nanmean
 from research.stats_resampling import hac_ols, moving_blocks
 
 from .common import col, require, sorted_panel
+from .power import design_mde, mde_fields
 
 __all__ = ["PRIMARY", "SettlementResult", "settlement_hours", "settlement_study", "spot_control_design"]
 
@@ -119,8 +120,12 @@ class SettlementResult(Results):
         if cal is not None and not cal.ok:
             p = cal.calibrated_p
             lo, hi = cal.interval(r["effect"], r["se"])
+        m = design_mde(self)
         return Verdict(hypothesis=hyp, effect=finite_or_none(r["effect"]), ci_low=finite_or_none(lo),
-                       ci_high=finite_or_none(hi), pvalue=finite_or_none(p), n_events=int(r["n_days"]),
+                       ci_high=finite_or_none(hi), pvalue=finite_or_none(p), n_events=int(r["n_days"]), primary=True,
+                       **mde_fields(m),
+                       size=finite_or_none(cal.size) if cal is not None else None,
+                       n_placebo=int(cal.n_draws) if cal is not None else None,
                        test=(f"OLS of log(perp/spot volume) on a settlement-window dummy, day fixed effects and "
                              f"{self.params['harmonics']} daily harmonics, HAC ({self.params['hac_lags']} lags); "
                              + (cal.label() if cal is not None else "size not measured")),

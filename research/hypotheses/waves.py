@@ -19,6 +19,7 @@ from research.stats_resampling import (
 )
 
 from .common import HOUR_US, col, forward_any, hours, require, rows_of, sorted_panel
+from .power import design_mde, mde_fields
 
 __all__ = ["LiquidationWavesResult", "liquidation_waves", "waves_study"]
 
@@ -96,13 +97,17 @@ class LiquidationWavesResult(Results):
         # one-sided test, one-sided interval: the followed rate minus the critical rate of the same
         # null, so "lower bound > 0" and "p < 5 %" are one rule
         lo = c["p_conditional"] - crit if np.isfinite(crit) else None
+        m = design_mde(self, method="shift")   # re-planting within-regime permutations costs minutes
         return [
             Verdict(hypothesis=(f"Liquidation prints cluster beyond volatility clustering: another print follows within "
                                 f"{self.params['k_bars']} buckets more often than when prints are permuted within "
                                 "volatility regimes"),
                     effect=finite_or_none(c["excess_regime"]),
                     ci_low=finite_or_none(lo), ci_high=None,
-                    pvalue=finite_or_none(p), n_events=int(c["n_prints"]),
+                    pvalue=finite_or_none(p), n_events=int(c["n_prints"]), primary=True,
+                    **mde_fields(m),
+                    size=finite_or_none(cal.size) if cal is not None else None,
+                    n_placebo=int(cal.n_draws) if cal is not None else None,
                     test=(f"within-regime permutation ({self.params['n_perm']} draws, {self.params['regime_rule']}); "
                           + (cal.label() if cal is not None else "size not measured")
                           + f"; plain shuffle p={fmt(c['p_permutation'])}, binomial p={fmt(c['p_binomial'])}"),

@@ -140,7 +140,48 @@ def _verdicts_html(entries: list[Entry], out_dir: Path) -> str:
     return (f'<table class="verdicts"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
             '<p class="sub">One block per notebook with the parameters it ran with; p-values below 0.05 in green. '
             "Effects and intervals in the unit under each effect (log returns as %, or bp when hourly; differences "
-            "of probabilities in percentage points); hover a number for the stored raw value. N says what it counts.</p>")
+            "of probabilities in percentage points); hover a number for the stored raw value. N says what it counts.</p>"
+            + _primary_html(entries))
+
+
+def _primary_html(entries: list[Entry]) -> str:
+    """Each notebook's primary test: how it is tested, its empirical size, and the smallest effect it detects."""
+    from research.stats import SIZE_BAND
+
+    rows = []
+    for e in entries:
+        if e.record is None:
+            continue
+        for v in e.record.verdicts:
+            if not getattr(v, "primary", False):
+                continue
+            test = (v.test or "").split(";")[0]
+            if v.pvalue is None:
+                size = mde = f"not testable: {_e(v.conclusion)}"
+            else:
+                if v.size is None:
+                    size = "not measured (no placebo draws asked for)"
+                else:
+                    band = "inside" if SIZE_BAND[0] <= v.size <= SIZE_BAND[1] else "OUTSIDE"
+                    how = f"on {v.n_placebo:,} placebo draws" if v.n_placebo else "exact, at this design"
+                    size = f"{v.size:.1%} {how} ({band} {SIZE_BAND[0]:.1%}–{SIZE_BAND[1]:.1%})"
+                if getattr(v, "mde", None) is None:
+                    mde = _e(v.mde_label) or ("not computed for this test" if v.size is not None else "needs placebo draws")
+                else:
+                    unit = F.effect_unit(v.mde_label or "", "")
+                    mde = f"{F.fmt_value(v.mde, unit)}<small>{_e(v.mde_label)}</small>"
+            rows.append([_e(e.stem), _e(F.window_label(v.hypothesis)), _e(test), size, mde])
+    if not rows:
+        return ""
+    return ('<h3>Primary tests: calibration and power</h3>'
+            + _table(["Notebook", "Primary hypothesis", "Test", "Empirical size at 5 %", "80 % power at"], rows)
+            + '<p class="sub">Each notebook declares one primary test. Its size is its rejection rate on placebo '
+              "draws from the same data and design (placebo event dates, relabellings, rotations or permutations; "
+              "exact for Fisher's test); the CAR studies' p-value is the study's rank among its placebo studies, so "
+              "its size holds by construction when placebo dates are exchangeable with the events (the nominal t's "
+              "size is in the Test column of the verdicts). The last column is the smallest effect the test detects "
+              "in 80 % of draws with the events this run had: a non-rejection says only that any effect is smaller "
+              "than that.</p>")
 
 
 def _event_label(stem: str) -> str:

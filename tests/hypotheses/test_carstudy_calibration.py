@@ -1,5 +1,6 @@
 """research.hypotheses.carstudy/carverdicts: every CAR study run calibrates its primary window on
-placebo dates; an out-of-band size switches the verdict to the calibrated p and its interval."""
+placebo dates, and its verdict is the placebo-calibrated test (p, interval, size and MDE from the
+placebo studies); an out-of-band nominal size is flagged."""
 from __future__ import annotations
 
 import dataclasses
@@ -40,12 +41,19 @@ def test_primary_row_has_its_size_on_the_simulated_market(sim_inputs, key):
     assert set(res.study.spec["tests"]) == {PRIMARY_TEST, *SECONDARY_TESTS}
     assert any("placebo calibration of cross_sectional_t" in n for n in res.notes)
     assert any("engine assumption check" in n for n in res.notes)
-    in_band = SIZE_BAND[0] <= v.size <= SIZE_BAND[1]
-    if in_band:   # nominal p, the t interval of the per-event CARs
-        t = res.study.car_test((1, 24), [PRIMARY_TEST])[PRIMARY_TEST]
-        assert v.pvalue == pytest.approx(t.pvalue, abs=1e-12) and v.ci_method.startswith("t interval")
-    else:
-        assert v.pvalue == v.p_calibrated and "placebo-calibrated" in v.test
+    # the primary row is always the placebo-calibrated t: its p is the study's rank among the
+    # placebo studies, its interval the placebo critical value's, its size that of the ranks
+    entry = res.calibration["[+1,+24]"]
+    stat = res.study.car_test((1, 24), [PRIMARY_TEST])[PRIMARY_TEST].stat
+    assert v.pvalue == v.p_calibrated and "placebo-calibrated" in v.test and v.ci_method.startswith("CAAR +- placebo")
+    assert SIZE_BAND[0] <= v.size <= SIZE_BAND[1] and v.size == entry["size"]
+    assert entry["nominal_size"] is not None and f"the nominal t's size there is {entry['nominal_size']:.1%}" in v.test
+    se = abs(v.effect / stat)
+    assert v.ci_low == pytest.approx(v.effect - entry["critical_value"] * se, rel=1e-9)
+    assert v.mde is not None and v.mde > 0 and "CAAR" in v.mde_label   # power.car_mde on those placebo studies
+    # secondary windows keep the nominal cross-sectional t
+    for w in (x for x in res.verdicts() if not x.primary and x.pvalue is not None):
+        assert "placebo-calibrated" not in w.test
 
 
 def test_zero_placebo_draws_skips_the_calibration(sim_inputs):
@@ -69,10 +77,11 @@ def test_out_of_band_size_uses_the_calibrated_p_and_its_interval(sim_inputs, mon
     v = _primary(res)
     stat = res.study.car_test((1, 24), [PRIMARY_TEST])[PRIMARY_TEST].stat
     entry = res.calibration["[+1,+24]"]
-    assert v.size == 0.15 and v.pvalue == v.p_calibrated == pytest.approx(rank_pvalue(stat, seen["null"]))
+    assert entry["nominal_size"] == 0.15 and v.pvalue == v.p_calibrated == pytest.approx(rank_pvalue(stat, seen["null"]))
     nominal = res.study.car_test((1, 24), [PRIMARY_TEST])[PRIMARY_TEST].pvalue
     assert not math.isclose(v.pvalue, nominal)
-    assert "placebo-calibrated" in v.test and "WARNING" in v.test and v.ci_method.startswith("CAAR +- placebo")
+    assert "placebo-calibrated" in v.test and "the nominal p would mislead" in v.test
+    assert v.ci_method.startswith("CAAR +- placebo")
     # the interval is CAAR +- c x SE with the placebo critical value c: it agrees with the calibrated p
     se = abs(v.effect / stat)
     c = entry["critical_value"]

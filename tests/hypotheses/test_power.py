@@ -62,3 +62,49 @@ def test_car_power_and_mde_from_placebo_studies():
     assert r[0] == pytest.approx(0.05, abs=0.025) and r[1] < r[2] and r[2] > 0.8
     mde = car_mde(cal, calibrated=False)
     assert mde == pytest.approx((1.96 + 0.8416) * se, rel=0.1)
+
+
+def test_permutation_mde_matches_the_two_sample_textbook_value():
+    from research.hypotheses.power import permutation_mde
+
+    rng = np.random.default_rng(4)
+    a, b = rng.normal(0, 1, 40), rng.normal(0, 1, 40)
+    mde = permutation_mde(a, b, n_draws=2000, seed=1)
+    s = np.sqrt((a.var(ddof=1) + b.var(ddof=1)) / 2)
+    textbook = (sps.norm.ppf(0.975) + sps.norm.ppf(0.8)) * s * np.sqrt(2 / 40)
+    assert mde == pytest.approx(textbook, rel=0.12)
+    assert permutation_mde(a[:0], b) is None
+
+
+def test_fisher_mde_is_exact_and_checked_by_simulation():
+    from research.hypotheses.power import fisher_mde
+
+    n1, n2, base = 20, 30, 0.3
+    d = fisher_mde(n1, n2, base)
+    assert d is not None and 0.2 < d < 0.7
+    rng = np.random.default_rng(0)
+
+    def sim_power(delta, reps=2000):
+        x1 = rng.binomial(n1, base + delta, reps)
+        x2 = rng.binomial(n2, base, reps)
+        return np.mean([sps.fisher_exact([[a, n1 - a], [c, n2 - c]]).pvalue < 0.05 for a, c in zip(x1, x2)])
+
+    assert sim_power(d) == pytest.approx(0.8, abs=0.04)      # 2,000 draws: MC s.e. 0.009
+    assert sim_power(d - 0.05) < 0.8
+    # too few events: even certainty does not reach 80 %
+    assert fisher_mde(2, 3, 0.3) is None
+
+
+def test_design_mde_shift_and_mde_fields():
+    from types import SimpleNamespace
+
+    from research.hypotheses.power import design_mde, mde_fields
+
+    null = np.random.default_rng(2).normal(0.5, 0.05, 1000)
+    cal = _finish("toy", null, np.full(null.size, 0.5), 0.6, 0.01, 0.05, {})
+    res = SimpleNamespace(_design=None, calibration=cal, params={"seed": 0})
+    m = design_mde(res, method="shift")
+    assert m["mde"] == pytest.approx(cal.critical_value - np.quantile(null, 0.2), rel=1e-12)
+    assert design_mde(res, method="shift") is m     # cached on the result
+    assert mde_fields(m)["mde"] == m["mde"] and mde_fields({}) == {"mde": None, "mde_label": ""}
+    assert "80 % power" in mde_fields({"mde": None, "max_effect": 1.0})["mde_label"]
