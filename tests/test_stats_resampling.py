@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import stats as sps
 
 from research import stats_resampling as R
 
@@ -39,6 +40,30 @@ def test_stratified_permutations_keep_each_stratum_counts():
         assert np.all(P[:, strata == s].sum(axis=1) == x[strata == s].sum())
     assert not np.all(P == x[None, :])  # places do change
     np.testing.assert_array_equal(P, R.stratified_permutations(x, strata, 50, seed=2))  # seeded
+
+
+def test_stratified_placements_are_uniform_within_strata_and_keep_counts():
+    rng = np.random.default_rng(1)
+    n = 240
+    X = rng.random((3, n)) < 0.15
+    strata = rng.integers(-1, 4, n)
+    pos, sentinel = R.stratified_placements(X, strata, 3000, seed=2)
+    assert pos.shape[0] == 3 * 3000 and (np.diff(pos, axis=1) >= 0).all() and sentinel > 3 * n
+    for i in range(3):
+        rows = pos[i * 3000:(i + 1) * 3000]
+        for s in np.unique(strata):
+            slots = np.flatnonzero(strata == s)
+            assert (np.isin(rows, slots).sum(axis=1) == X[i, slots].sum()).all()   # each stratum keeps its events
+        # every slot of a stratum is equally likely: frequency = the stratum's event share (chi-square)
+        freq = np.bincount(rows[rows < n].ravel(), minlength=n)
+        for s in np.unique(strata):
+            slots = np.flatnonzero(strata == s)
+            k = X[i, slots].sum()
+            if 0 < k < slots.size:
+                exp = 3000 * k / slots.size
+                chi2 = float(np.sum((freq[slots] - exp) ** 2 / exp))
+                assert chi2 < sps.chi2.ppf(0.9999, slots.size - 1) * (1 - k / slots.size) + 5, (i, s, chi2)
+    np.testing.assert_array_equal(pos, R.stratified_placements(X, strata, 3000, seed=2)[0])   # seeded
 
 
 def test_strata_of_quantile_bins_and_nan():

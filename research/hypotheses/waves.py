@@ -15,7 +15,7 @@ from research.stats import TestStat, conclude, finite_or_none, fmt, wilson_ci
 from research.stats_resampling import (
     rank_critical_value,
     strata_of,
-    stratified_permutations,
+    stratified_placements,
 )
 
 from .common import HOUR_US, col, forward_any, hours, require, rows_of, sorted_panel
@@ -138,7 +138,6 @@ def _print_indicator(s: pl.DataFrame, usd: np.ndarray, prints, side: str, print_
 
 def _autocorrelation(x: np.ndarray, ind: np.ndarray, nl: int) -> tuple[pl.DataFrame, dict]:
     """ACF of log1p(USD) and of the indicator with the ±1.96/sqrt(n) band, and Ljung-Box Q at ``nl``."""
-    from statsmodels.stats.diagnostic import acorr_ljungbox
     from statsmodels.tsa.stattools import acf as sm_acf
 
     acf_usd = sm_acf(x, nlags=nl, fft=True)
@@ -147,11 +146,14 @@ def _autocorrelation(x: np.ndarray, ind: np.ndarray, nl: int) -> tuple[pl.DataFr
     acf_df = pl.DataFrame({"lag": np.arange(nl + 1), "acf_usd": acf_usd, "acf_print": acf_p,
                            "band": np.full(nl + 1, band)}).with_columns(pl.col(pl.Float64).fill_nan(None))
     lb = {}
-    for name, series in (("usd", x), ("print", ind.astype(float))):
+    for name, series, r in (("usd", x, acf_usd), ("print", ind.astype(float), acf_p)):
         if np.nanvar(series) == 0:
             continue
-        t = acorr_ljungbox(series, lags=[nl])
-        lb[name] = TestStat(name=f"ljung_box_{name}", stat=float(t["lb_stat"].iloc[0]), pvalue=float(t["lb_pvalue"].iloc[0]),
+        # Ljung-Box Q from the FFT autocorrelations above: statsmodels' acorr_ljungbox recomputes them
+        # by direct convolution, O(n^2) (seconds on a year of hourly buckets), for the same Q
+        n, k = series.size, np.arange(1, nl + 1)
+        q = float(n * (n + 2) * np.sum(r[1:nl + 1] ** 2 / (n - k)))
+        lb[name] = TestStat(name=f"ljung_box_{name}", stat=q, pvalue=float(sps.chi2.sf(q, nl)),
                             df=float(nl), null=f"no autocorrelation up to lag {nl}", dist="chi2")
     return acf_df, lb
 
@@ -169,9 +171,23 @@ def _followed_rate(P: np.ndarray, k_bars: int) -> np.ndarray:
     return np.where(denom > 0, (fw & pv).sum(axis=1) / np.maximum(denom, 1), np.nan)
 
 
+def _followed_rate_pos(pos: np.ndarray, n: int, k_bars: int) -> np.ndarray:
+    """:func:`_followed_rate` from sorted print positions (rows padded past ``n``, as
+    :func:`research.stats_resampling.stratified_placements` gives them): a print at ``t <= n-1-k``
+    counts, and is followed when the next print is at most ``k_bars`` later."""
+    valid = pos <= n - 1 - k_bars
+    fol = np.zeros(pos.shape, bool)
+    if pos.shape[1] > 1:
+        fol[:, :-1] = np.diff(pos, axis=1) <= k_bars
+    denom = valid.sum(axis=1)
+    return np.where(denom > 0, (fol & valid).sum(axis=1) / np.maximum(denom, 1), np.nan)
+
+
 def _perm_rates(ind: np.ndarray, strata: np.ndarray, k_bars: int, n_perm: int, seed) -> np.ndarray:
-    """The followed rate under ``n_perm`` permutations of ``ind`` within ``strata`` (one stratum: a plain shuffle)."""
-    return _followed_rate(stratified_permutations(ind, strata, n_perm, seed), k_bars)
+    """The followed rate under ``n_perm`` permutations of ``ind`` within ``strata`` (one stratum: a plain shuffle);
+    ``ind`` may be ``(d, n)``: ``d * n_perm`` rates, series by series."""
+    pos, _ = stratified_placements(ind, strata, n_perm, seed)
+    return _followed_rate_pos(pos, np.shape(ind)[-1], k_bars)
 
 
 def _perm_p(observed: np.ndarray, null: np.ndarray) -> np.ndarray:
@@ -254,8 +270,7 @@ def waves_design(ind: np.ndarray, strata: np.ndarray, log_rv: np.ndarray, *, k_b
         pv = np.empty(P.shape[0])
         for i in range(0, P.shape[0], chunk):  # chunks bound memory (draws x permutations x buckets)
             blk = P[i:i + chunk]
-            perm = np.stack([_followed_rate(stratified_permutations(x, strata, n_perm, i + j), k_bars)
-                             for j, x in enumerate(blk)])
+            perm = _perm_rates(blk, strata, k_bars, n_perm, i).reshape(blk.shape[0], n_perm)
             pv[i:i + chunk] = _perm_p(obs[i:i + chunk], perm)
         return obs, pv, obs
 

@@ -97,3 +97,31 @@ def test_waves_design_plants_followers():
     rate1, p1, _ = d.statistic(d.plant(P, 1.0, rng))
     assert np.all(rate1 > rate0) and np.mean(p1 < 0.05) > np.mean(p0 < 0.05)
     assert np.all((p0 > 0) & (p0 <= 1))
+
+
+def test_ljung_box_from_fft_acf_equals_statsmodels():
+    from statsmodels.stats.diagnostic import acorr_ljungbox
+
+    from research.hypotheses.waves import _autocorrelation
+
+    rng = np.random.default_rng(1)
+    x = np.cumsum(rng.normal(size=3000)) * 0.01 + rng.normal(size=3000)
+    ind = rng.random(3000) < 0.07
+    _, lb = _autocorrelation(x, ind, 10)
+    for name, s in (("usd", x), ("print", ind.astype(float))):
+        ref = acorr_ljungbox(s, lags=[10])
+        assert lb[name].stat == pytest.approx(float(ref["lb_stat"].iloc[0]), rel=1e-10)
+        assert lb[name].pvalue == pytest.approx(float(ref["lb_pvalue"].iloc[0]), rel=1e-8)
+
+
+def test_followed_rate_from_positions_equals_the_matrix_rate():
+    from research.hypotheses.waves import _followed_rate, _followed_rate_pos
+    from research.stats_resampling import stratified_permutations
+
+    rng = np.random.default_rng(0)
+    n = 2000
+    ind, strata = rng.random(n) < 0.06, rng.integers(0, 5, n)
+    P = stratified_permutations(ind, strata, 40, seed=1)
+    pos = np.sort(np.where(P, np.arange(n)[None, :], 3 * n + 1), axis=1)
+    for k in (1, 3, 10):
+        np.testing.assert_allclose(_followed_rate_pos(pos, n, k), _followed_rate(P, k), rtol=0, atol=1e-15)
