@@ -184,7 +184,7 @@ class RecordWriter:
         # the spec and SVG by default; PNG/PDF are rendered from them on demand (research.plots.render)
         from research.plots import export, record_formats  # plotting is optional for records
 
-        files = export(chart, self.out_dir / "figures" / name, formats=formats or record_formats())
+        files = export(chart, self.out_dir / "figures" / name, formats=formats or record_formats(), cached_svg=True)
         self.record.figures[name] = [str(Path(f).relative_to(self.out_dir)) for f in files]
         return files
 
@@ -255,7 +255,7 @@ def write_result(result, output_dir, *, inputs=None, parameters: dict | None = N
             w.table(name, df)
     for v in with_qvalues(list(result.verdicts())):
         w.verdict(v)
-    for name, chart in result.figures().items():
+    for name, chart in result.built_figures().items():
         w.figure(name, chart)
     return w.save()
 

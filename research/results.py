@@ -64,6 +64,16 @@ class Results:
         """Figures for the results record (name -> ``alt.Chart``)."""
         return {self._figure: self.plot()} if self._figure else {}
 
+    def built_figures(self) -> dict[str, Any]:
+        """:meth:`figures`, built once per result: the inline display and the record then share the
+        same charts, so each is built, validated and rendered once (a notebook shows ``res``, then
+        records it)."""
+        cached = self.__dict__.get("_built_figures")
+        if cached is None:
+            cached = self.figures()
+            self.__dict__["_built_figures"] = cached
+        return cached
+
     def verdicts(self) -> list:
         """One :class:`research.records.Verdict` per tested hypothesis."""
         return []
@@ -103,9 +113,15 @@ class Results:
 
         display(HTML(self._repr_html_()))
         try:
-            figures = self.figures()
+            figures = self.built_figures()
         except Exception as exc:  # a display must never raise in a notebook
             display(HTML(f"<p><i>figures unavailable: {html.escape(type(exc).__name__)}: {html.escape(str(exc))}</i></p>"))
             return
+        from research.plots.base import display_bundle
+
         for chart in figures.values():
-            display(chart)
+            bundle = display_bundle(chart)   # the spec validated once, kept for the record's export
+            if bundle is None:
+                display(chart)
+            else:
+                display(bundle, raw=True)

@@ -51,7 +51,10 @@ def test_records_keep_spec_and_svg_by_default(chart, tmp_path, monkeypatch):
 
 
 def test_worker_renders_deferred_svg_and_updates_the_record(chart, tmp_path, monkeypatch):
+    from research.plots import base
+
     monkeypatch.setenv(plots.DEFER_ENV, "1")
+    monkeypatch.setattr(base, "_SVG_CACHE", {})    # not rendered in this process yet
     w = RecordWriter(tmp_path, notebook="nb", title="t")
     assert [f.name for f in w.figure("fig", chart)] == ["fig.vl.json"]
     w.save()
@@ -60,6 +63,29 @@ def test_worker_renders_deferred_svg_and_updates_the_record(chart, tmp_path, mon
     assert rec["figures"]["fig"] == ["figures/fig.vl.json", "figures/fig.svg"]
     assert (tmp_path / "figures" / "fig.svg").read_text().startswith("<svg")
     assert complete_figures(tmp_path) == 0  # idempotent
+
+
+def test_a_figure_displayed_before_it_is_recorded_is_rendered_once(chart, tmp_path, monkeypatch):
+    from research.plots import base
+
+    monkeypatch.setenv(plots.DEFER_ENV, "1")
+    monkeypatch.setattr(base, "_SVG_CACHE", {})
+    calls = []
+    real = base._svg
+
+    def counting(spec, *, render=True):
+        out = real(spec, render=False)
+        if out is None and render:
+            calls.append(1)
+        return real(spec, render=render)
+
+    monkeypatch.setattr(base, "_svg", counting)
+    bundle = base.display_bundle(chart)                  # the inline display renders the SVG (PNG fallback)
+    assert "image/png" in bundle and "application/vnd.vegalite.v5+json" in bundle
+    w = RecordWriter(tmp_path, notebook="nb", title="t")
+    files = [f.name for f in w.figure("fig", chart)]     # the record reuses it, even when deferred
+    assert files == ["fig.vl.json", "fig.svg"] and len(calls) == 1
+    assert base.spec_of(chart) is base.spec_of(chart)    # validated once per chart
 
 
 def test_worker_env_caps_threads_only_with_several_workers(monkeypatch):

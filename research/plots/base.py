@@ -2,6 +2,7 @@
 static PNG), data and export."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -42,6 +43,56 @@ JUPYTERLAB_RENDERER = "treadmill"
 STATIC_FALLBACK_ENV = "TREADMILL_CHART_PNG"
 
 
+#: SVGs rendered in this process, by spec: a notebook displays a figure (PNG from this SVG) and then
+#: records it (the SVG), and vl-convert's JavaScript render is the slow step of both
+_SVG_CACHE: dict[str, str] = {}
+_SVG_CACHE_SIZE = 32
+
+
+def _spec_key(spec: dict) -> str:
+    return hashlib.sha1(json.dumps(spec, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
+
+
+def _svg(spec: dict, *, render: bool = True) -> str | None:
+    """The SVG of ``spec`` from vl-convert, rendered at most once per process (None: not rendered
+    yet and ``render`` is False)."""
+    key = _spec_key(spec)
+    svg = _SVG_CACHE.get(key)
+    if svg is None and render:
+        import vl_convert as vlc
+
+        svg = vlc.vegalite_to_svg(spec)
+        if len(_SVG_CACHE) >= _SVG_CACHE_SIZE:
+            _SVG_CACHE.pop(next(iter(_SVG_CACHE)))
+        _SVG_CACHE[key] = svg
+    return svg
+
+
+#: validated specs of charts built in this process, by object (the chart is kept alive with it, so
+#: its id cannot be reused while the entry exists)
+_SPEC_CACHE: dict[int, tuple] = {}
+
+
+def spec_of(chart) -> dict:
+    """``chart.to_dict()`` (validated against the Vega-Lite schema), computed once per chart object."""
+    hit = _SPEC_CACHE.get(id(chart))
+    if hit is not None and hit[0] is chart:
+        return hit[1]
+    spec = chart.to_dict()
+    if len(_SPEC_CACHE) >= _SVG_CACHE_SIZE:
+        _SPEC_CACHE.pop(next(iter(_SPEC_CACHE)))
+    _SPEC_CACHE[id(chart)] = (chart, spec)
+    return spec
+
+
+def display_bundle(chart) -> dict | None:
+    """The mime bundle our renderer gives ``chart``, from :func:`spec_of`; None when another altair
+    renderer is enabled (then altair displays the chart itself)."""
+    if alt.renderers.active != JUPYTERLAB_RENDERER:
+        return None
+    return _jupyterlab_renderer(spec_of(chart))
+
+
 def _static_png(spec: dict) -> bytes | None:
     """The chart as PNG (vl-convert, no browser), or None when that is switched off or fails."""
     if os.environ.get(STATIC_FALLBACK_ENV, "1") == "0":
@@ -49,7 +100,7 @@ def _static_png(spec: dict) -> bytes | None:
     try:
         import vl_convert as vlc
 
-        return vlc.svg_to_png(vlc.vegalite_to_svg(spec), scale=1.0)
+        return vlc.svg_to_png(_svg(spec), scale=1.0)
     except Exception:  # a missing or failing converter must not break the display; the spec still renders
         return None
 
@@ -141,21 +192,26 @@ def _convert(spec: dict | None, svg: str | None, fmt: str, scale: float) -> tupl
     if svg is None:
         # the JavaScript render is the slow part; PNG and PDF are rasterised/converted from this SVG
         # in Rust, giving the same bytes as rendering each format from the spec
-        svg = vlc.vegalite_to_svg(spec)
+        svg = _svg(spec)
     if fmt == "svg":
         return svg.encode(), svg
     return (vlc.svg_to_png(svg, scale=scale) if fmt == "png" else vlc.svg_to_pdf(svg)), svg
 
 
-def export(chart: alt.TopLevelMixin, stem, formats=("png", "svg", "pdf"), scale: float = 2.0) -> list[Path]:
+def export(chart: alt.TopLevelMixin, stem, formats=("png", "svg", "pdf"), scale: float = 2.0,
+           cached_svg: bool = False) -> list[Path]:
     """Write ``chart`` as ``stem.png`` (``scale``x), ``stem.svg``, ``stem.pdf`` and/or ``stem.vl.json``.
 
     The chart is converted to a (validated) Vega-Lite spec once and rendered at most once in
-    vl-convert's JavaScript engine, whatever the formats. Files are written to a temp name and
+    vl-convert's JavaScript engine, whatever the formats (and at most once per process: a figure
+    displayed inline first is not rendered again). ``cached_svg`` also writes ``stem.svg`` when that
+    render already happened in this process, at no cost. Files are written to a temp name and
     renamed, so a failed export leaves no broken figure.
     """
     _check_formats(formats)
-    spec = chart.to_dict()
+    spec = spec_of(chart)
+    if cached_svg and "svg" not in formats and _svg(spec, render=False) is not None:
+        formats = (*formats, "svg")
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     svg, written = None, []
