@@ -324,8 +324,9 @@ def _report(data_dir: str, start: str | None = None, end: str | None = None, n_d
             with warnings.catch_warnings():  # the summary prints the warning
                 warnings.simplefilter("ignore")
                 cal = calibrate(rf, ev, (-24, 72), "cross_sectional_t", car_window=cw, n_draws=n_draws, seed=seed)
-            mde = car_mde(cal, calibrated=not cal.ok)
-            print(f"CAR{cw} {label} ({ev.height} events): {cal.summary()}; MDE at 80 % {fmt(mde, '.4g')} log return")
+            mde = car_mde(cal, calibrated=True)   # the CAR studies' primary test is the calibrated t
+            print(f"CAR{cw} {label} ({ev.height} events): {cal.summary()}; MDE at 80 % of the calibrated t "
+                  f"{fmt(mde, '.4g')} log return")
 
 
 if __name__ == "__main__":  # pragma: no cover - the README's reproduction command
