@@ -109,7 +109,7 @@ class LiquidationHeatmapResult(Results):
                        f"more often than a placebo level at the same distance on the other side (within {self.params['horizon_hours']} h)",
             effect=finite_or_none(c["rate"] - m["rate"]) if c["rate"] is not None and m["rate"] is not None else None,
             ci_low=finite_or_none(self.params.get("diff_ci_low")), ci_high=finite_or_none(self.params.get("diff_ci_high")),
-            pvalue=finite_or_none(self.permutation.pvalue), n_events=int(c["n"]),
+            pvalue=finite_or_none(self.permutation.pvalue), n_events=int(c["n"]), primary=True,
             test=f"random-side placebo (sign-flip permutation, seeded, one-sided); exact McNemar p={fmt(self.mcnemar.pvalue)}",
             effect_label="hit rate cluster - mirror placebo",
             conclusion=conclude(self.permutation.pvalue, c["n"], m["n"]))]

@@ -160,13 +160,13 @@ def _primary_html(entries: list[Entry]) -> str:
                 size = mde = f"not testable: {_e(v.conclusion)}"
             else:
                 if v.size is None:
-                    size = "not measured (no placebo draws asked for)"
+                    size = "not measured" + (" (no placebo draws asked for)" if v.n_placebo == 0 else "")
                 else:
                     band = "inside" if SIZE_BAND[0] <= v.size <= SIZE_BAND[1] else "OUTSIDE"
                     how = f"on {v.n_placebo:,} placebo draws" if v.n_placebo else "exact, at this design"
                     size = f"{v.size:.1%} {how} ({band} {SIZE_BAND[0]:.1%}–{SIZE_BAND[1]:.1%})"
                 if getattr(v, "mde", None) is None:
-                    mde = _e(v.mde_label) or ("not computed for this test" if v.size is not None else "needs placebo draws")
+                    mde = _e(v.mde_label) or "not computed for this test"
                 else:
                     unit = F.effect_unit(v.mde_label or "", "")
                     mde = f"{F.fmt_value(v.mde, unit)}<small>{_e(v.mde_label)}</small>"
