@@ -56,3 +56,30 @@ def test_n_says_what_it_counts():
     assert F.n_unit("23-funding-settlement-hours", Verdict("beyond spot", 0.1, test="day fixed effects")) == "days"
     assert F.n_unit("23-funding-settlement-hours", Verdict("(secondary, no spot control) |hourly log return|", 0.1)) == "hours"
     assert F.n_unit("99-unknown", v) == "events"
+
+
+def test_primary_table_states_size_band_and_power_or_why_not():
+    from types import SimpleNamespace
+
+    from research.report.render import _primary_html
+
+    def entry(stem, verdicts):
+        return SimpleNamespace(stem=stem, record=SimpleNamespace(verdicts=verdicts))
+
+    car = Verdict("CAR(+1h,+24h) after long-liquidation prints != 0", 0.004, -0.01, 0.02, pvalue=0.4, primary=True,
+                  test="cross_sectional_t (placebo-calibrated) (engine, mean model); more", size=0.045, n_placebo=200,
+                  mde=0.0157, mde_label="CAAR (log return) detected in 80 % of placebo studies")
+    h2 = Verdict("oi_held and funding_positive raises the probability of a second leg", 1.2, 0.1, 9.0, pvalue=1.0,
+                 primary=True, test="Fisher exact test (two-sided, minlike) on the 2x2 table; x", size=0.0427,
+                 mde_label="no rise of P(second leg) up to certainty has 80 % power with these events")
+    h1 = Verdict("Forward return 72 h after the decision bar differs", None, primary=True,
+                 test="permutation of class labels", conclusion="not testable: n = 1 flush vs 14 exodus")
+    secondary = Verdict("CAR(+1h,+72h) after prints != 0", 0.01, pvalue=0.2)
+    html = _primary_html([entry("12-liquidation-prints", [car, secondary]), entry("21-second-leg", [h2]),
+                          entry("20-flush-vs-exodus", [h1])])
+    assert "Primary tests: calibration and power" in html
+    assert "4.5% on 200 placebo draws (inside 3.5%–7.5%)" in html and "1.57 %" in html   # CAAR MDE in %
+    assert "4.3% exact, at this design (inside" in html and "no rise of P(second leg)" in html
+    assert html.count("not testable: n = 1 flush vs 14 exodus") == 2            # size and MDE cells say why
+    assert "+72h" not in html                                                   # only primary rows
+    assert _primary_html([entry("00-data-overview", [secondary])]) == ""
