@@ -307,7 +307,9 @@ runs:
 
 def test_unreachable_dask_scheduler_is_a_clear_error(tmp_path, monkeypatch):
     require_module("distributed", "dask")
-    monkeypatch.setattr(batch, "DASK_CONNECT_TIMEOUT", "2s")
+    from research.batch import executors
+
+    monkeypatch.setattr(executors, "DASK_CONNECT_TIMEOUT", "2s")   # where the executor reads it
     spec = batch.make_spec(TINY, {}, out_root=tmp_path, data_dir=tmp_path)
     with pytest.raises(NotebookError, match="cannot reach the dask scheduler"):
         batch.run_grid([spec], executor="dask", scheduler="tcp://127.0.0.1:9", progress=False)
