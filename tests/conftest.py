@@ -67,3 +67,14 @@ def real_lake(tmp_path_factory):
     d = tmp_path_factory.mktemp("real_lake")
     import_real_pack(shared_path("data/real"), d)
     return d
+
+
+@pytest.fixture(scope="session")
+def default_report(tmp_path_factory):
+    """The report of every numbered notebook on an empty lake (so on the simulated market), built once:
+    the report tests and the browser test read it. Read it only."""
+    from research import report
+
+    out = tmp_path_factory.mktemp("default-report")
+    empty = tmp_path_factory.mktemp("empty-lake")
+    return report.build_report(out=out / "rep", data_dir=empty / "data", workers=2, progress=False)

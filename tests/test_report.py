@@ -204,11 +204,11 @@ def test_report_name_must_be_a_directory_name(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_report_on_the_real_notebooks(tmp_path):
+def test_report_on_the_real_notebooks(default_report):
     nbs = batch.numbered_notebooks(paths.NOTEBOOKS_DIR)
     if not nbs:
         pytest.skip(f"{paths.NOTEBOOKS_DIR} has no numbered notebooks yet; the report runs them once they exist")
-    rep = report.build_report(out=tmp_path / "rep", data_dir=tmp_path / "data", progress=False)
+    rep = default_report
     assert rep.simulated and rep.synthetic
     assert not rep.failed, [(e.stem, e.problem) for e in rep.failed]
     assert [e.stem for e in rep.entries] == [p.stem for p in nbs]
@@ -216,6 +216,15 @@ def test_report_on_the_real_notebooks(tmp_path):
     page = rep.index.read_text()
     assert "SYNTHETIC DATA" in page
     assert sum(len(e.record.verdicts) for e in rep.entries) > 0
+    # every notebook with a tested hypothesis declares one primary test, and the report states its
+    # calibration and power
+    assert "Primary tests: calibration and power" in page
+    for e in rep.entries:
+        prim = [v for v in e.record.verdicts if v.primary]
+        assert len(prim) <= 1 + (e.stem == "22-crowding-early-warning"), (e.stem, [v.hypothesis for v in prim])
+        if any(v.pvalue is not None for v in e.record.verdicts if "(secondary)" not in v.hypothesis
+               and "descriptive" not in (v.test or "")) and e.stem not in ("00-data-overview", "26-venue-shares"):
+            assert prim, f"{e.stem}: no primary test"
 
 
 def test_read_manifest_tolerates_bad_lines_and_merges_ingest(tmp_path):

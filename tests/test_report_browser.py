@@ -19,15 +19,10 @@ _BAD_WORDS = re.compile(r"\b(NaN|None|nan|undefined)\b")
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory):
-    from research import report as R
-
-    out = tmp_path_factory.mktemp("report")
-    empty = tmp_path_factory.mktemp("empty-lake")  # an empty lake: the report runs on the simulated market
-    rep = R.build_report(out=out, data_dir=empty, notebooks=["10"], parameters={"start": "2026-01-01"},
-                         workers=2, progress=False)
-    assert rep.simulated and not rep.failed, [e.problem for e in rep.failed]
-    return rep
+def report(default_report):
+    # the full default report (every notebook, on the simulated market), shared with tests/test_report.py
+    assert default_report.simulated and not default_report.failed, [e.problem for e in default_report.failed]
+    return default_report
 
 
 def test_report_reads_clean_in_chromium(report, browser):

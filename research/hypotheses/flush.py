@@ -152,8 +152,9 @@ class FlushExodusResult(Results):
                 hypothesis=hyp, effect=finite_or_none(r["diff"]), ci_low=finite_or_none(r["ci_low"]),
                 ci_high=finite_or_none(r["ci_high"]), pvalue=p, n_events=int(nf + nx), primary=r["primary"],
                 test=f"permutation of class labels ({self.params['n_perm']} draws, seed {self.params['seed']}); "
-                     f"Hedges g = {fmt(r['hedges_g'], '.2f')}; size = rejection rate at 5% over "
-                     f"{r['n_placebo']} placebo relabellings" + size_warning(r["size"]),
+                     f"Hedges g = {fmt(r['hedges_g'], '.2f')}"
+                     + (f"; size = rejection rate at 5% over {r['n_placebo']} placebo relabellings"
+                        + size_warning(r["size"]) if r["n_placebo"] else ""),
                 ci_method="inversion of the same permutation test (location shift, same draws)",
                 size=finite_or_none(r["size"]), n_placebo=r["n_placebo"],
                 mde=finite_or_none(r.get("mde")), mde_label="difference of mean forward log returns" if r.get("mde") else "",
