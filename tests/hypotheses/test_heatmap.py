@@ -79,3 +79,23 @@ def test_heatmap_rejects_bad_leverage():
     p = _panel(3, perp_close=[1.0, 1.0, 1.0], perp_high=[1.0] * 3, perp_low=[1.0] * 3, oi_base=[1.0] * 3)
     with pytest.raises(H.HypothesisError, match="leverage_mix"):
         H.liquidation_heatmap(p, leverage_mix={1: 1.0})
+
+
+def test_interval_inverts_the_one_sided_sign_flip_test():
+    from research.hypotheses.heatmap import _paired_tests
+    from research.stats import ci_agrees
+
+    rng = np.random.default_rng(3)
+    seen = set()
+    for i in range(60):
+        n = int(rng.integers(20, 120))
+        a = rng.random(n) < 0.3 + 0.25 * rng.random()
+        b = rng.random(n) < 0.3
+        params = {}
+        _, perm, _ = _paired_tests(a, b, 999, i, params)
+        lo = params["diff_ci_low"]
+        assert params["diff_ci_high"] is None
+        assert (perm.pvalue < 0.05) == (lo > 0), (i, perm.pvalue, lo)
+        assert ci_agrees(perm.pvalue, lo, None)
+        seen.add(perm.pvalue < 0.05)
+    assert seen == {True, False}
