@@ -20,14 +20,17 @@ on another; the included query's parameters become this query's parameters. Two 
 """
 from __future__ import annotations
 
+import os
 import re
+import threading
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 import polars as pl
 
-from research import lake, paths, scan
+from research import lake, panel_series, paths, scan
 from research.errors import QueryError
 from research.schema import TABLES, Table
 
@@ -53,7 +56,15 @@ def _duck_type(dtype: pl.DataType) -> str:
 def _empty_view_sql(t: Table) -> str:
     # Names and types come from research.schema, never from user input.
     cols = ", ".join(f'CAST(NULL AS {_duck_type(c.dtype)}) AS "{c.name}"' for c in t.columns)
-    return f'CREATE OR REPLACE VIEW "{t.name}" AS SELECT {cols} WHERE FALSE'
+    return f'CREATE OR REPLACE TEMP VIEW "{t.name}" AS SELECT {cols} WHERE FALSE'
+
+
+def _parquet_view_sql(name: str, files: list[Path]) -> str:
+    # a TEMP view belongs to its connection alone (a view in the shared database's catalog would be
+    # seen, and replaced, by every other connection); paths are quoted as SQL literals
+    lst = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
+    return (f'CREATE OR REPLACE TEMP VIEW "{name}" AS SELECT * FROM '
+            f"read_parquet([{lst}], hive_partitioning = false, union_by_name = true)")
 
 
 #: Session settings every connection of the query layer gets. DuckDB 1.1+ runs an ASOF join as a
@@ -65,29 +76,55 @@ SETTINGS = {"TimeZone": "'UTC'", "asof_loop_join_threshold": "0"}
 _DATA_DIR_VAR = "research_data_dir"
 
 
+_KNOWN: dict[int, set[str]] = {}  # DuckDB's settings, looked up once per process
+
+
 def _configure(con: duckdb.DuckDBPyConnection) -> None:
-    known = {r[0] for r in con.execute("SELECT name FROM duckdb_settings()").fetchall()}
+    known = _KNOWN.get(os.getpid())
+    if known is None:
+        known = _KNOWN[os.getpid()] = {r[0] for r in con.execute("SELECT name FROM duckdb_settings()").fetchall()}
     for name, value in SETTINGS.items():
         if name in known:  # a DuckDB without the setting has no loop strategy to turn off
             con.execute(f"SET {name} = {value}")  # names and values are constants of this module
 
 
-def _create_views(con: duckdb.DuckDBPyConnection, files: dict[str, list[Path]]) -> None:
+_DB: dict[str, object] = {"pid": None, "db": None}
+_DB_LOCK = threading.Lock()
+_FORKED: list = []  # a parent's database, inherited by a forked child: kept, never used or closed there
+
+
+def _cursor() -> duckdb.DuckDBPyConnection:
+    """A new connection to this process's in-memory DuckDB database.
+
+    Opening a database costs tens of ms of CPU (more than planning a panel); a connection to an
+    open one costs microseconds. Each connection has its own settings, temporary views and
+    variables, and is used by one thread at a time, so nothing is shared but the database (no
+    table is ever stored in it). A child process after ``fork`` opens its own.
+    """
+    with _DB_LOCK:
+        if _DB["pid"] != os.getpid():
+            if _DB["db"] is not None:
+                _FORKED.append(_DB["db"])
+            _DB["db"], _DB["pid"] = duckdb.connect(":memory:"), os.getpid()
+        return _DB["db"].cursor()
+
+
+def _create_views(con: duckdb.DuckDBPyConnection, files: dict[str, list[Path]], tables=None) -> None:
     for t in TABLES.values():
+        if tables is not None and t.name not in tables:
+            continue
         fs = files.get(t.name) or []
-        if fs:
-            rel = con.read_parquet([str(f) for f in fs], hive_partitioning=False, union_by_name=True)
-            rel.create_view(t.name, replace=True)
-        else:
-            con.execute(_empty_view_sql(t))
+        con.execute(_parquet_view_sql(t.name, fs) if fs else _empty_view_sql(t))
 
 
-def connect(data_dir=None, files: dict[str, list[Path]] | None = None) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection with one view per canonical table.
+def connect(data_dir=None, files: dict[str, list[Path]] | None = None, tables=None) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with one temporary view per canonical table.
 
     Tables with no data still get a view with the right columns and types, so a query never fails
     because a dataset has not been downloaded. The session time zone is UTC and the ASOF join
-    strategy is pinned (:data:`SETTINGS`).
+    strategy is pinned (:data:`SETTINGS`). The connection is one of this process's in-memory
+    database (:func:`_cursor`): cheap to open, and its views and settings are its own; close it
+    when done.
 
     Parameters
     ----------
@@ -96,12 +133,14 @@ def connect(data_dir=None, files: dict[str, list[Path]] | None = None) -> duckdb
     files : dict, optional
         Table name -> the files its view reads (default: every committed file of the table).
         :func:`query` passes a pruned list (:func:`research.scan.panel_files`).
+    tables : iterable of str, optional
+        Create views only for these tables (default: every table).
     """
-    con = duckdb.connect(":memory:")
+    con = _cursor()
     _configure(con)
     if files is None:
-        files = {name: lake.table_files(name, data_dir) for name in TABLES}
-    _create_views(con, files)
+        files = {name: lake.table_files(name, data_dir) for name in TABLES if tables is None or name in tables}
+    _create_views(con, files, tables)
     con.execute(f"SET VARIABLE {_DATA_DIR_VAR} = $d", {"d": str(paths.data_dir(data_dir))})
     return con
 
@@ -197,7 +236,8 @@ def load_query(name: str, queries_dir: Path | None = None, _seen: tuple = ()) ->
     for k in consts:  # a wrapper fixes a parameter of the query it includes (hourly_panel: interval=1h)
         params.pop(k, None)
     used = set(_DOLLAR.findall(_strip_literals(sql)))
-    undeclared = used - set(params) - set(consts) - set(scan.DERIVED.get(scan_kind, ()))
+    derived = set(scan.DERIVED.get(scan_kind, ())) | (set(panel_series.DERIVED) if scan_kind else set())
+    undeclared = used - set(params) - set(consts) - derived
     if undeclared:
         raise QueryError(f"{path}: parameters {sorted(undeclared)} are used but not declared with '-- param NAME: ...'")
     return NamedQuery(name, path, " ".join(description), sql, params, consts, scan_kind)
@@ -208,17 +248,8 @@ def _strip_literals(sql: str) -> str:
     return re.sub(r"'(?:[^']|'')*'", "''", sql)
 
 
-def bind(name: str, queries_dir: Path | None = None, **params) -> tuple[NamedQuery, dict]:
-    """Check ``params`` against a named query and return it with the values DuckDB will bind.
-
-    Defaults fill what is not given, a wrapper's constants (``-- const``) are added, and a
-    ``-- scan: panel`` query also gets the constants :func:`research.scan.panel_values` derives.
-
-    Raises
-    ------
-    QueryError
-        Unknown query, missing or unknown parameters, or a panel parameter out of range.
-    """
+def _resolve(name: str, queries_dir: Path | None, params: dict) -> tuple[NamedQuery, dict]:
+    """The query and every parameter's value (defaults filled, constants added), checked."""
     q = load_query(name, queries_dir)
     unknown = sorted(set(params) - set(q.params))
     if unknown:
@@ -226,23 +257,86 @@ def bind(name: str, queries_dir: Path | None = None, **params) -> tuple[NamedQue
     missing = [p.name for p in q.params.values() if p.required and p.name not in params]
     if missing:
         raise QueryError(f"query {name!r} needs parameter(s) {missing}.\n{q.usage()}")
-    used = set(_DOLLAR.findall(_strip_literals(q.sql)))
-    values = {p.name: params.get(p.name, p.default) for p in q.params.values() if p.name in used}
-    values.update({k: v for k, v in q.consts.items() if k in used})
+    full = {p.name: params.get(p.name, p.default) for p in q.params.values()} | dict(q.consts)
     if q.scan is not None:
-        values.update({k: v for k, v in scan.panel_values(values).items() if k in used})
-    return q, values
+        full.update(scan.panel_values(full))
+    return q, full
 
 
-def _connection_for(q: NamedQuery, values: dict, data_dir, con) -> tuple[duckdb.DuckDBPyConnection, bool]:
-    """The connection a query runs on, and whether :func:`query` must close it."""
-    if q.scan is not None:
-        # read only the files this query's parameters need (flat in the lake's size); a caller's
-        # connection that is not ours (no data directory recorded) is used as it is
-        ddir = data_dir if con is None else data_dir_of(con)
-        if con is None or ddir is not None:
-            return connect(ddir, files=scan.panel_files(values, ddir)), True
-    return (con, False) if con is not None else (connect(data_dir), True)
+def _used(sql: str) -> set[str]:
+    return set(_DOLLAR.findall(_strip_literals(sql)))
+
+
+def bind(name: str, queries_dir: Path | None = None, **params) -> tuple[NamedQuery, dict]:
+    """Check ``params`` against a named query and return it with the values DuckDB will bind.
+
+    Defaults fill what is not given, a wrapper's constants (``-- const``) are added, and a
+    ``-- scan: panel`` query also gets the constants :func:`research.scan.panel_values` derives
+    (the series it reads, :func:`research.panel_series.choose`, are added by :func:`query`, which
+    needs the lake for them).
+
+    Raises
+    ------
+    QueryError
+        Unknown query, missing or unknown parameters, or a panel parameter out of range.
+    """
+    q, full = _resolve(name, queries_dir, params)
+    used = _used(q.sql)
+    return q, {k: v for k, v in full.items() if k in used}
+
+
+def referenced_tables(sql: str) -> set[str]:
+    """Canonical tables a query's SQL names (the views it needs)."""
+    text = _strip_literals(sql)
+    return {t for t in TABLES if re.search(rf"\b{t}\b", text)}
+
+
+def _window(con: duckdb.DuckDBPyConnection, values: dict) -> panel_series.Window:
+    # DuckDB parses `end` as the panel's SQL does (and rejects a bad one the same way)
+    end = con.execute("SELECT CAST($end AS TIMESTAMPTZ)", {"end": values.get("end")}).fetchall()[0][0]
+    return panel_series.Window(values["b0"], values["asof_lo"], end)
+
+
+def _prepare(q: NamedQuery, full: dict, data_dir, con) -> tuple[duckdb.DuckDBPyConnection, bool, dict]:
+    """The connection a query runs on, whether :func:`query` must close it, and the values it binds.
+
+    A ``-- scan: panel`` query first chooses its series (:func:`research.panel_series.choose`): on
+    the query layer's own connections from the table logs of the files its parameters need
+    (:func:`research.scan.panel_files`), and its views then read the chosen series' files only; on
+    a caller's connection that is not ours (no data directory recorded) from its views, as they are.
+    """
+    used = _used(q.sql)
+    if q.scan is None:
+        values = {k: v for k, v in full.items() if k in used}
+        if con is not None:
+            return con, False, values
+        return connect(data_dir, tables=referenced_tables(q.sql)), True, values
+    ddir = data_dir if con is None else data_dir_of(con)
+    own = con is None or ddir is not None
+    if own:
+        files = scan.panel_files(full, ddir)
+        entries = panel_series.entries_of(files, ddir)
+        con = connect(ddir, files={}, tables=())
+    try:
+        window = _window(con, full)
+        if own:
+            choice = panel_series.choose(full, panel_series.LogCounts(entries, con, window))
+            _create_views(con, panel_series.files_of(choice, entries), referenced_tables(q.sql))
+        else:
+            choice = panel_series.choose(full, panel_series.SqlCounts(con, full, window))
+    except BaseException:
+        if own:
+            con.close()
+        raise
+    return con, own, {k: v for k, v in (full | choice).items() if k in used}
+
+
+def _fetch(con: duckdb.DuckDBPyConnection, sql: str, values: dict) -> pl.DataFrame:
+    # execute() parses and binds once (a relation from con.sql() binds again when it is fetched);
+    # the copy of the rows into Arrow DuckDB warns about costs far less than that second bind
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Arrow output on a DB-API result", category=UserWarning)
+        return pl.from_arrow(con.execute(sql, values).to_arrow_table())
 
 
 def query(name: str, data_dir=None, *, con: duckdb.DuckDBPyConnection | None = None,
@@ -267,12 +361,14 @@ def query(name: str, data_dir=None, *, con: duckdb.DuckDBPyConnection | None = N
         Unknown query (lists the available ones), missing parameters (lists what is needed),
         unknown parameters (lists what the query accepts), or a failing query.
     """
-    q, values = bind(name, queries_dir, **params)
-    con, own = _connection_for(q, values, data_dir, con)
+    q, full = _resolve(name, queries_dir, params)
+    own, values = False, full
     try:
-        return pl.from_arrow(con.sql(q.sql, params=values).to_arrow_table())
+        con, own, values = _prepare(q, full, data_dir, con)
+        return _fetch(con, q.sql, values)
     except duckdb.Error as exc:
-        raise QueryError(f"query {name!r} failed with parameters {values}: {exc}") from exc
+        shown = {k: v for k, v in values.items() if k in q.params or k in q.consts}
+        raise QueryError(f"query {name!r} failed with parameters {shown}: {exc}") from exc
     finally:
         if own:
             con.close()
@@ -280,8 +376,8 @@ def query(name: str, data_dir=None, *, con: duckdb.DuckDBPyConnection | None = N
 
 def explain(name: str, data_dir=None, *, queries_dir: Path | None = None, **params) -> str:
     """The physical plan DuckDB chooses for a named query (the text of ``EXPLAIN``)."""
-    q, values = bind(name, queries_dir, **params)
-    con, own = _connection_for(q, values, data_dir, None)
+    q, full = _resolve(name, queries_dir, params)
+    con, own, values = _prepare(q, full, data_dir, None)
     try:
         return "\n".join(r[1] for r in con.execute("EXPLAIN " + q.sql, values).fetchall())
     finally:
