@@ -40,6 +40,7 @@ import random
 import statistics
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import duckdb
@@ -96,9 +97,10 @@ WITH
 perp AS (SELECT ts, close, volume FROM read_parquet($perp) WHERE ts >= $t0 - INTERVAL 1 HOUR AND ts < $t1),
 spot AS (SELECT ts, close, volume FROM read_parquet($spot) WHERE ts >= $t0 - INTERVAL 1 HOUR AND ts < $t1),
 grid AS (SELECT ts, ts + INTERVAL 1 HOUR AS known_at FROM perp),
-fund AS (SELECT ts, rate FROM read_parquet($funding) WHERE ts < $t1 + INTERVAL 1 HOUR),
-oi AS (SELECT ts, oi_usd FROM read_parquet($oi) WHERE ts < $t1 + INTERVAL 1 HOUR),
-pos AS (SELECT ts, top_trader_ls_ratio FROM read_parquet($pos) WHERE ts < $t1 + INTERVAL 1 HOUR),
+fund AS (SELECT ts, rate FROM read_parquet($funding) WHERE ts >= $t0 - INTERVAL 1 DAY AND ts < $t1 + INTERVAL 1 HOUR),
+oi AS (SELECT ts, oi_usd FROM read_parquet($oi) WHERE ts >= $t0 - INTERVAL 1 DAY AND ts < $t1 + INTERVAL 1 HOUR),
+pos AS (SELECT ts, top_trader_ls_ratio FROM read_parquet($pos)
+        WHERE ts >= $t0 - INTERVAL 1 DAY AND ts < $t1 + INTERVAL 1 HOUR),
 liq AS (SELECT date_trunc('hour', ts + INTERVAL 1 HOUR - INTERVAL 1 MICROSECOND) AS ts, sum(long_usd) AS long_usd
         FROM read_parquet($liq) WHERE ts < $t1 GROUP BY 1)
 SELECT g.ts, pe.close AS perp_close, ln(pe.close / lag(pe.close) OVER (ORDER BY g.ts)) AS perp_ret,
@@ -133,12 +135,25 @@ def lower_bound(d: Path, symbol: str, t0: dt.datetime, t1: dt.datetime) -> pl.Da
         "pos": _files(d, "positioning", f"{s}/symbol={symbol}/interval=5m", years),
         "liq": _files(d, "liquidations", f"{s}/symbol={symbol}/interval=1h", years),
     }
-    con = duckdb.connect(":memory:")
+    # the same connection policy as the query layer (a connection to one open database per process,
+    # its settings, execute() and one Arrow fetch), so the ratio is the panels' own cost
+    con = _lower_cursor()
     try:
         db._configure(con)
-        return pl.from_arrow(con.sql(LOWER_SQL, params=dict(files, t0=t0, t1=t1)).to_arrow_table())
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Arrow output on a DB-API result", category=UserWarning)
+            return pl.from_arrow(con.execute(LOWER_SQL, dict(files, t0=t0, t1=t1)).to_arrow_table())
     finally:
         con.close()
+
+
+_LOWER_DB: list = []
+
+
+def _lower_cursor() -> duckdb.DuckDBPyConnection:
+    if not _LOWER_DB:
+        _LOWER_DB.append(duckdb.connect(":memory:"))
+    return _LOWER_DB[0].cursor()
 
 
 def arms(d: Path, symbol: str, t0: dt.datetime, t1: dt.datetime) -> dict:

@@ -20,6 +20,7 @@ on another; the included query's parameters become this query's parameters. Two 
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
 import threading
@@ -285,10 +286,11 @@ def bind(name: str, queries_dir: Path | None = None, **params) -> tuple[NamedQue
     return q, {k: v for k, v in full.items() if k in used}
 
 
-def referenced_tables(sql: str) -> set[str]:
+@functools.lru_cache(maxsize=64)
+def referenced_tables(sql: str) -> frozenset[str]:
     """Canonical tables a query's SQL names (the views it needs)."""
     text = _strip_literals(sql)
-    return {t for t in TABLES if re.search(rf"\b{t}\b", text)}
+    return frozenset(t for t in TABLES if re.search(rf"\b{t}\b", text))
 
 
 def _window(con: duckdb.DuckDBPyConnection, values: dict) -> panel_series.Window:
@@ -314,8 +316,7 @@ def _prepare(q: NamedQuery, full: dict, data_dir, con) -> tuple[duckdb.DuckDBPyC
     ddir = data_dir if con is None else data_dir_of(con)
     own = con is None or ddir is not None
     if own:
-        files = scan.panel_files(full, ddir)
-        entries = panel_series.entries_of(files, ddir)
+        entries = panel_series.panel_entries(full, ddir, referenced_tables(q.sql))
         con = connect(ddir, files={}, tables=())
     try:
         window = _window(con, full)

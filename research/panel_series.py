@@ -27,8 +27,9 @@ from pathlib import Path
 
 import duckdb
 
-from research import lake, paths
-from research.lake.log import FileEntry
+from research import lake, paths, scan
+from research.lake.log import LOG_FILE, FileEntry, TableLog
+from research.schema import INTERVALS, TABLES, get_table
 
 #: Intervals a series may have (``iv`` in ``queries/panel.sql``); others are never chosen.
 IV = {"1m": 60, "3m": 180, "5m": 300, "15m": 900, "30m": 1800, "1h": 3600, "2h": 7200, "4h": 14400,
@@ -68,6 +69,10 @@ class Counts:
 
     def rows(self, table: str, keys: list[tuple]) -> dict[tuple, int]:
         raise NotImplementedError
+
+    def exists(self, table: str, key: tuple) -> bool:
+        """True when the series has a row in the window."""
+        return self.rows(table, [key])[key] > 0
 
 
 class SqlCounts(Counts):
@@ -129,6 +134,15 @@ class LogCounts(Counts):
     def candidates(self, table):
         return sorted(self._series(table))
 
+    def exists(self, table, key):
+        # a file whose first or last row falls in the window has a row there: no need to read it
+        lo, hi = self.window.of(table)
+        for e, _ in self._series(table).get(key, []):
+            if e.rows > 0 and e.min is not None and e.max is not None and (
+                    lo <= _ts(e.min) < hi or lo <= _ts(e.max) < hi or _inside(e, lo, hi)):
+                return True
+        return super().exists(table, key)
+
     def rows(self, table, keys):
         lo, hi = self.window.of(table)
         series = self._series(table)
@@ -160,6 +174,10 @@ def _pick(counts: Counts, table: str, cands: list[tuple], tier, order) -> tuple 
     for k in cands:
         tiers.setdefault(tier(k), []).append(k)
     for t in sorted(tiers):
+        if len(tiers[t]) == 1:  # alone in its tier: whether it has rows decides, not how many
+            if counts.exists(table, tiers[t][0]):
+                return tiers[t][0]
+            continue
         n = counts.rows(table, tiers[t])
         live = [k for k in tiers[t] if n[k] > 0]
         if live:
@@ -182,7 +200,7 @@ def _multi(counts: Counts, table: str, values: dict, venues) -> list[tuple]:
         return [got] if got else []
     if venues == ["all"]:
         alls = [k for k in cands if k[1] == "all"]
-        if any(v > 0 for v in counts.rows(table, alls).values()):
+        if any(counts.exists(table, k) for k in alls):
             got = _pick(counts, table, alls, tier, order)
             return [got] if got else []
         groups = sorted({k[1] for k in cands if k[1] != "all"})
@@ -266,28 +284,54 @@ def files_of(choice: dict, entries: dict[str, list[tuple[FileEntry, Path]]]) -> 
     return out
 
 
-_LOGS: dict[Path, tuple[tuple, dict[str, FileEntry]]] = {}
+_LOGS: dict[Path, tuple[tuple, TableLog]] = {}
 
 
-def entries_of(files: dict[str, list[Path]], data_dir=None) -> dict[str, list[tuple[FileEntry, Path]]]:
-    """Each file's log entry (rows, partition values, time range), from the table logs.
+def _log(tdir: Path, table: str) -> TableLog:
+    """The table's committed log, parsed once while ``_log.json`` keeps its inode, size and mtime
+    (a commit renames a new file over it, so a new version is always read)."""
+    p = tdir / LOG_FILE
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        return lake.table.committed_log(get_table(table), tdir.parent.parent)  # empty, or a legacy layout
+    key = (st.st_ino, st.st_size, st.st_mtime_ns)
+    hit = _LOGS.get(p)
+    if hit is None or hit[0] != key:
+        hit = (key, lake.load_log(tdir, table))
+        _LOGS[p] = hit
+    return hit[1]
 
-    A parsed log is kept while its ``_log.json`` keeps its size and modification time (a commit
-    replaces the file, so a new version is always read).
+
+def panel_entries(values: dict, data_dir=None, tables=None) -> dict[str, list[tuple[FileEntry, Path]]]:
+    """Log entry and path of every file a panel may read: :func:`research.scan.panel_files`'s selection
+    (the symbol's and its coin's partitions, the bars' venue, the span's years, ``source``), each file
+    checked as :func:`research.lake.table_files` checks it.
     """
+    root = paths.lake_dir(data_dir)
+    symbol = str(values.get("symbol"))
+    try:
+        stale = float(values.get("stale_after") or 2)
+    except ValueError:
+        stale = 2.0
+    fsecs = INTERVALS.get(str(values.get("interval") or "1h"), 86400)
+    lookback = (scan.lookback_for(stale, fsecs) + dt.timedelta(seconds=fsecs)).total_seconds() / 86400
+    want = {"years": scan.years_for(values.get("start"), values.get("end"), lookback)}
+    if values.get("source") is not None:
+        want["source"] = values["source"]
     out = {}
-    for table, fs in files.items():
-        if not fs:
-            out[table] = []
+    for name, t in TABLES.items():
+        if name == "liquidation_orders" or (tables is not None and name not in tables):
+            out[name] = []  # panels do not read single prints
             continue
-        tdir = paths.lake_dir(data_dir) / table
-        logp = tdir / "_log.json"
-        st = logp.stat()
-        key = (st.st_size, st.st_mtime_ns, st.st_ino)
-        hit = _LOGS.get(logp)
-        if hit is None or hit[0] != key:
-            log = lake.load_log(tdir, table)
-            hit = (key, {str(tdir / e.path): e for e in log.files})
-            _LOGS[logp] = hit
-        out[table] = [(hit[1][str(p)], p) for p in fs]
+        eq = dict(want)
+        if name == "bars":
+            eq["symbol"] = symbol
+            if values.get("venue") is not None:
+                eq["venue"] = values["venue"]
+        elif "symbol" in t.partition:
+            eq["symbol"] = sorted({symbol, scan.coin_of(symbol)})
+        tdir = root / name
+        es = lake.table._match(t, _log(tdir, name).files, eq)
+        out[name] = sorted(((e, lake.check_entry(tdir, e)) for e in es), key=lambda ep: ep[1])
     return out

@@ -125,8 +125,20 @@ def test_daily_and_hourly_wrappers_match_too(tricky, name):
 def test_only_files_the_window_cuts_are_counted(tricky):
     # a week inside one year: every file inside the window counts its logged rows, without reading it
     w = panel_series.Window(T0 - dt.timedelta(days=30), T0 - dt.timedelta(days=30), T0 + dt.timedelta(days=30))
-    entries = panel_series.entries_of({"bars": scan.table_files("bars", tricky, venue="binance")}, tricky)
+    entries = panel_series.panel_entries(dict(symbol="BTCUSDT", venue="binance"), tricky)
     counts = panel_series.LogCounts(entries, None, w)  # no connection: counting a file would fail
-    keys = counts.candidates("bars")
-    assert ("perp", "t", "1h") in keys
-    assert counts.rows("bars", [("perp", "t", "1h")]) == {("perp", "t", "1h"): 300}
+    assert counts.candidates("bars") == [("index", "t", "1h"), ("perp", "n", "4h"), ("perp", "t", "1h"),
+                                         ("spot", "t", "1h"), ("spot", "u", "1h")]
+    assert counts.rows("bars", [("perp", "t", "1h")]) == {("perp", "t", "1h"): 300}  # two files, both inside
+    # a window inside a file: its first or last row in the window proves a row without reading it
+    cut = panel_series.Window(T0 + dt.timedelta(hours=250), T0 + dt.timedelta(hours=250), T0 + dt.timedelta(days=30))
+    assert panel_series.LogCounts(entries, None, cut).exists("bars", ("perp", "t", "1h"))
+
+
+@pytest.mark.parametrize("kw", [dict(symbol="BTCUSDT"), dict(symbol="BTCUSDT", start="2025-01-01", source="cg"),
+                                dict(symbol="BTCUSDT", venue="bybit", end="2024-12-25"), dict(symbol="BTC", venue=None)])
+def test_panel_entries_select_what_scan_panel_files_selects(tricky, kw):
+    values = {"venue": "binance", "stale_after": 2} | kw
+    got = panel_series.panel_entries(values, tricky)
+    assert {t: [p for _, p in es] for t, es in got.items()} == scan.panel_files(values, tricky)
+    assert all(p == tricky / "lake" / t / e.path for t, es in got.items() for e, p in es)
