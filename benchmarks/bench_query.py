@@ -8,7 +8,10 @@ liquidations. They are cached under ``--cache`` (default ``$TMPDIR/treadmill-ben
 For the last week, month, quarter and year of each lake, every round times, in shuffled order,
 
 * ``lower``: a hand-written query that reads only the asked symbol's partition files of the years
-  the period needs and joins them the way the hourly panel does (same connection settings);
+  the period needs, and of its as-of series only the day before the period onwards, and joins them
+  the way the hourly panel does, with the query layer's connection policy (a new connection to one
+  open DuckDB database per process, the same settings, ``execute()`` and one Arrow fetch), so what it
+  saves over the panels is the panels' own work, not opening a database;
 * ``hourly_panel``, ``panel_4h`` (``panel`` at interval 4h) and ``daily_panel`` via
   :func:`research.db.query`, each opening its own connection like a notebook does.
 
@@ -18,10 +21,10 @@ load inflates it far less than wall time), and the 1-minute load average.
 
 What the lower bound leaves out, so its ratio is an upper bound on the panel's overhead rather than a
 like-for-like race: it knows which series to read (binance OI, positioning and funding of the symbol;
-the panel chooses among every venue's and the coin-level series, counting each candidate's rows in
-the span, which on these lakes reads 4x the OI rows), it computes 9 of the panel's ~45 columns, no
-staleness per series interval, no liquidation coverage span, no ``inputs`` record, and it builds no
-view per lake table. It reads the same files with the same connection settings, and ``--quick``
+the panel chooses among every venue's and the coin-level series from the table logs, reading a file
+only when the span cuts it and its first and last rows do not settle whether it has rows there), it
+computes 9 of the panel's ~45 columns, no staleness per series interval, no liquidation coverage
+span, no ``inputs`` record, and it builds no views. It reads the same files with the same connection settings, and ``--quick``
 checks that the columns both compute are equal.
 ``--quick`` builds two tiny lakes and checks that the hourly panel equals the lower bound's rows.
 

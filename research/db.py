@@ -13,10 +13,18 @@ on another; the included query's parameters become this query's parameters. Two 
 
 * ``-- const NAME: VALUE`` fixes a parameter of an included query (``hourly_panel`` is ``panel``
   with ``interval`` fixed to ``1h``); it is no longer a parameter of the wrapper.
-* ``-- scan: panel`` makes :func:`query` open a connection whose views read only the files the
-  parameters need (:func:`research.scan.panel_files`: the symbol's partitions and the span's years),
-  so a panel costs the same on a lake of one symbol-year and of twenty symbols over six years; the
-  query may also use the constants :func:`research.scan.panel_values` derives (``$fsecs``, ``$b0``...).
+* ``-- scan: panel`` makes :func:`query` first choose the series the panel reads
+  (:func:`research.panel_series.choose`, from the table logs of the files its parameters need: the
+  symbol's partitions and the span's years), then open a connection whose views read only the
+  chosen series' files, so a panel costs the same on a lake of one symbol-year and of twenty symbols
+  over six years, and DuckDB never plans or scans the candidates it did not choose. The query may use
+  the constants :func:`research.scan.panel_values` derives (``$fsecs``, ``$b0``...) and the choice
+  (:data:`research.panel_series.DERIVED`: ``$bar_markets``, ``$oi_sources``, ..., ``$inputs``).
+
+Connections are cheap: every one is a new connection to one in-memory DuckDB database per process
+(opening a database costs more CPU than planning a panel), with its own settings and temporary
+views, used by one thread. Nothing is cached but parsed table logs, each re-read when its
+``_log.json`` changes, so a query always sees the lake's last commit.
 """
 from __future__ import annotations
 
@@ -123,9 +131,10 @@ def connect(data_dir=None, files: dict[str, list[Path]] | None = None, tables=No
 
     Tables with no data still get a view with the right columns and types, so a query never fails
     because a dataset has not been downloaded. The session time zone is UTC and the ASOF join
-    strategy is pinned (:data:`SETTINGS`). The connection is one of this process's in-memory
-    database (:func:`_cursor`): cheap to open, and its views and settings are its own; close it
-    when done.
+    strategy is pinned (:data:`SETTINGS`). The connection is one to this process's in-memory
+    database (:func:`_cursor`): cheap to open, its views and settings are its own, and it is for one
+    thread at a time; close it when done. A table created on it (``CREATE TABLE``) would be in the
+    shared database: create it ``TEMP``.
 
     Parameters
     ----------
@@ -334,10 +343,12 @@ def _prepare(q: NamedQuery, full: dict, data_dir, con) -> tuple[duckdb.DuckDBPyC
 
 def _fetch(con: duckdb.DuckDBPyConnection, sql: str, values: dict) -> pl.DataFrame:
     # execute() parses and binds once (a relation from con.sql() binds again when it is fetched);
-    # the copy of the rows into Arrow DuckDB warns about costs far less than that second bind
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Arrow output on a DB-API result", category=UserWarning)
-        return pl.from_arrow(con.execute(sql, values).to_arrow_table())
+    # the copy of the rows into Arrow DuckDB warns about costs far less than that second bind. The
+    # filter names this module and that message only; it is (re)installed per call because a test
+    # runner or a catch_warnings() elsewhere may have reset the filters since
+    warnings.filterwarnings("ignore", message="Arrow output on a DB-API result", category=UserWarning,
+                            module=r"research\.db$")
+    return pl.from_arrow(con.execute(sql, values).to_arrow_table())
 
 
 def query(name: str, data_dir=None, *, con: duckdb.DuckDBPyConnection | None = None,
