@@ -10,7 +10,8 @@ For the last week, month, quarter and year of each lake, every round times, in s
 * ``lower``: a hand-written query that reads only the asked symbol's partition files of the years
   the period needs, and of its as-of series only the day before the period onwards, and joins them
   the way the hourly panel does, with the query layer's connection policy (a new connection to one
-  open DuckDB database per process, the same settings, ``execute()`` and one Arrow fetch), so what it
+  open DuckDB database per process, the same settings, its SQL parsed once per process, ``execute()``
+  and one Arrow fetch), so what it
   saves over the panels is the panels' own work, not opening a database;
 * ``hourly_panel``, ``panel_4h`` (``panel`` at interval 4h) and ``daily_panel`` via
   :func:`research.db.query`, each opening its own connection like a notebook does.
@@ -139,18 +140,25 @@ def lower_bound(d: Path, symbol: str, t0: dt.datetime, t1: dt.datetime) -> pl.Da
         "liq": _files(d, "liquidations", f"{s}/symbol={symbol}/interval=1h", years),
     }
     # the same connection policy as the query layer (a connection to one open database per process,
-    # its settings, execute() and one Arrow fetch), so the ratio is the panels' own cost
+    # its settings, its SQL parsed once, execute() and one Arrow fetch), so the ratio is the panels' own cost
     con = _lower_cursor()
     try:
         db._configure(con)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Arrow output on a DB-API result", category=UserWarning)
-            return pl.from_arrow(con.execute(LOWER_SQL, dict(files, t0=t0, t1=t1)).to_arrow_table())
+            return pl.from_arrow(con.execute(_lower_statement(con), dict(files, t0=t0, t1=t1)).to_arrow_table())
     finally:
         con.close()
 
 
 _LOWER_DB: list = []
+
+
+def _lower_statement(con):
+    # parsed once per process, as the query layer keeps its parse of a panel's SQL
+    if len(_LOWER_DB) < 2:
+        _LOWER_DB.append(con.extract_statements(LOWER_SQL)[0])
+    return _LOWER_DB[1]
 
 
 def _lower_cursor() -> duckdb.DuckDBPyConnection:

@@ -348,7 +348,25 @@ def _fetch(con: duckdb.DuckDBPyConnection, sql: str, values: dict) -> pl.DataFra
     # runner or a catch_warnings() elsewhere may have reset the filters since
     warnings.filterwarnings("ignore", message="Arrow output on a DB-API result", category=UserWarning,
                             module=r"research\.db$")
-    return pl.from_arrow(con.execute(sql, values).to_arrow_table())
+    return pl.from_arrow(con.execute(_parsed(con, sql), values).to_arrow_table())
+
+
+_PARSED = threading.local()  # per thread: SQL text -> DuckDB's parsed statement
+
+
+def _parsed(con: duckdb.DuckDBPyConnection, sql: str):
+    """DuckDB's parse of ``sql``, kept per thread (parsing a panel's SQL costs several ms of CPU; the
+    parse depends on the text alone, and binding, which reads the views, still happens per query)."""
+    cache = getattr(_PARSED, "cache", None)
+    if cache is None or len(cache) > 64:
+        cache = _PARSED.cache = {}
+    st = cache.get(sql)
+    if st is None:
+        statements = con.extract_statements(sql)
+        if len(statements) != 1:
+            return sql  # let DuckDB say what is wrong with it
+        st = cache[sql] = statements[0]
+    return st
 
 
 def query(name: str, data_dir=None, *, con: duckdb.DuckDBPyConnection | None = None,
