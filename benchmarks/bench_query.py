@@ -11,8 +11,7 @@ For the last week, month, quarter and year of each lake, every round times, in s
   the period needs, and of its as-of series only the day before the period onwards, and joins them
   the way the hourly panel does, with the query layer's connection policy (a new connection to one
   open DuckDB database per process, the same settings, its SQL parsed once per process, ``execute()``
-  and one Arrow fetch), so what it
-  saves over the panels is the panels' own work, not opening a database;
+  and one Arrow fetch), so what it saves over the panels is the panels' own work;
 * ``hourly_panel``, ``panel_4h`` (``panel`` at interval 4h) and ``daily_panel`` via
   :func:`research.db.query`, each opening its own connection like a notebook does.
 
