@@ -308,22 +308,24 @@ def _window(con: duckdb.DuckDBPyConnection, values: dict) -> panel_series.Window
     return panel_series.Window(values["b0"], values["asof_lo"], end)
 
 
-def _prepare(q: NamedQuery, full: dict, data_dir, con) -> tuple[duckdb.DuckDBPyConnection, bool, dict]:
-    """The connection a query runs on, whether :func:`query` must close it, and the values it binds.
+def _prepare(q: NamedQuery, full: dict, data_dir, con) -> tuple[duckdb.DuckDBPyConnection, bool, str, dict]:
+    """The connection a query runs on, whether :func:`query` must close it, its SQL and the values it binds.
 
     A ``-- scan: panel`` query first chooses its series (:func:`research.panel_series.choose`): on
     the query layer's own connections from the table logs of the files its parameters need
-    (:func:`research.scan.panel_files`), and its views then read the chosen series' files only; on
-    a caller's connection that is not ours (no data directory recorded) from its views, as they are.
+    (:func:`research.scan.panel_files`), and its tables then read the chosen series' files only
+    (:func:`_read_files`); on a caller's connection that is not ours (no data directory recorded)
+    from its views, as they are.
     """
     used = _used(q.sql)
     if q.scan is None:
         values = {k: v for k, v in full.items() if k in used}
         if con is not None:
-            return con, False, values
-        return connect(data_dir, tables=referenced_tables(q.sql)), True, values
+            return con, False, q.sql, values
+        return connect(data_dir, tables=referenced_tables(q.sql)), True, q.sql, values
     ddir = data_dir if con is None else data_dir_of(con)
     own = con is None or ddir is not None
+    sql = q.sql
     if own:
         entries = panel_series.panel_entries(full, ddir, referenced_tables(q.sql))
         con = connect(ddir, files={}, tables=())
@@ -331,14 +333,39 @@ def _prepare(q: NamedQuery, full: dict, data_dir, con) -> tuple[duckdb.DuckDBPyC
         window = _window(con, full)
         if own:
             choice = panel_series.choose(full, panel_series.LogCounts(entries, con, window))
-            _create_views(con, panel_series.files_of(choice, entries), referenced_tables(q.sql))
+            sql, files = _read_files(q.sql, panel_series.files_of(choice, entries))
+            _create_views(con, {}, referenced_tables(q.sql) - set(files))  # tables without a file: empty views
         else:
-            choice = panel_series.choose(full, panel_series.SqlCounts(con, full, window))
+            choice, files = panel_series.choose(full, panel_series.SqlCounts(con, full, window)), {}
     except BaseException:
         if own:
             con.close()
         raise
-    return con, own, {k: v for k, v in (full | choice).items() if k in used}
+    values = {k: v for k, v in (full | choice).items() if k in used}
+    return con, own, sql, values | {f"files_{t}": [str(f) for f in fs] for t, fs in files.items()}
+
+
+_TABLE_TOKEN = re.compile(r"'(?:[^']|'')*'|--[^\n]*|\b(" + "|".join(sorted(TABLES, key=len, reverse=True)) + r")\b")
+
+
+def _read_files(sql: str, files: dict[str, list[Path]]) -> tuple[str, dict[str, list[Path]]]:
+    """``sql`` with every table that has files read from them in place of its view, and those files.
+
+    A table name outside literals and comments becomes ``read_parquet($files_<table>, ...)``: the
+    files are bound like any parameter, the SQL text stays the same from query to query (so its parse
+    is kept, :func:`_parsed`), and DuckDB binds each file list once, in the query, not once more for
+    a view. Tables without files keep their names (empty views).
+    """
+    used: dict[str, list[Path]] = {}
+
+    def sub(m: re.Match) -> str:
+        t = m.group(1)
+        if t is None or not files.get(t):
+            return m.group(0)
+        used[t] = files[t]
+        return f"read_parquet($files_{t}, hive_partitioning = false, union_by_name = true)"
+
+    return _TABLE_TOKEN.sub(sub, sql), used
 
 
 def _fetch(con: duckdb.DuckDBPyConnection, sql: str, values: dict) -> pl.DataFrame:
@@ -394,8 +421,8 @@ def query(name: str, data_dir=None, *, con: duckdb.DuckDBPyConnection | None = N
     q, full = _resolve(name, queries_dir, params)
     own, values = False, full
     try:
-        con, own, values = _prepare(q, full, data_dir, con)
-        return _fetch(con, q.sql, values)
+        con, own, sql, values = _prepare(q, full, data_dir, con)
+        return _fetch(con, sql, values)
     except duckdb.Error as exc:
         shown = {k: v for k, v in values.items() if k in q.params or k in q.consts}
         raise QueryError(f"query {name!r} failed with parameters {shown}: {exc}") from exc
@@ -407,9 +434,9 @@ def query(name: str, data_dir=None, *, con: duckdb.DuckDBPyConnection | None = N
 def explain(name: str, data_dir=None, *, queries_dir: Path | None = None, **params) -> str:
     """The physical plan DuckDB chooses for a named query (the text of ``EXPLAIN``)."""
     q, full = _resolve(name, queries_dir, params)
-    con, own, values = _prepare(q, full, data_dir, None)
+    con, own, sql, values = _prepare(q, full, data_dir, None)
     try:
-        return "\n".join(r[1] for r in con.execute("EXPLAIN " + q.sql, values).fetchall())
+        return "\n".join(r[1] for r in con.execute("EXPLAIN " + sql, values).fetchall())
     finally:
         if own:
             con.close()

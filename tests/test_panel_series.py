@@ -87,7 +87,7 @@ OPTIONS = [{}, {"oi_venue": "binance"}, {"oi_venue": "binance, bybit", "liq_venu
            {"price": "spot"}, {"price": "INDEX"}, {"venue": "bybit"}, {"stale_after": 5}]
 
 
-@pytest.mark.parametrize("interval", ["1h", "4h", "1d"])
+@pytest.mark.parametrize("interval", [pytest.param("1h", marks=pytest.mark.slow), "4h", "1d"])
 def test_two_phase_panel_equals_the_panel_that_chose_in_sql(tricky, interval):
     con = foreign(tricky)
     try:
