@@ -250,8 +250,17 @@ def main(argv=None) -> pl.DataFrame:
         rows = run(args.cache, [int(x) for x in args.years.split(",")], [int(x) for x in args.symbols.split(",")],
                    args.periods.split(","), args.rounds)
     table = pl.DataFrame(rows)
-    with pl.Config(tbl_rows=-1, tbl_width_chars=200, float_precision=3):
-        print(table)
+    with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=250, float_precision=3):
+        print(table.select("years", "symbols", "period", "arm", "cpu_median_s", "cpu_ratio_min", "cpu_ratio_median",
+                           "median_s", "ratio_min", "ratio_median", "load"))
+        panels = table.filter(pl.col("arm") != "lower")
+        print(panels.group_by("arm", maintain_order=True).agg(
+            pl.col("cpu_ratio_median").min().alias("cpu_ratio_median_lo"),
+            pl.col("cpu_ratio_median").max().alias("cpu_ratio_median_hi"),
+            pl.col("ratio_median").min().alias("wall_ratio_median_lo"),
+            pl.col("ratio_median").max().alias("wall_ratio_median_hi"),
+            ((pl.col("cpu_ratio_median") <= 2) & (pl.col("ratio_median") <= 2)).sum().alias("cells_within_2x"),
+            pl.len().alias("cells")))
     return table
 
 
