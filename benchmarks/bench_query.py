@@ -230,6 +230,19 @@ def run(cache: Path, years_list, symbols_list, periods, rounds: int, days: int |
     return rows
 
 
+def fixed_cost(rounds: int) -> None:
+    """Print what ``hourly_panel`` costs with no file to read (an empty lake): its SQL's own overhead."""
+    with tempfile.TemporaryDirectory(prefix="treadmill-empty-") as d:
+        kw = dict(symbol=symbol_name(0), start=(END - dt.timedelta(days=7)).isoformat(), end=END.isoformat())
+        db.query("hourly_panel", d, **kw)
+        cpus = []
+        for _ in range(max(rounds, 3) * 3):
+            c = time.process_time()
+            db.query("hourly_panel", d, **kw)
+            cpus.append(time.process_time() - c)
+    print(f"empty lake: hourly_panel for a week costs {min(cpus):.3f}/{statistics.median(cpus):.3f} s CPU (min/median)")
+
+
 def main(argv=None) -> pl.DataFrame:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny lakes, 2 rounds, and an equality check")
@@ -249,6 +262,7 @@ def main(argv=None) -> pl.DataFrame:
     else:
         rows = run(args.cache, [int(x) for x in args.years.split(",")], [int(x) for x in args.symbols.split(",")],
                    args.periods.split(","), args.rounds)
+    fixed_cost(args.rounds)
     table = pl.DataFrame(rows)
     with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=250, float_precision=3):
         print(table.select("years", "symbols", "period", "arm", "cpu_median_s", "cpu_ratio_min", "cpu_ratio_median",
