@@ -15,16 +15,18 @@ on another; the included query's parameters become this query's parameters. Two 
   with ``interval`` fixed to ``1h``); it is no longer a parameter of the wrapper.
 * ``-- scan: panel`` makes :func:`query` first choose the series the panel reads
   (:func:`research.panel_series.choose`, from the table logs of the files its parameters need: the
-  symbol's partitions and the span's years), then open a connection whose views read only the
-  chosen series' files, so a panel costs the same on a lake of one symbol-year and of twenty symbols
-  over six years, and DuckDB never plans or scans the candidates it did not choose. The query may use
-  the constants :func:`research.scan.panel_values` derives (``$fsecs``, ``$b0``...) and the choice
+  symbol's partitions and the span's years), then read only the chosen series' files (bound as
+  ``read_parquet`` lists in place of the views, :func:`_read_files`), so a panel costs the same on
+  a lake of one symbol-year and of twenty symbols over six years, and DuckDB never plans or scans
+  the candidates it did not choose. The query may use the constants
+  :func:`research.scan.panel_values` derives (``$fsecs``, ``$b0``...) and the choice
   (:data:`research.panel_series.DERIVED`: ``$bar_markets``, ``$oi_sources``, ..., ``$inputs``).
 
 Connections are cheap: every one is a new connection to one in-memory DuckDB database per process
 (opening a database costs more CPU than planning a panel), with its own settings and temporary
 views, used by one thread. Nothing is cached but parsed table logs, each re-read when its
-``_log.json`` changes, so a query always sees the lake's last commit.
+``_log.json`` changes (so a query always sees the lake's last commit), and DuckDB's parse of each
+query's SQL text, per thread.
 """
 from __future__ import annotations
 
@@ -383,7 +385,7 @@ _PARSED = threading.local()  # per thread: SQL text -> DuckDB's parsed statement
 
 def _parsed(con: duckdb.DuckDBPyConnection, sql: str):
     """DuckDB's parse of ``sql``, kept per thread (parsing a panel's SQL costs several ms of CPU; the
-    parse depends on the text alone, and binding, which reads the views, still happens per query)."""
+    parse depends on the text alone; binding, which reads the files' schemas, still happens per query)."""
     cache = getattr(_PARSED, "cache", None)
     if cache is None or len(cache) > 64:
         cache = _PARSED.cache = {}

@@ -3,8 +3,8 @@
 A panel chooses one series per input among every venue's and the coin-level series of the lake
 (rule in the header of ``queries/panel.sql``). Deciding that inside the panel's SQL made DuckDB
 parse, plan and scan every candidate's rows on every call; :func:`choose` decides it first, so the
-panel's SQL plans and reads only the chosen series (:func:`research.db.query` builds its views over
-the chosen series' files alone), and binds the choice (``$bar_markets``, ``$oi_sources``, ...,
+panel's SQL plans and reads only the chosen series (:func:`research.db.query` gives it the chosen
+series' files alone), and binds the choice (``$bar_markets``, ``$oi_sources``, ...,
 ``$inputs``) as parameters.
 
 Candidates and their row counts come from a :class:`Counts` source:
@@ -104,12 +104,12 @@ class SqlCounts(Counts):
 
 
 class LogCounts(Counts):
-    """Counts from the table logs' entries of the files a panel's views read.
+    """Counts from the table logs' entries of the files a panel may read.
 
     Parameters
     ----------
     entries : dict
-        Table -> ``(FileEntry, path)`` of every file its view reads.
+        Table -> ``(FileEntry, path)`` of every file the panel may read (:func:`panel_entries`).
     con : duckdb connection
         Counts the rows of a file the window cuts (its time column only).
     """
@@ -266,7 +266,7 @@ def choose(values: dict, counts: Counts) -> dict:
 
 
 def files_of(choice: dict, entries: dict[str, list[tuple[FileEntry, Path]]]) -> dict[str, list[Path]]:
-    """The files of the chosen series only (what the panel's views read)."""
+    """The files of the chosen series only (what the panel's SQL reads)."""
     want = {
         "bars": set(zip(choice["bar_markets"], choice["bar_sources"], choice["bar_intervals"])),
         "funding": {(choice["fund_source"], choice["fund_venue"], choice["fund_symbol"])},
