@@ -78,8 +78,8 @@ fund_series AS (
     WHERE $fund_source IS NOT NULL
 ),
 fund AS (
-    SELECT x.* FROM funding x JOIN fund_series USING (source, venue, symbol)
-    WHERE x.ts >= $asof_lo AND x.ts < CAST($end AS TIMESTAMPTZ) + to_seconds($fsecs)
+    SELECT x.* FROM funding x
+    WHERE x.source = $fund_source AND x.venue = $fund_venue AND x.symbol = $fund_symbol AND x.ts >= $asof_lo AND x.ts < CAST($end AS TIMESTAMPTZ) + to_seconds($fsecs)
 ),
 fund_step AS MATERIALIZED (
     SELECT greatest(coalesce(median(d), 0), max(ih) * 3600) AS secs
@@ -98,9 +98,13 @@ oi_series AS (
     JOIN iv USING (interval)
 ),
 oi AS (
-    SELECT s.sid, o.ts, o.oi_base, o.oi_usd
-    FROM open_interest o JOIN oi_series s USING (source, venue, symbol, interval)
-    WHERE o.ts >= $asof_lo AND o.ts < CAST($end AS TIMESTAMPTZ) + to_seconds($fsecs)
+    SELECT o.sid, o.ts, o.oi_base, o.oi_usd
+    -- the chosen series have one venue each, in venue order, so a row's venue gives its series' sid;
+    -- filters on bound values, not a join, let the scan skip what the chosen files' statistics settle
+    FROM (SELECT *, list_position(CAST($oi_venues AS VARCHAR[]), venue) AS sid FROM open_interest
+          WHERE ts >= $asof_lo AND ts < CAST($end AS TIMESTAMPTZ) + to_seconds($fsecs)) o
+    WHERE o.source = CAST($oi_sources AS VARCHAR[])[o.sid] AND o.symbol = CAST($oi_symbols AS VARCHAR[])[o.sid]
+      AND o.interval = CAST($oi_intervals AS VARCHAR[])[o.sid]
 ),
 oi_at AS (
     SELECT g.ts, g.known_at, g.secs, o.ts AS oi_ts, o.oi_base, o.oi_usd,
@@ -147,8 +151,9 @@ pos_series AS (
     JOIN iv USING (interval)
 ),
 pos AS (
-    SELECT x.*, s.secs AS iv_secs FROM positioning x JOIN pos_series s USING (source, venue, symbol, interval)
-    WHERE x.ts >= $asof_lo AND x.ts < CAST($end AS TIMESTAMPTZ) + to_seconds($fsecs)
+    SELECT x.*, (SELECT secs FROM pos_series) AS iv_secs FROM positioning x
+    WHERE x.source = $pos_source AND x.venue = $pos_venue AND x.symbol = $pos_symbol AND x.interval = $pos_interval
+      AND x.ts >= $asof_lo AND x.ts < CAST($end AS TIMESTAMPTZ) + to_seconds($fsecs)
 ),
 joined AS (
     SELECT g.ts, g.known_at,

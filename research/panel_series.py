@@ -231,7 +231,9 @@ def choose(values: dict, counts: Counts) -> dict:
     fund = _pick(counts, "funding", counts.candidates("funding"), one, lambda k, n: (-n, k[0], k[1]))
     pos = _pick(counts, "positioning", [k for k in counts.candidates("positioning") if k[3] in IV], one,
                 lambda k, n: (-n, k[0], k[1], k[3]))
+    # one series per venue, in venue order: queries/panel.sql finds an OI row's series by its venue
     oi = sorted(_multi(counts, "open_interest", values, _venues(values.get("oi_venue"))), key=lambda k: k[1])
+    assert len({k[1] for k in oi}) == len(oi)
     liq = sorted(_multi(counts, "liquidations", values, _venues(values.get("liq_venue"))), key=lambda k: k[1])
 
     parts, syn = [], []
