@@ -124,9 +124,8 @@ class LogCounts(Counts):
             lo, hi = self.window.of(table)
             out: dict[tuple, list] = {}
             for e, p in self.entries.get(table, []):
-                if e.min is not None and e.max is not None and e.rows >= 0:
-                    if _ts(e.max) < lo or _ts(e.min) >= hi:
-                        continue  # no row in the window
+                if e.min is not None and e.max is not None and (_ts(e.max) < lo or _ts(e.min) >= hi):
+                    continue  # no row in the window
                 out.setdefault(tuple(e.partition.get(k) for k in _KEY[table]), []).append((e, p))
             self._files[table] = out
         return self._files[table]
@@ -193,8 +192,8 @@ def _multi(counts: Counts, table: str, values: dict, venues) -> list[tuple]:
     """OI or liquidation series: one, one per venue of a list, or the ``all`` aggregate (else every venue)."""
     sym, venue = values["symbol"], values.get("venue")
     cands = [k for k in counts.candidates(table) if k[3] in IV]
-    tier = lambda k: (k[2] != sym, k[1] != venue)  # noqa: E731  (exact symbol, then the bars' venue first)
-    order = lambda k, n: (-n, k[0], k[1], k[3])  # noqa: E731
+    tier = lambda k: (k[2] != sym, k[1] != venue)
+    order = lambda k, n: (-n, k[0], k[1], k[3])
     if venues is None:
         got = _pick(counts, table, cands, tier, order)
         return [got] if got else []
@@ -227,7 +226,7 @@ def choose(values: dict, counts: Counts) -> dict:
             chosen_bars[m] = got
     price = values.get("price")
     price_market = str(price).lower() if price is not None else next((m for m in MARKETS if m in chosen_bars), None)
-    one = lambda k: (k[2] != sym, k[1] != venue)  # noqa: E731
+    one = lambda k: (k[2] != sym, k[1] != venue)
     fund = _pick(counts, "funding", counts.candidates("funding"), one, lambda k, n: (-n, k[0], k[1]))
     pos = _pick(counts, "positioning", [k for k in counts.candidates("positioning") if k[3] in IV], one,
                 lambda k, n: (-n, k[0], k[1], k[3]))

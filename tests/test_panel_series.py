@@ -39,7 +39,7 @@ def tricky(tmp_path_factory):
     """Competing series of every input: venues, coin-level aggregates, sources, intervals, gaps, a year
     boundary (2024 -> 2025, so files of two years), and a partition written in several batches."""
     d = tmp_path_factory.mktemp("tricky")
-    w = lambda name, df: lake.write(name, df, d)  # noqa: E731
+    w = lambda name, df: lake.write(name, df, d)
     w("bars", bars(ts(0, 200)))                                    # perp 1h, t
     w("bars", bars(ts(200, 100)))                                  # ... appended (a second file)
     w("bars", bars(ts(0, 40, 4), interval="4h", source="n", close=5.0))  # native 4h, fewer clock hours
