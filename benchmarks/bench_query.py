@@ -8,7 +8,10 @@ liquidations. They are cached under ``--cache`` (default ``$TMPDIR/treadmill-ben
 For the last week, month, quarter and year of each lake, every round times, in shuffled order,
 
 * ``lower``: a hand-written query that reads only the asked symbol's partition files of the years
-  the period needs and joins them the way the hourly panel does (same connection settings);
+  the period needs, and of its as-of series only the day before the period onwards, and joins them
+  the way the hourly panel does, with the query layer's connection policy (a new connection to one
+  open DuckDB database per process, the same settings, its SQL parsed once per process, ``execute()``
+  and one Arrow fetch), so what it saves over the panels is the panels' own work;
 * ``hourly_panel``, ``panel_4h`` (``panel`` at interval 4h) and ``daily_panel`` via
   :func:`research.db.query`, each opening its own connection like a notebook does.
 
@@ -18,10 +21,10 @@ load inflates it far less than wall time), and the 1-minute load average.
 
 What the lower bound leaves out, so its ratio is an upper bound on the panel's overhead rather than a
 like-for-like race: it knows which series to read (binance OI, positioning and funding of the symbol;
-the panel chooses among every venue's and the coin-level series, counting each candidate's rows in
-the span, which on these lakes reads 4x the OI rows), it computes 9 of the panel's ~45 columns, no
-staleness per series interval, no liquidation coverage span, no ``inputs`` record, and it builds no
-view per lake table. It reads the same files with the same connection settings, and ``--quick``
+the panel chooses among every venue's and the coin-level series from the table logs, reading a file
+only when the span cuts it and its first and last rows do not settle whether it has rows there), it
+computes 9 of the panel's ~45 columns, no staleness per series interval, no liquidation coverage
+span, no ``inputs`` record, and it builds no views. It reads the same files with the same connection settings, and ``--quick``
 checks that the columns both compute are equal.
 ``--quick`` builds two tiny lakes and checks that the hourly panel equals the lower bound's rows.
 
@@ -40,6 +43,7 @@ import random
 import statistics
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import duckdb
@@ -96,9 +100,10 @@ WITH
 perp AS (SELECT ts, close, volume FROM read_parquet($perp) WHERE ts >= $t0 - INTERVAL 1 HOUR AND ts < $t1),
 spot AS (SELECT ts, close, volume FROM read_parquet($spot) WHERE ts >= $t0 - INTERVAL 1 HOUR AND ts < $t1),
 grid AS (SELECT ts, ts + INTERVAL 1 HOUR AS known_at FROM perp),
-fund AS (SELECT ts, rate FROM read_parquet($funding) WHERE ts < $t1 + INTERVAL 1 HOUR),
-oi AS (SELECT ts, oi_usd FROM read_parquet($oi) WHERE ts < $t1 + INTERVAL 1 HOUR),
-pos AS (SELECT ts, top_trader_ls_ratio FROM read_parquet($pos) WHERE ts < $t1 + INTERVAL 1 HOUR),
+fund AS (SELECT ts, rate FROM read_parquet($funding) WHERE ts >= $t0 - INTERVAL 1 DAY AND ts < $t1 + INTERVAL 1 HOUR),
+oi AS (SELECT ts, oi_usd FROM read_parquet($oi) WHERE ts >= $t0 - INTERVAL 1 DAY AND ts < $t1 + INTERVAL 1 HOUR),
+pos AS (SELECT ts, top_trader_ls_ratio FROM read_parquet($pos)
+        WHERE ts >= $t0 - INTERVAL 1 DAY AND ts < $t1 + INTERVAL 1 HOUR),
 liq AS (SELECT date_trunc('hour', ts + INTERVAL 1 HOUR - INTERVAL 1 MICROSECOND) AS ts, sum(long_usd) AS long_usd
         FROM read_parquet($liq) WHERE ts < $t1 GROUP BY 1)
 SELECT g.ts, pe.close AS perp_close, ln(pe.close / lag(pe.close) OVER (ORDER BY g.ts)) AS perp_ret,
@@ -133,12 +138,32 @@ def lower_bound(d: Path, symbol: str, t0: dt.datetime, t1: dt.datetime) -> pl.Da
         "pos": _files(d, "positioning", f"{s}/symbol={symbol}/interval=5m", years),
         "liq": _files(d, "liquidations", f"{s}/symbol={symbol}/interval=1h", years),
     }
-    con = duckdb.connect(":memory:")
+    # the same connection policy as the query layer (a connection to one open database per process,
+    # its settings, its SQL parsed once, execute() and one Arrow fetch), so the ratio is the panels' own cost
+    con = _lower_cursor()
     try:
         db._configure(con)
-        return pl.from_arrow(con.sql(LOWER_SQL, params=dict(files, t0=t0, t1=t1)).to_arrow_table())
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Arrow output on a DB-API result", category=UserWarning)
+            return pl.from_arrow(con.execute(_lower_statement(con), dict(files, t0=t0, t1=t1)).to_arrow_table())
     finally:
         con.close()
+
+
+_LOWER_DB: list = []
+
+
+def _lower_statement(con):
+    # parsed once per process, as the query layer keeps its parse of a panel's SQL
+    if len(_LOWER_DB) < 2:
+        _LOWER_DB.append(con.extract_statements(LOWER_SQL)[0])
+    return _LOWER_DB[1]
+
+
+def _lower_cursor() -> duckdb.DuckDBPyConnection:
+    if not _LOWER_DB:
+        _LOWER_DB.append(duckdb.connect(":memory:"))
+    return _LOWER_DB[0].cursor()
 
 
 def arms(d: Path, symbol: str, t0: dt.datetime, t1: dt.datetime) -> dict:
@@ -205,6 +230,19 @@ def run(cache: Path, years_list, symbols_list, periods, rounds: int, days: int |
     return rows
 
 
+def fixed_cost(rounds: int) -> None:
+    """Print what ``hourly_panel`` costs with no file to read (an empty lake): its SQL's own overhead."""
+    with tempfile.TemporaryDirectory(prefix="treadmill-empty-") as d:
+        kw = dict(symbol=symbol_name(0), start=(END - dt.timedelta(days=7)).isoformat(), end=END.isoformat())
+        db.query("hourly_panel", d, **kw)
+        cpus = []
+        for _ in range(max(rounds, 3) * 3):
+            c = time.process_time()
+            db.query("hourly_panel", d, **kw)
+            cpus.append(time.process_time() - c)
+    print(f"empty lake: hourly_panel for a week costs {min(cpus):.3f}/{statistics.median(cpus):.3f} s CPU (min/median)")
+
+
 def main(argv=None) -> pl.DataFrame:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny lakes, 2 rounds, and an equality check")
@@ -224,9 +262,19 @@ def main(argv=None) -> pl.DataFrame:
     else:
         rows = run(args.cache, [int(x) for x in args.years.split(",")], [int(x) for x in args.symbols.split(",")],
                    args.periods.split(","), args.rounds)
+    fixed_cost(args.rounds)
     table = pl.DataFrame(rows)
-    with pl.Config(tbl_rows=-1, tbl_width_chars=200, float_precision=3):
-        print(table)
+    with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=250, float_precision=3):
+        print(table.select("years", "symbols", "period", "arm", "cpu_median_s", "cpu_ratio_min", "cpu_ratio_median",
+                           "median_s", "ratio_min", "ratio_median", "load"))
+        panels = table.filter(pl.col("arm") != "lower")
+        print(panels.group_by("arm", maintain_order=True).agg(
+            pl.col("cpu_ratio_median").min().alias("cpu_ratio_median_lo"),
+            pl.col("cpu_ratio_median").max().alias("cpu_ratio_median_hi"),
+            pl.col("ratio_median").min().alias("wall_ratio_median_lo"),
+            pl.col("ratio_median").max().alias("wall_ratio_median_hi"),
+            ((pl.col("cpu_ratio_median") <= 2) & (pl.col("ratio_median") <= 2)).sum().alias("cells_within_2x"),
+            pl.len().alias("cells")))
     return table
 
 

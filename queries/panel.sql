@@ -32,24 +32,17 @@ iv(interval, secs) AS (
            ('2h', 7200), ('4h', 14400), ('6h', 21600), ('8h', 28800), ('12h', 43200), ('1d', 86400),
            ('3d', 259200), ('1w', 604800)
 ),
--- the small choice CTEs are MATERIALIZED: several parts read them, and inlined they rescan the lake
--- bars: choose one series per market, aggregate it to the panel's bars ---------------------------
-bar_series AS MATERIALIZED (
-    SELECT *, row_number() OVER (PARTITION BY market ORDER BY n * secs DESC, secs DESC, source, interval) AS rk
-    FROM (
-        SELECT b.market, b.source, b.interval, iv.secs, count(*) AS n
-        FROM bars b JOIN iv USING (interval)
-        WHERE b.market IN ('perp', 'spot', 'index') AND b.symbol = $symbol AND b.venue = $venue
-          AND ($source IS NULL OR b.source = $source) AND iv.secs <= $fsecs AND $fsecs % iv.secs = 0
-          AND b.ts >= $b0 AND b.ts < CAST($end AS TIMESTAMPTZ)
-        GROUP BY ALL
-    )
+-- The series are chosen before this SQL runs (research.panel_series.choose applies the rule above
+-- to the lake's file lists) and bound as lists: $bar_markets/$bar_sources/$bar_intervals, one per market,
+-- $oi_sources/$oi_venues/... one per OI series, and so on; the views read only their files.
+-- bars: the chosen series per market, aggregated to the panel's bars ---------------------------------
+bar_series AS (
+    SELECT s.market, s.source, s.interval, iv.secs, 1 AS rk
+    FROM (SELECT unnest(CAST($bar_markets AS VARCHAR[])) AS market, unnest(CAST($bar_sources AS VARCHAR[])) AS source,
+                 unnest(CAST($bar_intervals AS VARCHAR[])) AS interval) s
+    JOIN iv USING (interval)
 ),
-chosen AS MATERIALIZED (
-    SELECT coalesce(lower(CAST($price AS VARCHAR)), (
-        SELECT market FROM bar_series WHERE rk = 1
-        ORDER BY CASE market WHEN 'perp' THEN 1 WHEN 'spot' THEN 2 ELSE 3 END LIMIT 1)) AS price_market
-),
+chosen AS (SELECT CAST($price_market AS VARCHAR) AS price_market),
 bkt AS (
     SELECT b.market, time_bucket(to_seconds($fsecs), b.ts, TIMESTAMPTZ '1970-01-01 00:00:00+00') AS ts,
            count(*) * any_value(s.secs) = $fsecs AS complete,
@@ -79,18 +72,14 @@ grid AS (
     SELECT min(ts) - to_seconds($fsecs), min(ts) FROM spine HAVING count(*) > 0
 ),
 -- funding: one series; its staleness comes from its observed spacing -----------------------------
-fund_series AS MATERIALIZED (
-    SELECT source, venue, symbol
-    FROM funding
-    WHERE symbol IN ($symbol, $coin) AND ($source IS NULL OR source = $source)
-      AND ts >= $asof_lo AND ts < CAST($end AS TIMESTAMPTZ)
-    GROUP BY source, venue, symbol
-    ORDER BY (symbol = $symbol) DESC, (venue = $venue) DESC, count(*) DESC, source, venue
-    LIMIT 1
+fund_series AS (
+    SELECT CAST($fund_source AS VARCHAR) AS source, CAST($fund_venue AS VARCHAR) AS venue,
+           CAST($fund_symbol AS VARCHAR) AS symbol
+    WHERE $fund_source IS NOT NULL
 ),
 fund AS (
-    SELECT x.* FROM funding x JOIN fund_series USING (source, venue, symbol)
-    WHERE x.ts >= $asof_lo AND x.ts < CAST($end AS TIMESTAMPTZ) + to_seconds($fsecs)
+    SELECT x.* FROM funding x
+    WHERE x.source = $fund_source AND x.venue = $fund_venue AND x.symbol = $fund_symbol AND x.ts >= $asof_lo AND x.ts < CAST($end AS TIMESTAMPTZ) + to_seconds($fsecs)
 ),
 fund_step AS MATERIALIZED (
     SELECT greatest(coalesce(median(d), 0), max(ih) * 3600) AS secs
@@ -102,31 +91,20 @@ settled AS (
     FROM fund GROUP BY 1
 ),
 -- open interest: one series, or one per venue summed ----------------------------------------------
-oi_cand AS (
-    SELECT o.source, o.venue, o.symbol, o.interval, iv.secs, count(*) AS n
-    FROM open_interest o JOIN iv USING (interval)
-    WHERE o.symbol IN ($symbol, $coin) AND ($source IS NULL OR o.source = $source)
-      AND o.ts >= $asof_lo AND o.ts < CAST($end AS TIMESTAMPTZ)
-    GROUP BY ALL
-),
-oi_mode AS (
-    SELECT vs, vs = ['all'] AND EXISTS (SELECT 1 FROM oi_cand WHERE venue = 'all') AS agg
-    FROM (SELECT string_split(regexp_replace(CAST($oi_venue AS VARCHAR), '\s', '', 'g'), ',') AS vs)
-),
-oi_series AS MATERIALIZED (
-    SELECT * EXCLUDE (rk), row_number() OVER (ORDER BY venue, source, symbol, interval) AS sid FROM (
-        SELECT c.*, row_number() OVER (
-            PARTITION BY CASE WHEN m.vs IS NOT NULL AND NOT m.agg THEN c.venue END
-            ORDER BY (c.symbol = $symbol) DESC, (c.venue = $venue) DESC, c.n DESC, c.source, c.venue, c.interval) AS rk
-        FROM oi_cand c, oi_mode m
-        WHERE m.vs IS NULL OR (m.agg AND c.venue = 'all')
-           OR (m.vs = ['all'] AND NOT m.agg AND c.venue <> 'all') OR (m.vs <> ['all'] AND list_contains(m.vs, c.venue))
-    ) WHERE rk = 1
+oi_series AS (
+    SELECT s.*, iv.secs, row_number() OVER (ORDER BY s.venue, s.source, s.symbol, s.interval) AS sid
+    FROM (SELECT unnest(CAST($oi_sources AS VARCHAR[])) AS source, unnest(CAST($oi_venues AS VARCHAR[])) AS venue,
+                 unnest(CAST($oi_symbols AS VARCHAR[])) AS symbol, unnest(CAST($oi_intervals AS VARCHAR[])) AS interval) s
+    JOIN iv USING (interval)
 ),
 oi AS (
-    SELECT s.sid, o.ts, o.oi_base, o.oi_usd
-    FROM open_interest o JOIN oi_series s USING (source, venue, symbol, interval)
-    WHERE o.ts >= $asof_lo AND o.ts < CAST($end AS TIMESTAMPTZ) + to_seconds($fsecs)
+    SELECT o.sid, o.ts, o.oi_base, o.oi_usd
+    -- the chosen series have one venue each, in venue order, so a row's venue gives its series' sid;
+    -- filters on bound values, not a join, let the scan skip what the chosen files' statistics settle
+    FROM (SELECT *, list_position(CAST($oi_venues AS VARCHAR[]), venue) AS sid FROM open_interest
+          WHERE ts >= $asof_lo AND ts < CAST($end AS TIMESTAMPTZ) + to_seconds($fsecs)) o
+    WHERE o.source = CAST($oi_sources AS VARCHAR[])[o.sid] AND o.symbol = CAST($oi_symbols AS VARCHAR[])[o.sid]
+      AND o.interval = CAST($oi_intervals AS VARCHAR[])[o.sid]
 ),
 oi_at AS (
     SELECT g.ts, g.known_at, g.secs, o.ts AS oi_ts, o.oi_base, o.oi_usd,
@@ -143,26 +121,11 @@ oi_row AS (
     FROM oi_at GROUP BY ts
 ),
 -- liquidations: buckets land in the row that contains their end -----------------------------------
-liq_cand AS (
-    SELECT l.source, l.venue, l.symbol, l.interval, iv.secs, count(*) AS n
-    FROM liquidations l JOIN iv USING (interval)
-    WHERE l.symbol IN ($symbol, $coin) AND ($source IS NULL OR l.source = $source)
-      AND l.ts >= $asof_lo AND l.ts < CAST($end AS TIMESTAMPTZ)
-    GROUP BY ALL
-),
-liq_mode AS (
-    SELECT vs, vs = ['all'] AND EXISTS (SELECT 1 FROM liq_cand WHERE venue = 'all') AS agg
-    FROM (SELECT string_split(regexp_replace(CAST($liq_venue AS VARCHAR), '\s', '', 'g'), ',') AS vs)
-),
-liq_series AS MATERIALIZED (
-    SELECT * EXCLUDE (rk) FROM (
-        SELECT c.*, row_number() OVER (
-            PARTITION BY CASE WHEN m.vs IS NOT NULL AND NOT m.agg THEN c.venue END
-            ORDER BY (c.symbol = $symbol) DESC, (c.venue = $venue) DESC, c.n DESC, c.source, c.venue, c.interval) AS rk
-        FROM liq_cand c, liq_mode m
-        WHERE m.vs IS NULL OR (m.agg AND c.venue = 'all')
-           OR (m.vs = ['all'] AND NOT m.agg AND c.venue <> 'all') OR (m.vs <> ['all'] AND list_contains(m.vs, c.venue))
-    ) WHERE rk = 1
+liq_series AS (
+    SELECT s.*, iv.secs
+    FROM (SELECT unnest(CAST($liq_sources AS VARCHAR[])) AS source, unnest(CAST($liq_venues AS VARCHAR[])) AS venue,
+                 unnest(CAST($liq_symbols AS VARCHAR[])) AS symbol, unnest(CAST($liq_intervals AS VARCHAR[])) AS interval) s
+    JOIN iv USING (interval)
 ),
 liq_rows AS (
     SELECT l.*, s.secs FROM liquidations l JOIN liq_series s USING (source, venue, symbol, interval)
@@ -181,18 +144,16 @@ liq_cover AS MATERIALIZED (
           FROM liq_rows GROUP BY source, venue, symbol, interval)
 ),
 -- positioning: one series ----------------------------------------------------------------------
-pos_series AS MATERIALIZED (
-    SELECT x.source, x.venue, x.symbol, x.interval, any_value(iv.secs) AS secs
-    FROM positioning x JOIN iv USING (interval)
-    WHERE x.symbol IN ($symbol, $coin) AND ($source IS NULL OR x.source = $source)
-      AND x.ts >= $asof_lo AND x.ts < CAST($end AS TIMESTAMPTZ)
-    GROUP BY x.source, x.venue, x.symbol, x.interval
-    ORDER BY (x.symbol = $symbol) DESC, (x.venue = $venue) DESC, count(*) DESC, x.source, x.venue, x.interval
-    LIMIT 1
+pos_series AS (
+    SELECT s.*, iv.secs
+    FROM (SELECT CAST($pos_source AS VARCHAR) AS source, CAST($pos_venue AS VARCHAR) AS venue,
+                 CAST($pos_symbol AS VARCHAR) AS symbol, CAST($pos_interval AS VARCHAR) AS interval) s
+    JOIN iv USING (interval)
 ),
 pos AS (
-    SELECT x.*, s.secs AS iv_secs FROM positioning x JOIN pos_series s USING (source, venue, symbol, interval)
-    WHERE x.ts >= $asof_lo AND x.ts < CAST($end AS TIMESTAMPTZ) + to_seconds($fsecs)
+    SELECT x.*, (SELECT secs FROM pos_series) AS iv_secs FROM positioning x
+    WHERE x.source = $pos_source AND x.venue = $pos_venue AND x.symbol = $pos_symbol AND x.interval = $pos_interval
+      AND x.ts >= $asof_lo AND x.ts < CAST($end AS TIMESTAMPTZ) + to_seconds($fsecs)
 ),
 joined AS (
     SELECT g.ts, g.known_at,
@@ -281,24 +242,7 @@ panel AS (
 ),
 inputs AS (
     -- one row: the chosen series, in a fixed order, and whether any of them is simulated
-    SELECT string_agg(part, '; ' ORDER BY k) AS inputs, coalesce(bool_or(syn), FALSE) AS synthetic
-    FROM (
-        SELECT 0 AS k, 'price=' || price_market AS part, NULL AS syn FROM chosen
-        UNION ALL
-        SELECT CASE market WHEN 'perp' THEN 1 WHEN 'spot' THEN 2 ELSE 3 END, market || '=' || source || '/' || interval,
-               source = 'synthetic'
-        FROM bar_series WHERE rk = 1 AND (market <> 'index' OR market = (SELECT price_market FROM chosen))
-        UNION ALL
-        SELECT 4, 'funding=' || source || '/' || venue || '/' || symbol, source = 'synthetic' FROM fund_series
-        UNION ALL
-        SELECT 5, 'oi=' || string_agg(source || '/' || venue || '/' || symbol || '/' || interval, '+' ORDER BY venue),
-               bool_or(source = 'synthetic') FROM oi_series HAVING count(*) > 0
-        UNION ALL
-        SELECT 6, 'liquidations=' || string_agg(source || '/' || venue || '/' || symbol || '/' || interval, '+' ORDER BY venue),
-               bool_or(source = 'synthetic') FROM liq_series HAVING count(*) > 0
-        UNION ALL
-        SELECT 7, 'positioning=' || source || '/' || venue || '/' || symbol || '/' || interval, source = 'synthetic' FROM pos_series
-    )
+    SELECT CAST($inputs AS VARCHAR) AS inputs, CAST($synthetic AS BOOLEAN) AS synthetic
 )
 SELECT panel.* EXCLUDE (close, ret, bar_hours, funding_settlements, oi_interval_hours, liq_interval_hours, interval, price_market),
        panel.interval, panel.price_market, panel.close, panel.ret,

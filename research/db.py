@@ -13,13 +13,25 @@ on another; the included query's parameters become this query's parameters. Two 
 
 * ``-- const NAME: VALUE`` fixes a parameter of an included query (``hourly_panel`` is ``panel``
   with ``interval`` fixed to ``1h``); it is no longer a parameter of the wrapper.
-* ``-- scan: panel`` makes :func:`query` open a connection whose views read only the files the
-  parameters need (:func:`research.scan.panel_files`: the symbol's partitions and the span's years),
-  so a panel costs the same on a lake of one symbol-year and of twenty symbols over six years; the
-  query may also use the constants :func:`research.scan.panel_values` derives (``$fsecs``, ``$b0``...).
+* ``-- scan: panel`` makes :func:`query` first choose the series the panel reads
+  (:func:`research.panel_series.choose`, from the table logs of the files its parameters need: the
+  symbol's partitions and the span's years), then read only the chosen series' files (bound as
+  ``read_parquet`` lists in place of the views, :func:`_read_files`), so a panel costs the same on
+  a lake of one symbol-year and of twenty symbols over six years, and DuckDB never plans or scans
+  the candidates it did not choose. The query may use the constants
+  :func:`research.scan.panel_values` derives (``$fsecs``, ``$b0``...) and the choice
+  (:data:`research.panel_series.DERIVED`: ``$bar_markets``, ``$oi_sources``, ..., ``$inputs``).
+
+Connections are cheap: every one is a new connection to one in-memory DuckDB database per process
+(opening a database costs more CPU than planning a panel), with its own settings and temporary
+views, used by one thread. Nothing is cached but parsed table logs, each re-read when its
+``_log.json`` changes (so a query always sees the lake's last commit), and DuckDB's parse of each
+query's SQL text, per thread.
 """
 from __future__ import annotations
 
+import functools
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,9 +39,17 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from research import lake, paths, scan
+from research import lake, panel_series, paths, scan
+from research.dbconn import (  # noqa: F401  (SETTINGS and _configure are used by tests and benchmarks)
+    SETTINGS,
+    _configure,
+    _create_views,
+    _cursor,
+    _fetch,
+    _parsed,
+)
 from research.errors import QueryError
-from research.schema import TABLES, Table
+from research.schema import TABLES
 
 _PARAM_DECL = re.compile(r"^--\s*param\s+([A-Za-z_]\w*)\s*:\s*(.*?)\s*(?:\[default:\s*(.*?)\])?\s*$")
 _CONST_DECL = re.compile(r"^--\s*const\s+([A-Za-z_]\w*)\s*:\s*(.*?)\s*$")
@@ -38,56 +58,18 @@ _SCANS = ("panel",)
 _INCLUDE = re.compile(r"\{\{\s*([A-Za-z_]\w*)\s*\}\}")
 _DOLLAR = re.compile(r"\$([A-Za-z_]\w*)")
 
-_DUCK_TYPES = {
-    pl.String: "VARCHAR", pl.Float64: "DOUBLE", pl.Int64: "BIGINT", pl.Int32: "INTEGER",
-    pl.Date: "DATE", pl.Boolean: "BOOLEAN",
-}
-
-
-def _duck_type(dtype: pl.DataType) -> str:
-    if isinstance(dtype, pl.Datetime):
-        return "TIMESTAMPTZ" if dtype.time_zone else "TIMESTAMP"
-    return _DUCK_TYPES[dtype.base_type() if hasattr(dtype, "base_type") else dtype]
-
-
-def _empty_view_sql(t: Table) -> str:
-    # Names and types come from research.schema, never from user input.
-    cols = ", ".join(f'CAST(NULL AS {_duck_type(c.dtype)}) AS "{c.name}"' for c in t.columns)
-    return f'CREATE OR REPLACE VIEW "{t.name}" AS SELECT {cols} WHERE FALSE'
-
-
-#: Session settings every connection of the query layer gets. DuckDB 1.1+ runs an ASOF join as a
-#: nested loop when its left side is small (``asof_loop_join_threshold``, 64 rows by default); a
-#: panel's spine joined to a series estimates small and then takes ~100x longer, so the loop is off.
-#: ``tests/test_query_panel.py`` fails if a panel's plan shows a nested-loop ASOF join again.
-SETTINGS = {"TimeZone": "'UTC'", "asof_loop_join_threshold": "0"}
-
 _DATA_DIR_VAR = "research_data_dir"
 
 
-def _configure(con: duckdb.DuckDBPyConnection) -> None:
-    known = {r[0] for r in con.execute("SELECT name FROM duckdb_settings()").fetchall()}
-    for name, value in SETTINGS.items():
-        if name in known:  # a DuckDB without the setting has no loop strategy to turn off
-            con.execute(f"SET {name} = {value}")  # names and values are constants of this module
-
-
-def _create_views(con: duckdb.DuckDBPyConnection, files: dict[str, list[Path]]) -> None:
-    for t in TABLES.values():
-        fs = files.get(t.name) or []
-        if fs:
-            rel = con.read_parquet([str(f) for f in fs], hive_partitioning=False, union_by_name=True)
-            rel.create_view(t.name, replace=True)
-        else:
-            con.execute(_empty_view_sql(t))
-
-
-def connect(data_dir=None, files: dict[str, list[Path]] | None = None) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection with one view per canonical table.
+def connect(data_dir=None, files: dict[str, list[Path]] | None = None, tables=None) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with one temporary view per canonical table.
 
     Tables with no data still get a view with the right columns and types, so a query never fails
     because a dataset has not been downloaded. The session time zone is UTC and the ASOF join
-    strategy is pinned (:data:`SETTINGS`).
+    strategy is pinned (:data:`SETTINGS`). The connection is one to this process's in-memory
+    database (:func:`_cursor`): cheap to open, its views and settings are its own, and it is for one
+    thread at a time; close it when done. A table created on it (``CREATE TABLE``) would be in the
+    shared database: create it ``TEMP``.
 
     Parameters
     ----------
@@ -96,12 +78,14 @@ def connect(data_dir=None, files: dict[str, list[Path]] | None = None) -> duckdb
     files : dict, optional
         Table name -> the files its view reads (default: every committed file of the table).
         :func:`query` passes a pruned list (:func:`research.scan.panel_files`).
+    tables : iterable of str, optional
+        Create views only for these tables (default: every table).
     """
-    con = duckdb.connect(":memory:")
+    con = _cursor()
     _configure(con)
     if files is None:
-        files = {name: lake.table_files(name, data_dir) for name in TABLES}
-    _create_views(con, files)
+        files = {name: lake.table_files(name, data_dir) for name in TABLES if tables is None or name in tables}
+    _create_views(con, files, tables)
     con.execute(f"SET VARIABLE {_DATA_DIR_VAR} = $d", {"d": str(paths.data_dir(data_dir))})
     return con
 
@@ -197,7 +181,8 @@ def load_query(name: str, queries_dir: Path | None = None, _seen: tuple = ()) ->
     for k in consts:  # a wrapper fixes a parameter of the query it includes (hourly_panel: interval=1h)
         params.pop(k, None)
     used = set(_DOLLAR.findall(_strip_literals(sql)))
-    undeclared = used - set(params) - set(consts) - set(scan.DERIVED.get(scan_kind, ()))
+    derived = set(scan.DERIVED.get(scan_kind, ())) | (set(panel_series.DERIVED) if scan_kind else set())
+    undeclared = used - set(params) - set(consts) - derived
     if undeclared:
         raise QueryError(f"{path}: parameters {sorted(undeclared)} are used but not declared with '-- param NAME: ...'")
     return NamedQuery(name, path, " ".join(description), sql, params, consts, scan_kind)
@@ -208,17 +193,8 @@ def _strip_literals(sql: str) -> str:
     return re.sub(r"'(?:[^']|'')*'", "''", sql)
 
 
-def bind(name: str, queries_dir: Path | None = None, **params) -> tuple[NamedQuery, dict]:
-    """Check ``params`` against a named query and return it with the values DuckDB will bind.
-
-    Defaults fill what is not given, a wrapper's constants (``-- const``) are added, and a
-    ``-- scan: panel`` query also gets the constants :func:`research.scan.panel_values` derives.
-
-    Raises
-    ------
-    QueryError
-        Unknown query, missing or unknown parameters, or a panel parameter out of range.
-    """
+def _resolve(name: str, queries_dir: Path | None, params: dict) -> tuple[NamedQuery, dict]:
+    """The query and every parameter's value (defaults filled, constants added), checked."""
     q = load_query(name, queries_dir)
     unknown = sorted(set(params) - set(q.params))
     if unknown:
@@ -226,23 +202,105 @@ def bind(name: str, queries_dir: Path | None = None, **params) -> tuple[NamedQue
     missing = [p.name for p in q.params.values() if p.required and p.name not in params]
     if missing:
         raise QueryError(f"query {name!r} needs parameter(s) {missing}.\n{q.usage()}")
-    used = set(_DOLLAR.findall(_strip_literals(q.sql)))
-    values = {p.name: params.get(p.name, p.default) for p in q.params.values() if p.name in used}
-    values.update({k: v for k, v in q.consts.items() if k in used})
+    full = {p.name: params.get(p.name, p.default) for p in q.params.values()} | dict(q.consts)
     if q.scan is not None:
-        values.update({k: v for k, v in scan.panel_values(values).items() if k in used})
-    return q, values
+        full.update(scan.panel_values(full))
+    return q, full
 
 
-def _connection_for(q: NamedQuery, values: dict, data_dir, con) -> tuple[duckdb.DuckDBPyConnection, bool]:
-    """The connection a query runs on, and whether :func:`query` must close it."""
-    if q.scan is not None:
-        # read only the files this query's parameters need (flat in the lake's size); a caller's
-        # connection that is not ours (no data directory recorded) is used as it is
-        ddir = data_dir if con is None else data_dir_of(con)
-        if con is None or ddir is not None:
-            return connect(ddir, files=scan.panel_files(values, ddir)), True
-    return (con, False) if con is not None else (connect(data_dir), True)
+def _used(sql: str) -> set[str]:
+    return set(_DOLLAR.findall(_strip_literals(sql)))
+
+
+def bind(name: str, queries_dir: Path | None = None, **params) -> tuple[NamedQuery, dict]:
+    """Check ``params`` against a named query and return it with the values DuckDB will bind.
+
+    Defaults fill what is not given, a wrapper's constants (``-- const``) are added, and a
+    ``-- scan: panel`` query also gets the constants :func:`research.scan.panel_values` derives
+    (the series it reads, :func:`research.panel_series.choose`, are added by :func:`query`, which
+    needs the lake for them).
+
+    Raises
+    ------
+    QueryError
+        Unknown query, missing or unknown parameters, or a panel parameter out of range.
+    """
+    q, full = _resolve(name, queries_dir, params)
+    used = _used(q.sql)
+    return q, {k: v for k, v in full.items() if k in used}
+
+
+@functools.lru_cache(maxsize=64)
+def referenced_tables(sql: str) -> frozenset[str]:
+    """Canonical tables a query's SQL names (the views it needs)."""
+    text = _strip_literals(sql)
+    return frozenset(t for t in TABLES if re.search(rf"\b{t}\b", text))
+
+
+def _window(con: duckdb.DuckDBPyConnection, values: dict) -> panel_series.Window:
+    # DuckDB parses `end` as the panel's SQL does (and rejects a bad one the same way)
+    end = con.execute("SELECT CAST($end AS TIMESTAMPTZ)", {"end": values.get("end")}).fetchall()[0][0]
+    return panel_series.Window(values["b0"], values["asof_lo"], end)
+
+
+def _prepare(q: NamedQuery, full: dict, data_dir, con) -> tuple[duckdb.DuckDBPyConnection, bool, str, dict]:
+    """The connection a query runs on, whether :func:`query` must close it, its SQL and the values it binds.
+
+    A ``-- scan: panel`` query first chooses its series (:func:`research.panel_series.choose`): on
+    the query layer's own connections from the table logs of the files its parameters need
+    (:func:`research.scan.panel_files`), and its tables then read the chosen series' files only
+    (:func:`_read_files`); on a caller's connection that is not ours (no data directory recorded)
+    from its views, as they are.
+    """
+    used = _used(q.sql)
+    if q.scan is None:
+        values = {k: v for k, v in full.items() if k in used}
+        if con is not None:
+            return con, False, q.sql, values
+        return connect(data_dir, tables=referenced_tables(q.sql)), True, q.sql, values
+    ddir = data_dir if con is None else data_dir_of(con)
+    own = con is None or ddir is not None
+    sql = q.sql
+    if own:
+        entries = panel_series.panel_entries(full, ddir, referenced_tables(q.sql))
+        con = connect(ddir, files={}, tables=())
+    try:
+        window = _window(con, full)
+        if own:
+            choice = panel_series.choose(full, panel_series.LogCounts(entries, con, window))
+            sql, files = _read_files(q.sql, panel_series.files_of(choice, entries))
+            _create_views(con, {}, referenced_tables(q.sql) - set(files))  # tables without a file: empty views
+        else:
+            choice, files = panel_series.choose(full, panel_series.SqlCounts(con, full, window)), {}
+    except BaseException:
+        if own:
+            con.close()
+        raise
+    values = {k: v for k, v in (full | choice).items() if k in used}
+    return con, own, sql, values | {f"files_{t}": [str(f) for f in fs] for t, fs in files.items()}
+
+
+_TABLE_TOKEN = re.compile(r"'(?:[^']|'')*'|--[^\n]*|\b(" + "|".join(sorted(TABLES, key=len, reverse=True)) + r")\b")
+
+
+def _read_files(sql: str, files: dict[str, list[Path]]) -> tuple[str, dict[str, list[Path]]]:
+    """``sql`` with every table that has files read from them in place of its view, and those files.
+
+    A table name outside literals and comments becomes ``read_parquet($files_<table>, ...)``: the
+    files are bound like any parameter, the SQL text stays the same from query to query (so its parse
+    is kept, :func:`_parsed`), and DuckDB binds each file list once, in the query, not once more for
+    a view. Tables without files keep their names (empty views).
+    """
+    used: dict[str, list[Path]] = {}
+
+    def sub(m: re.Match) -> str:
+        t = m.group(1)
+        if t is None or not files.get(t):
+            return m.group(0)
+        used[t] = files[t]
+        return f"read_parquet($files_{t}, hive_partitioning = false, union_by_name = true)"
+
+    return _TABLE_TOKEN.sub(sub, sql), used
 
 
 def query(name: str, data_dir=None, *, con: duckdb.DuckDBPyConnection | None = None,
@@ -267,12 +325,14 @@ def query(name: str, data_dir=None, *, con: duckdb.DuckDBPyConnection | None = N
         Unknown query (lists the available ones), missing parameters (lists what is needed),
         unknown parameters (lists what the query accepts), or a failing query.
     """
-    q, values = bind(name, queries_dir, **params)
-    con, own = _connection_for(q, values, data_dir, con)
+    q, full = _resolve(name, queries_dir, params)
+    own, values = False, full
     try:
-        return pl.from_arrow(con.sql(q.sql, params=values).to_arrow_table())
+        con, own, sql, values = _prepare(q, full, data_dir, con)
+        return _fetch(con, sql, values)
     except duckdb.Error as exc:
-        raise QueryError(f"query {name!r} failed with parameters {values}: {exc}") from exc
+        shown = {k: v for k, v in values.items() if k in q.params or k in q.consts}
+        raise QueryError(f"query {name!r} failed with parameters {shown}: {exc}") from exc
     finally:
         if own:
             con.close()
@@ -280,10 +340,10 @@ def query(name: str, data_dir=None, *, con: duckdb.DuckDBPyConnection | None = N
 
 def explain(name: str, data_dir=None, *, queries_dir: Path | None = None, **params) -> str:
     """The physical plan DuckDB chooses for a named query (the text of ``EXPLAIN``)."""
-    q, values = bind(name, queries_dir, **params)
-    con, own = _connection_for(q, values, data_dir, None)
+    q, full = _resolve(name, queries_dir, params)
+    con, own, sql, values = _prepare(q, full, data_dir, None)
     try:
-        return "\n".join(r[1] for r in con.execute("EXPLAIN " + q.sql, values).fetchall())
+        return "\n".join(r[1] for r in con.execute("EXPLAIN " + sql, values).fetchall())
     finally:
         if own:
             con.close()
@@ -296,7 +356,6 @@ def is_synthetic(panel: pl.DataFrame) -> bool:
 
 def save_frame(df: pl.DataFrame, path) -> Path:
     """Write ``df`` to ``.csv`` or ``.parquet`` atomically (temp file, then rename)."""
-    import os
     import uuid
 
     path = Path(path)

@@ -250,12 +250,9 @@ def load(data_dir=None, *, symbol: str = "BTCUSDT", start: str | None = None, en
     from research import lake
 
     versions = {t: v for t, v in lake.versions(data_dir).items() if v}
-    con = db.connect(data_dir)
-    try:
-        panel = db.query("panel", con=con, interval=interval, **kw)
-        daily_df = db.query("daily_panel", con=con, **kw) if daily else pl.DataFrame()
-    finally:
-        con.close()
+    # each panel opens its own connection with views over just the files it reads
+    panel = db.query("panel", data_dir, interval=interval, **kw)
+    daily_df = db.query("daily_panel", data_dir, **kw) if daily else pl.DataFrame()
     if panel.height == 0:
         raise PanelError(
             f"no {interval} bars for {symbol} between {start} and {end} in {data_dir}: import data "

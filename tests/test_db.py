@@ -165,3 +165,49 @@ def test_as_of_values_expire_after_two_intervals(tmp_path):
     # last settlement at 24:00 -> usable through the 39:00 bar (known at 40:00 = 16 h later)
     assert at(p, 39)["funding_rate"] == pytest.approx(1e-4) and at(p, 40)["funding_rate"] is None
     assert not at(p, 40)["has_funding"]
+
+
+def test_connections_share_one_database_but_not_their_views(lake_dir, tmp_path):
+    a, b = db.connect(lake_dir), db.connect(tmp_path)  # tmp_path: an empty lake
+    try:
+        assert a.execute("SELECT count(*) FROM bars").fetchone()[0] == 96
+        assert b.execute("SELECT count(*) FROM bars").fetchone()[0] == 0  # its own (empty) view
+        a.close()
+        assert b.execute("SELECT count(*) FROM funding").fetchone()[0] == 0
+    finally:
+        b.close()
+
+
+def test_panels_on_threads_and_in_a_forked_child_match_the_sequential_ones(lake_dir):
+    import multiprocessing
+    from concurrent.futures import ThreadPoolExecutor
+
+    want = db.query("hourly_panel", lake_dir, symbol="BTCUSDT")
+    with ThreadPoolExecutor(4) as ex:
+        got = list(ex.map(lambda _: db.query("hourly_panel", lake_dir, symbol="BTCUSDT"), range(8)))
+    assert all(g.equals(want) for g in got)
+    # a forked child opens its own database (the parent's, with its threads, is not used there); the
+    # child stays with DuckDB alone: polars' thread pool does not survive a fork
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(1) as pool:
+        rows = pool.apply(_child_rows, (str(lake_dir),))
+    assert rows == 96 and db.query("hourly_panel", lake_dir, symbol="BTCUSDT").height == want.height
+
+
+def _child_rows(d):
+    con = db.connect(d)
+    try:
+        return con.execute("SELECT count(*) FROM bars").fetchone()[0]
+    finally:
+        con.close()
+
+
+def test_a_commit_to_the_lake_is_seen_by_the_next_query(tmp_path):
+    lake.write("bars", pl.DataFrame(dict(ts=hours(5), venue="binance", market="perp", symbol="BTCUSDT", interval="1h",
+                                         open=1.0, high=1.0, low=1.0, close=1.0, source="t")), tmp_path)
+    assert db.query("hourly_panel", tmp_path, symbol="BTCUSDT").height == 5
+    lake.write("bars", pl.DataFrame(dict(ts=hours(3, T0 + dt.timedelta(hours=5)), venue="binance", market="perp",
+                                         symbol="BTCUSDT", interval="1h", open=2.0, high=2.0, low=2.0, close=2.0,
+                                         source="t")), tmp_path)
+    p = db.query("hourly_panel", tmp_path, symbol="BTCUSDT")
+    assert p.height == 8 and p["perp_close"][-1] == 2.0
