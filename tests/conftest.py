@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -74,7 +75,35 @@ def default_report(tmp_path_factory):
     """The report of every numbered notebook on an empty lake (so on the simulated market), built once:
     the report tests and the browser test read it. Read it only."""
     from research import report
+    from research.sources.locks import file_lock
 
     out = tmp_path_factory.mktemp("default-report")
     empty = tmp_path_factory.mktemp("empty-lake")
-    return report.build_report(out=out / "rep", data_dir=empty / "data", workers=2, progress=False)
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return report.build_report(out=out / "rep", data_dir=empty / "data", workers=2, progress=False)
+    # parallel test workers share one run of the notebooks: the first builds it under the lock; a
+    # later one copies the finished report into its own folder and resumes it (no notebook runs again)
+    shared = tmp_path_factory.getbasetemp().parent / "default-report"
+    with file_lock(shared.with_suffix(".lock"), "the default report", report=lambda msg: None):
+        if (shared / "index.html").exists():
+            shutil.copytree(shared, out / "rep")
+            return report.build_report(out=out / "rep", data_dir=empty / "data", workers=2, progress=False,
+                                       resume=True)
+        return report.build_report(out=shared, data_dir=empty / "data", workers=2, progress=False)
+
+
+#: the longest test files, started first so that no worker is left with one of them at the end
+#: (``--dist loadfile`` hands files out in collection order)
+SLOW_FIRST = ("tests/test_readme.py", "tests/test_report.py", "tests/test_bench_batch.py", "tests/test_era_real.py",
+              "tests/test_notebooks.py", "tests/test_notebooks_hypotheses.py", "tests/test_era_readme.py",
+              "tests/hypotheses/test_calibration.py", "tests/eventstudy/test_sizes.py", "tests/test_batch.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {f: i for i, f in enumerate(SLOW_FIRST)}
+
+    def key(item):
+        rel = Path(str(item.fspath)).resolve().relative_to(PROJECT_ROOT).as_posix()
+        return rank.get(rel, len(rank))
+
+    items.sort(key=key)   # stable: the order inside a file and among the rest is kept
