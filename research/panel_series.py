@@ -29,7 +29,7 @@ import duckdb
 
 from research import lake, paths, scan
 from research.lake.log import LOG_FILE, FileEntry, TableLog
-from research.schema import INTERVALS, TABLES, get_table
+from research.schema import TABLES, get_table
 
 #: Intervals a series may have (``iv`` in ``queries/panel.sql``); others are never chosen.
 IV = {"1m": 60, "3m": 180, "5m": 300, "15m": 900, "30m": 1800, "1h": 3600, "2h": 7200, "4h": 14400,
@@ -311,13 +311,7 @@ def panel_entries(values: dict, data_dir=None, tables=None) -> dict[str, list[tu
     """
     root = paths.lake_dir(data_dir)
     symbol = str(values.get("symbol"))
-    try:
-        stale = float(values.get("stale_after") or 2)
-    except ValueError:
-        stale = 2.0
-    fsecs = INTERVALS.get(str(values.get("interval") or "1h"), 86400)
-    lookback = (scan.lookback_for(stale, fsecs) + dt.timedelta(seconds=fsecs)).total_seconds() / 86400
-    want = {"years": scan.years_for(values.get("start"), values.get("end"), lookback)}
+    want = {"years": scan.panel_years(values)}
     if values.get("source") is not None:
         want["source"] = values["source"]
     out = {}

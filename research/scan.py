@@ -98,6 +98,18 @@ def lookback_for(stale: float, fsecs: int) -> dt.timedelta:
     return dt.timedelta(days=LOOKBACK_DAYS) + dt.timedelta(seconds=max(stale, 0) * max(7 * 86400, fsecs))
 
 
+def panel_years(values: dict) -> range:
+    """The years a panel's files must cover: its span, plus the as-of lookback (:func:`lookback_for`)
+    at its ``stale_after`` and ``interval``."""
+    try:
+        stale = float(values.get("stale_after") or 2)
+    except ValueError:
+        stale = 2.0
+    fsecs = INTERVALS.get(str(values.get("interval") or "1h"), 86400)
+    lookback = (lookback_for(stale, fsecs) + dt.timedelta(seconds=fsecs)).total_seconds() / 86400
+    return years_for(values.get("start"), values.get("end"), lookback)
+
+
 def panel_files(values: dict, data_dir=None) -> dict[str, list[Path]]:
     """Files a panel query needs, per table, from its bound parameter values.
 
@@ -107,13 +119,7 @@ def panel_files(values: dict, data_dir=None) -> dict[str, list[Path]]:
     and only ``source`` when the query is restricted to one.
     """
     symbol = str(values.get("symbol"))
-    try:
-        stale = float(values.get("stale_after") or 2)
-    except ValueError:
-        stale = 2.0
-    fsecs = INTERVALS.get(str(values.get("interval") or "1h"), 86400)
-    lookback = (lookback_for(stale, fsecs) + dt.timedelta(seconds=fsecs)).total_seconds() / 86400
-    years = years_for(values.get("start"), values.get("end"), lookback)
+    years = panel_years(values)
     base = {"source": values["source"]} if values.get("source") is not None else {}
     out: dict[str, list[Path]] = {}
     for name in TABLES:
