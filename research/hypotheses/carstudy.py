@@ -213,8 +213,9 @@ def car_study(inputs, events: pl.DataFrame, *, key: str, label: str, event_windo
     whose ``ts`` precedes its ``detected_ts`` (a lookahead choice) is re-anchored at ``detected_ts``
     so that windows from +1 measure only what follows the moment the event was known. The engine
     runs ``primary_test`` and :data:`SECONDARY_TESTS`; the primary window is calibrated on
-    ``n_placebo`` placebo studies (:func:`research.hypotheses.calibration.calibrate`; 0 skips it)
-    and the engine's assumption warnings join the notes.
+    ``n_placebo`` placebo studies (:func:`research.hypotheses.calibration.calibrate`; 0 skips it and
+    leaves the nominal test), and its verdict is the calibrated test; the engine's assumption
+    warnings join the notes.
     """
     from research.errors import HypothesisError
 
@@ -259,8 +260,10 @@ def car_study(inputs, events: pl.DataFrame, *, key: str, label: str, event_windo
 
 def _study_notes(key: str, primary_window, primary_test: str, bar: str = "1h") -> list[str]:
     ci = {"design_hc": "CAAR +- normal critical value x its SE", "cross_sectional_t": "t interval of per-event CARs"}
-    out = [(f"primary test: {primary_test} on CAR{_fmt_window(primary_window, bar)} (from the bar after detection); "
-            f"CI = {ci.get(primary_test, 'none')} (same method); q-values by BH across the record's p-values; "
+    out = [(f"primary test: {primary_test} on CAR{_fmt_window(primary_window, bar)} (from the bar after detection), "
+            f"placebo-calibrated when placebo studies are drawn (p = the study's rank among them, CI = CAAR +- their "
+            f"critical value x SE), else nominal (CI = {ci.get(primary_test, 'none')}); other windows nominal; "
+            f"q-values by BH across the record's p-values; "
             f"secondary tests ({', '.join(t for t in SECONDARY_TESTS if t != primary_test)}) in car_tests")]
     if key in MECHANICAL:
         out.append(f"pre-event returns are mechanical: {MECHANICAL[key]}")

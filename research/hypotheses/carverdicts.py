@@ -1,4 +1,4 @@
-"""Verdict rows of the CAR study: the primary test, its interval from the same method, its placebo calibration.
+"""Verdict rows of the CAR study: the placebo-calibrated primary test, its interval from the same method, its power.
 
 :func:`car_verdicts` turns an engine result into one :class:`~research.records.Verdict` per CAR
 window; :func:`calibration_entry` measures the primary test's empirical size on placebo dates of the
@@ -31,7 +31,7 @@ __all__ = ["MECHANICAL", "PRIMARY_TEST", "SECONDARY_TESTS", "SIZE_HOLDS", "calib
 #: the CAR tests whose size held on placebo dates of real hourly BTC returns (#12 and the README's
 #: CAR-studies bullet); the parametric Patell/BMP/Brown-Warner family is not
 SIZE_HOLDS = ("cross_sectional_t", "design_hc")
-#: the primary CAR test (README, Verdicts: its size on placebo dates of the real pack)
+#: the primary CAR statistic, placebo-calibrated on every run (README, Verdicts: sizes on the real pack)
 PRIMARY_TEST = "cross_sectional_t"
 #: tests the engine also runs, reported in the ``car_tests`` table and as descriptive p-values
 SECONDARY_TESTS = ("design_hc", "wilcoxon", "corrado_rank")
@@ -96,17 +96,18 @@ def car_verdicts(result, car_windows, *, label: str, test: str = PRIMARY_TEST,
                  calibration: dict | None = None, bar: str = "1h") -> list:
     """One :class:`~research.records.Verdict` per CAR window: ``CAR(w) after <label> != 0``.
 
-    Effect = CAAR (mean CAR of perp log returns). The test is the engine's ``test`` (default and
-    primary: :data:`PRIMARY_TEST`, whose size held on placebo dates of the real pack, see the
-    README); the CI inverts that same test (design_hc: CAAR +- normal critical value x its SE; the
-    cross-sectional t: the t interval of the per-event CARs), so it excludes 0 exactly when p < 1 -
-    level; for a rank or sign test no CI is printed. ``primary_window`` marks the primary row; a
-    window starting before +1 includes the event's own bar and earlier (known before or at
-    detection), and for :data:`MECHANICAL` event types says so. ``calibration`` (from
-    :func:`calibration_entry`) maps a window key (``"[+1,+24]"``) to ``{"size", "p_calibrated",
-    "n_placebo"[, "critical_value"]}``: the size is recorded; when it lies outside
-    :data:`~research.stats.SIZE_BAND` the row uses the calibrated p-value and the interval from the
-    placebo critical value (none without one) and says so. Without a result every verdict is
+    Effect = CAAR (mean CAR of perp log returns). The test is the engine's ``test`` (default:
+    :data:`PRIMARY_TEST`); the CI inverts that same test (design_hc: CAAR +- normal critical value x
+    its SE; the cross-sectional t: the t interval of the per-event CARs), so it excludes 0 exactly
+    when p < 1 - level; for a rank or sign test no CI is printed. ``primary_window`` marks the
+    primary row; a window starting before +1 includes the event's own bar and earlier (known before
+    or at detection), and for :data:`MECHANICAL` event types says so. ``calibration`` (from
+    :func:`calibration_entry`) maps a window key (``"[+1,+24]"``) to ``{"size", "nominal_size",
+    "p_calibrated", "n_placebo"[, "critical_value", "mde"]}``. The primary row with a calibration is
+    always the placebo-calibrated test: its p is ``p_calibrated``, its interval CAAR +- the placebo
+    critical value x SE (none without one), its ``size`` that of the calibrated test and its ``mde``
+    the CAAR detected in 80 % of the placebo studies; the nominal test's size is in the ``test``
+    text, flagged when outside :data:`~research.stats.SIZE_BAND`. Without a result every verdict is
     :class:`~research.stats.NotTestable`.
     """
     from research.eventstudy.results import window_key
