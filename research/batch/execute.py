@@ -188,11 +188,14 @@ def make_spec(notebook, parameters: dict[str, Any] | None = None, *, data_dir=No
                    out_root=str(runs_root(out_root)), kernel_name=kernel_name, timeout=timeout)
 
 
-def execute(spec: RunSpec, *, log_output: bool = False, progress_bar: bool = False, capture: bool = False) -> RunResult:
+def execute(spec: RunSpec, *, log_output: bool = False, progress_bar: bool = False, capture: bool = False,
+            kernel=None) -> RunResult:
     """Run one checked :class:`RunSpec`; never raises for a failing cell (see ``RunResult.status``).
 
     ``capture=True`` sends this process's stdout/stderr, and so the kernel's, to ``run.log`` in the
     run directory (only safe in a single-threaded worker process: file descriptors are per process).
+    ``kernel``, a :class:`research.batch.kernels.KeptKernel`, runs the notebook on that kept kernel
+    after a reset instead of starting a fresh one (a failed run discards it).
     """
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
@@ -214,7 +217,6 @@ def execute(spec: RunSpec, *, log_output: bool = False, progress_bar: bool = Fal
     figures_seconds = 0.0
     try:
         ensure_kernel(spec.kernel_name)
-        km = _kernel_manager_class()
         with contextlib.ExitStack() as stack:
             if capture:
                 stack.enter_context(_captured(rd / RUN_LOG))
@@ -222,12 +224,20 @@ def execute(spec: RunSpec, *, log_output: bool = False, progress_bar: bool = Fal
             else:  # the cells' stdout and stderr, as they run
                 log = stack.enter_context(open(rd / RUN_LOG, "a", encoding="utf-8"))
                 streams = {"stdout_file": log, "stderr_file": log}
+            if kernel is not None:
+                from .kernels import ENGINE
+
+                kernel_log = stack.enter_context(open(rd / RUN_LOG, "a", encoding="utf-8"))
+                engine = {"engine_name": ENGINE, "km": kernel.manager(kernel_log), "preamble": kernel.preamble(rd)}
+            else:
+                km = _kernel_manager_class()
+                engine = {"kernel_manager_class": km} if km else {}
             pm.execute_notebook(
                 spec.notebook, str(partial), parameters=injected, kernel_name=spec.kernel_name,
                 progress_bar=progress_bar, log_output=log_output, cwd=str(rd), execution_timeout=spec.timeout,
                 # every cell has run and its outputs are saved: killing the kernel loses nothing and
                 # saves the graceful-shutdown wait (~0.3 s a run)
-                shutdown_kernel="immediate", **({"kernel_manager_class": km} if km else {}), **streams,
+                shutdown_kernel="immediate", **engine, **streams,
             )
         t_fig = time.perf_counter()
         figures = complete_figures(rd)
@@ -239,6 +249,9 @@ def execute(spec: RunSpec, *, log_output: bool = False, progress_bar: bool = Fal
         result.error = f"{exc.ename}: {exc.evalue}"
     except Exception as exc:  # kernel died, bad notebook, timeout...: still a failed run, not a crash
         result.error = f"{type(exc).__name__}: {exc}".strip()
+    finally:
+        if kernel is not None:
+            kernel.release(ok=result.status == "ok")
     result.seconds = round(time.perf_counter() - t0, 3)
     if result.status == "failed":
         if partial.exists():

@@ -19,13 +19,37 @@ THREAD_VARS = ("POLARS_MAX_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", 
 DEFER_ENV = "RESEARCH_DEFER_FIGURES"  # = research.plots.DEFER_ENV (not imported: plots loads altair)
 
 
-def _run_spec(spec: RunSpec, capture: bool = False) -> RunResult:
-    """Run one spec and never raise (the runner itself breaking is reported as a failed run)."""
+def _run_spec(spec: RunSpec, capture: bool = False, kernels: dict | None = None) -> RunResult:
+    """Run one spec and never raise (the runner itself breaking is reported as a failed run).
+
+    ``kernels`` maps kernel names to the :class:`~research.batch.kernels.KeptKernel` this process
+    keeps for them (filled on first use); None runs the spec on a fresh kernel.
+    """
     try:
-        return execute(spec, capture=capture)
+        kernel = None
+        if kernels is not None:
+            kernel = kernels.get(spec.kernel_name)
+            if kernel is None:
+                kernel = kernels[spec.kernel_name] = kept_kernel(spec.kernel_name)
+        return execute(spec, capture=capture, kernel=kernel)
     except Exception as exc:  # disk full, permissions...: report it, keep the other runs going
         return RunResult(spec.notebook, spec.parameters, str(spec.run_dir), "failed",
                          error=f"runner error: {type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}")
+
+
+def kept_kernel(kernel_name: str):
+    """A :class:`~research.batch.kernels.KeptKernel` for ``kernel_name`` with the runner's kernel manager."""
+    from .execute import _kernel_manager_class
+    from .kernels import KeptKernel
+
+    return KeptKernel(kernel_name, _kernel_manager_class())
+
+
+def close_kernels(kernels: dict) -> None:
+    """Shut down every kept kernel of ``kernels``."""
+    for k in kernels.values():
+        k.close()
+    kernels.clear()
 
 
 def _worker_main() -> None:
@@ -36,11 +60,15 @@ def _worker_main() -> None:
     """
     proto = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)
-    for line in sys.stdin:
-        if not line.strip():
-            continue
-        result = _run_spec(RunSpec(**json.loads(line)), capture=True)
-        proto.write(json.dumps(result.to_dict(), default=str) + "\n")
+    kernels: dict = {}  # one kept kernel per kernel name: the runs of this worker share its start and imports
+    try:
+        for line in sys.stdin:
+            if not line.strip():
+                continue
+            result = _run_spec(RunSpec(**json.loads(line)), capture=True, kernels=kernels)
+            proto.write(json.dumps(result.to_dict(), default=str) + "\n")
+    finally:
+        close_kernels(kernels)
 
 
 class _Worker:

@@ -15,7 +15,7 @@ from research import paths
 from research.errors import GridError, NotebookError
 
 from .execute import KERNEL_NAME, RunResult, RunSpec, is_result, read_status, runs_root
-from .executors import _run_dask, _run_processes, _run_spec
+from .executors import _run_dask, _run_processes, _run_spec, close_kernels
 from .parameters import check_parameters, parameter_spec, yaml_load
 
 _NUMBERED = re.compile(r"^(\d+)-.+\.ipynb$")
@@ -271,8 +271,12 @@ def run_grid(specs: Sequence[RunSpec], *, workers: int = 2, executor: str = "pro
         elif executor == "dask":
             _run_dask(specs, todo, scheduler, done)
         elif workers == 1 or len(todo) == 1:
-            for i in todo:
-                done(i, _run_spec(specs[i]))
+            kernels: dict = {}  # runs in this process share one kept kernel, as a worker's do
+            try:
+                for i in todo:
+                    done(i, _run_spec(specs[i], kernels=kernels if len(todo) > 1 else None))
+            finally:
+                close_kernels(kernels)
         else:
             _run_processes(specs, todo, workers, done)
     return GridResult([r for r in results if r is not None], round(time.perf_counter() - t0, 3))

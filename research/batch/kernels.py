@@ -1,0 +1,179 @@
+"""Kernels kept across runs: one kernel start and one import of the heavy stack for many notebooks.
+
+A fresh kernel per run pays a start (about 1 s) and the imports of polars, scipy, altair and
+``research`` (about 2.5 s) before its first cell, and a second for vl-convert's JavaScript engine at
+its first figure: on the report's eleven thin notebooks that fixed cost was half of the run time.
+A :class:`KeptKernel` keeps one kernel for the runs of one worker, one run at a time, and starts
+every run from a clean slate:
+
+* the user namespace, the output history and the execution counter are reset
+  (``InteractiveShell.reset(new_session=True)``), so no name defined by one notebook is visible in
+  the next and the executed notebook numbers its cells from 1;
+* the working directory is the run's directory, as with a fresh kernel;
+* imported modules stay imported: that is the saving. ``research`` keeps no result between runs
+  that is keyed on anything but its inputs (its caches are SVGs by spec and parsed SQL by text).
+
+A run that fails (an error in a cell, a timeout, a dead kernel) discards the kernel, so the next run
+never inherits a half-finished state, and a kernel is recycled after :data:`MAX_RUNS` runs to bound
+what a long grid can accumulate. The kernel's own output (C-level warnings, crashes) goes to the
+log of the run that is executing, as a fresh kernel's did.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from typing import IO
+
+from papermill.clientwrap import PapermillNotebookClient
+from papermill.engines import NBClientEngine, papermill_engines
+from papermill.utils import merge_kwargs, remove_args
+from traitlets import Unicode
+
+#: runs one kernel serves before it is replaced by a fresh one
+MAX_RUNS = 24
+ENGINE = "treadmill-kept-kernel"
+
+_RESET = """\
+get_ipython().reset(new_session=True)
+import os as _treadmill_os
+_treadmill_os.chdir({cwd!r})
+del _treadmill_os
+"""
+
+
+class KernelResetError(RuntimeError):
+    """The kept kernel did not accept the reset that starts a run."""
+
+
+class _KeptClient(PapermillNotebookClient):
+    """papermill's client, run on a kernel it does not own, after a silent reset."""
+
+    preamble = Unicode("", help="code run silently before the first cell").tag(config=True)
+
+    def papermill_execute_cells(self):
+        if self.preamble:
+            reply = self.wait_for_reply(self.kc.execute(self.preamble, silent=True, store_history=False))
+            content = (reply or {}).get("content", {})
+            if content.get("status") != "ok":
+                raise KernelResetError(f"the kept kernel refused the reset: {content.get('ename')}: "
+                                       f"{content.get('evalue')}")
+        super().papermill_execute_cells()
+
+
+class KeptKernelEngine(NBClientEngine):
+    """papermill engine for :class:`KeptKernel`: ``execute_notebook(..., engine_name=ENGINE, km=..., preamble=...)``."""
+
+    @classmethod
+    def execute_managed_notebook(cls, nb_man, kernel_name, log_output=False, stdout_file=None, stderr_file=None,
+                                 start_timeout=60, execution_timeout=None, **kwargs):
+        # the same argument handling as papermill's NBClientEngine, with the kept-kernel client
+        kwargs = remove_args(["input_path"], **kwargs)
+        safe_kwargs = remove_args(["timeout", "startup_timeout"], **kwargs)
+        final_kwargs = merge_kwargs(
+            safe_kwargs, timeout=execution_timeout if execution_timeout else kwargs.get("timeout"),
+            startup_timeout=start_timeout, kernel_name=kernel_name, log=kwargs.get("log") or _papermill_logger(),
+            log_output=log_output, stdout_file=stdout_file, stderr_file=stderr_file)
+        client = _KeptClient(nb_man, **final_kwargs)
+        try:
+            return client.execute()
+        finally:
+            if client.kc is not None:  # the kernel stays; this run's channels do not
+                client.kc.stop_channels()
+
+
+def _papermill_logger():
+    from papermill.log import logger
+
+    return logger
+
+
+papermill_engines.register(ENGINE, KeptKernelEngine)
+
+
+class KeptKernel:
+    """One kernel reused by the runs of one worker, one run at a time (see the module docstring).
+
+    Parameters
+    ----------
+    kernel_name : str
+        Jupyter kernel spec to start.
+    manager_class : type, optional
+        ``jupyter_client`` KernelManager class (default: the runner's IPC manager on POSIX).
+    max_runs : int
+        Runs before the kernel is replaced by a fresh one.
+    """
+
+    def __init__(self, kernel_name: str, manager_class=None, max_runs: int = MAX_RUNS):
+        self.kernel_name = kernel_name
+        self.manager_class = manager_class
+        self.max_runs = max_runs
+        self.km = None
+        self.runs = 0
+        self._log: IO[str] | None = None
+        self._lock = threading.Lock()
+
+    def manager(self, log: IO[str] | None = None):
+        """The kernel manager of a live kernel (started now if there is none); ``log`` takes its output."""
+        with self._lock:
+            self._log = log
+        if self.km is not None and not self.km.is_alive():
+            self.discard()
+        if self.km is None:
+            from jupyter_client.manager import KernelManager
+
+            km = (self.manager_class or KernelManager)(kernel_name=self.kernel_name)
+            read, write = os.pipe()
+            try:
+                km.start_kernel(stdout=write, stderr=write, extra_arguments=["--HistoryManager.hist_file=:memory:"])
+            finally:
+                os.close(write)
+            threading.Thread(target=self._forward, args=(read,), daemon=True).start()
+            self.km, self.runs = km, 0
+        return self.km
+
+    @staticmethod
+    def preamble(cwd) -> str:
+        """The code that starts a run on the kept kernel: reset, then ``cwd`` as working directory."""
+        return _RESET.format(cwd=str(cwd))
+
+    def release(self, ok: bool) -> None:
+        """A run finished: keep the kernel for the next one, unless it failed or has served its runs."""
+        self.runs += 1
+        with self._lock:
+            self._log = None
+        if not ok or self.runs >= self.max_runs:
+            self.discard()
+
+    def discard(self) -> None:
+        """Shut the kernel down now (the next :meth:`manager` starts a fresh one)."""
+        km, self.km = self.km, None
+        if km is None:
+            return
+        try:
+            km.shutdown_kernel(now=True)
+        except Exception:  # already dead: nothing to stop
+            pass
+        try:
+            km.cleanup_resources()
+        except Exception:
+            pass
+
+    close = discard
+
+    def _forward(self, fd: int) -> None:
+        # the kernel's stdout/stderr: into the executing run's log, else this process's stderr
+        with os.fdopen(fd, "r", encoding="utf-8", errors="replace") as pipe:
+            for line in pipe:
+                with self._lock:
+                    out = self._log
+                    try:
+                        (out or _stderr()).write(line)
+                        (out or _stderr()).flush()
+                    except (OSError, ValueError):  # the run's log was closed under us
+                        pass
+
+
+def _stderr():
+    import sys
+
+    return sys.stderr
