@@ -190,10 +190,11 @@ def stratified_placements(ind: np.ndarray, strata: np.ndarray, n_perm: int, seed
 
     ``ind`` is one indicator series ``(n,)`` or ``d`` of them ``(d, n)``; each gets ``n_perm``
     permutations inside each stratum (rows ``i * n_perm ... (i + 1) * n_perm - 1`` for series
-    ``i``), exactly as :func:`stratified_permutations` would permute it, but only the events'
-    positions are drawn (a partial Fisher-Yates shuffle per stratum, vectorised over rows): the
-    work grows with the events, not with ``n log n`` per permutation. Returns ``(positions,
-    sentinel)``: an int64 array ``(rows, m)`` sorted along each row, where rows with fewer events
+    ``i``), with the law of :func:`stratified_permutations`, but only the events' positions are
+    drawn (per stratum, vectorised over rows: draws with repeats redrawn when events are sparse, a
+    partial Fisher-Yates shuffle when they are dense): the work grows with the events, not with
+    ``n log n`` per permutation. Returns ``(positions,
+    sentinel)``: an int32 array ``(rows, m)`` sorted along each row, where rows with fewer events
     than ``m`` are padded with ``sentinel`` (larger than any position by more than ``n``).
     """
     X = np.atleast_2d(np.asarray(ind, bool))
@@ -210,20 +211,49 @@ def stratified_placements(ind: np.ndarray, strata: np.ndarray, n_perm: int, seed
         if top == 0:
             continue
         N = slots.size
-        perm = np.broadcast_to(np.arange(N, dtype=np.int32), (rows, N)).copy()
-        r_idx = np.arange(rows)
-        for j in range(min(top, N - 1)):
-            r = j + (rng.random(rows) * (N - j)).astype(np.int64)
-            a = perm[:, j].copy()
-            perm[:, j] = perm[r_idx, r]
-            perm[r_idx, r] = a
-        pos = slots[perm[:, :top]]
-        blocks.append(np.where(np.arange(top)[None, :] < m[:, None], pos, sentinel))
+        picks = _sparse_picks(rng, m, top, N) if 4 * top <= N else _dense_picks(rng, rows, top, N)
+        pos = slots.astype(np.int32)[np.minimum(picks, N - 1)]
+        blocks.append(np.where(np.arange(top)[None, :] < m[:, None], pos, np.int32(sentinel)))
     if not blocks:
-        return np.full((rows, 0), sentinel, dtype=np.int64), sentinel
+        return np.full((rows, 0), sentinel, dtype=np.int32), sentinel
     out = np.concatenate(blocks, axis=1)
     out.sort(axis=1)
     return out, sentinel
+
+
+def _sparse_picks(rng, m: np.ndarray, top: int, N: int) -> np.ndarray:
+    """Row ``r``'s first ``m[r]`` entries: a uniform ``m[r]``-subset of ``0..N-1`` (sorted); the rest >= N.
+
+    Draw with replacement, then redraw the repeats until none is left. Each step only compares values
+    and draws uniformly, so the law of the final set is unchanged by relabelling ``0..N-1``: it is the
+    uniform law on subsets of that size. Work ~ rows x top per round, and few rounds when top << N.
+    """
+    rows = m.size
+    picks = rng.integers(0, N, size=(rows, top), dtype=np.int32)
+    pad = np.arange(top)[None, :] >= m[:, None]
+    picks = np.where(pad, N + np.arange(top)[None, :], picks)   # distinct, sorted last
+    picks.sort(axis=1)
+    while True:
+        dup = picks[:, 1:] == picks[:, :-1]
+        bad = np.flatnonzero(dup.any(axis=1))
+        if bad.size == 0:
+            return picks
+        sub, d = picks[bad], dup[bad]
+        sub[:, 1:][d] = rng.integers(0, N, size=int(d.sum()), dtype=np.int32)
+        sub.sort(axis=1)
+        picks[bad] = sub
+
+
+def _dense_picks(rng, rows: int, top: int, N: int) -> np.ndarray:
+    """The first ``top`` places of a partial Fisher-Yates shuffle of ``0..N-1`` per row (many events per slot)."""
+    perm = np.broadcast_to(np.arange(N, dtype=np.int32), (rows, N)).copy()
+    r_idx = np.arange(rows)
+    for j in range(min(top, N - 1)):
+        r = j + (rng.random(rows) * (N - j)).astype(np.int64)
+        a = perm[:, j].copy()
+        perm[:, j] = perm[r_idx, r]
+        perm[r_idx, r] = a
+    return perm[:, :top]
 
 
 def circular_shifts(n: int, n_draws: int, seed=0, min_shift: int = 1) -> np.ndarray:

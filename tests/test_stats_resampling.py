@@ -66,6 +66,23 @@ def test_stratified_placements_are_uniform_within_strata_and_keep_counts():
     np.testing.assert_array_equal(pos, R.stratified_placements(X, strata, 3000, seed=2)[0])   # seeded
 
 
+@pytest.mark.parametrize("n_slots", [6, 9])   # 2 events in 6 slots: the dense path; in 9: the sparse one
+def test_stratified_placements_draw_every_subset_equally_often(n_slots):
+    # uniform margins are not enough: each 2-subset of the stratum must be equally likely (chi-square)
+    x = np.zeros(n_slots, bool)
+    x[:2] = True
+    n_perm = 30000
+    pos, _ = R.stratified_placements(x, np.zeros(n_slots, np.int64), n_perm, seed=5)
+    pairs = pos[:, 0] * n_slots + pos[:, 1]
+    counts = np.bincount(pairs, minlength=n_slots * n_slots)
+    counts = counts[counts > 0]
+    n_subsets = n_slots * (n_slots - 1) // 2
+    assert counts.size == n_subsets and (pos[:, 0] < pos[:, 1]).all()
+    exp = n_perm / n_subsets
+    chi2 = float(np.sum((counts - exp) ** 2 / exp))
+    assert chi2 < sps.chi2.ppf(0.9999, n_subsets - 1), chi2
+
+
 def test_strata_of_quantile_bins_and_nan():
     s = R.strata_of(np.r_[np.arange(100.0), np.nan], 4)
     assert s[-1] == -1 and np.bincount(s[:-1]).tolist() == [25, 25, 25, 25]

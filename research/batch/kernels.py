@@ -32,6 +32,17 @@ from traitlets import Unicode
 #: runs one kernel serves before it is replaced by a fresh one
 MAX_RUNS = 24
 ENGINE = "treadmill-kept-kernel"
+#: what a new kept kernel imports while it waits for its first run: the thin notebooks' first line and
+#: vl-convert's JavaScript engine (started by a first render, about a second); failures are ignored
+WARM_UP = """\
+try:
+    from research import hypotheses, panel, plots, records
+    import vl_convert
+    vl_convert.vegalite_to_svg({"mark": "point", "data": {"values": [{"x": 1}]}, "encoding": {"x": {"field": "x", "type": "quantitative"}}})
+except Exception:
+    pass
+"""
+WARM_UP_TIMEOUT = 120.0
 
 _RESET = """\
 get_ipython().reset(new_session=True)
@@ -111,25 +122,55 @@ class KeptKernel:
         self.runs = 0
         self._log: IO[str] | None = None
         self._lock = threading.Lock()
+        self._warming: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the kernel now and let it import the stack in the background (:data:`WARM_UP`).
+
+        A worker calls this as it starts, so its kernel boots and imports while the worker imports
+        papermill and waits for its first run; :meth:`manager` waits for the warm-up to end.
+        """
+        if self.km is not None and self.km.is_alive():
+            return
+        self.discard()
+        from jupyter_client.manager import KernelManager
+
+        km = (self.manager_class or KernelManager)(kernel_name=self.kernel_name)
+        read, write = os.pipe()
+        try:
+            km.start_kernel(stdout=write, stderr=write, extra_arguments=["--HistoryManager.hist_file=:memory:"])
+        finally:
+            os.close(write)
+        threading.Thread(target=self._forward, args=(read,), daemon=True).start()
+        self.km, self.runs = km, 0
+        if km.kernel_spec.language.lower() == "python":
+            self._warming = threading.Thread(target=self._warm, args=(km,), daemon=True)
+            self._warming.start()
 
     def manager(self, log: IO[str] | None = None):
-        """The kernel manager of a live kernel (started now if there is none); ``log`` takes its output."""
+        """The kernel manager of a live, warmed-up kernel (started now if there is none); ``log`` takes its output."""
         with self._lock:
             self._log = log
-        if self.km is not None and not self.km.is_alive():
-            self.discard()
-        if self.km is None:
-            from jupyter_client.manager import KernelManager
-
-            km = (self.manager_class or KernelManager)(kernel_name=self.kernel_name)
-            read, write = os.pipe()
-            try:
-                km.start_kernel(stdout=write, stderr=write, extra_arguments=["--HistoryManager.hist_file=:memory:"])
-            finally:
-                os.close(write)
-            threading.Thread(target=self._forward, args=(read,), daemon=True).start()
-            self.km, self.runs = km, 0
+        if self.km is None or not self.km.is_alive():
+            self.start()
+        if self._warming is not None:
+            self._warming.join()
+            self._warming = None
         return self.km
+
+    @staticmethod
+    def _warm(km) -> None:
+        kc = km.client()
+        try:
+            kc.start_channels()
+            kc.wait_for_ready(timeout=WARM_UP_TIMEOUT)
+            msg_id = kc.execute(WARM_UP, silent=True, store_history=False)
+            while kc.get_shell_msg(timeout=WARM_UP_TIMEOUT)["parent_header"].get("msg_id") != msg_id:
+                pass
+        except Exception:  # a slow or failed warm-up only costs the first run its imports
+            pass
+        finally:
+            kc.stop_channels()
 
     @staticmethod
     def preamble(cwd) -> str:
@@ -146,6 +187,9 @@ class KeptKernel:
 
     def discard(self) -> None:
         """Shut the kernel down now (the next :meth:`manager` starts a fresh one)."""
+        if self._warming is not None:
+            self._warming.join()
+            self._warming = None
         km, self.km = self.km, None
         if km is None:
             return
