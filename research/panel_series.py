@@ -46,7 +46,7 @@ _SPACE = re.compile(r"[\t\n\f\r ]")  # RE2's \s, as in the SQL's regexp_replace
 DERIVED = ("price_market", "bar_markets", "bar_sources", "bar_intervals", "fund_source", "fund_venue",
            "fund_symbol", "oi_sources", "oi_venues", "oi_symbols", "oi_intervals", "liq_sources", "liq_venues",
            "liq_symbols", "liq_intervals", "pos_source", "pos_venue", "pos_symbol", "pos_interval",
-           "inputs", "synthetic")
+           "bar_secs", "oi_secs", "liq_secs", "pos_secs", "inputs", "synthetic")
 
 
 @dataclass(frozen=True)
@@ -261,6 +261,9 @@ def choose(values: dict, counts: Counts) -> dict:
         **{f"{p}_{c}s": [k[i] for k in ks] for p, ks in (("oi", oi), ("liq", liq))
            for i, c in enumerate(("source", "venue", "symbol", "interval"))},
         **{f"pos_{c}": (pos[i] if pos else None) for i, c in enumerate(("source", "venue", "symbol", "interval"))},
+        # each series' interval in seconds (every chosen interval is in IV)
+        "bar_secs": [IV[k[2]] for k in bk], "oi_secs": [IV[k[3]] for k in oi], "liq_secs": [IV[k[3]] for k in liq],
+        "pos_secs": IV[pos[3]] if pos else None,
         "inputs": "; ".join(parts) if parts else None,
         "synthetic": any(syn),
     }
