@@ -24,9 +24,10 @@ on another; the included query's parameters become this query's parameters. Two 
 
 Connections are cheap: every one is a new connection to one in-memory DuckDB database per process
 (opening a database costs more CPU than planning a panel), with its own settings and temporary
-views, used by one thread. Nothing is cached but parsed table logs, each re-read when its
-``_log.json`` changes (so a query always sees the lake's last commit), and DuckDB's parse of each
-query's SQL text, per thread.
+views, used by one thread. Nothing is cached but parsed table logs and the entries a panel's
+partitions matched in them, both dropped when its ``_log.json`` changes (so a query always sees the
+lake's last commit), DuckDB's cast of each ``end`` text (UTC session: a pure function), and
+DuckDB's parse of each query's SQL text, per thread.
 """
 from __future__ import annotations
 
