@@ -27,20 +27,15 @@
 -- param source: use only this source for every input (e.g. synthetic); null picks the best available [default: null]
 -- param stale_after: an as-of value expires after this many of its own series' intervals [default: 2]
 WITH
-iv(interval, secs) AS (
-    VALUES ('1m', 60), ('3m', 180), ('5m', 300), ('15m', 900), ('30m', 1800), ('1h', 3600),
-           ('2h', 7200), ('4h', 14400), ('6h', 21600), ('8h', 28800), ('12h', 43200), ('1d', 86400),
-           ('3d', 259200), ('1w', 604800)
-),
 -- The series are chosen before this SQL runs (research.panel_series.choose applies the rule above
 -- to the lake's file lists) and bound as lists: $bar_markets/$bar_sources/$bar_intervals, one per market,
--- $oi_sources/$oi_venues/... one per OI series, and so on; the views read only their files.
+-- $oi_sources/$oi_venues/... one per OI series, and so on; the views read only their files. Each
+-- series' interval in seconds comes with it ($bar_secs, $oi_secs, $liq_secs, $pos_secs), so the
+-- optimizer sees constants (an as-of series is read from $b0 less its own `stale_after` intervals).
 -- bars: the chosen series per market, aggregated to the panel's bars ---------------------------------
 bar_series AS (
-    SELECT s.market, s.source, s.interval, iv.secs, 1 AS rk
-    FROM (SELECT unnest(CAST($bar_markets AS VARCHAR[])) AS market, unnest(CAST($bar_sources AS VARCHAR[])) AS source,
-                 unnest(CAST($bar_intervals AS VARCHAR[])) AS interval) s
-    JOIN iv USING (interval)
+    SELECT unnest(CAST($bar_markets AS VARCHAR[])) AS market, unnest(CAST($bar_sources AS VARCHAR[])) AS source,
+           unnest(CAST($bar_intervals AS VARCHAR[])) AS interval, unnest(CAST($bar_secs AS INTEGER[])) AS secs, 1 AS rk
 ),
 chosen AS (SELECT CAST($price_market AS VARCHAR) AS price_market),
 bkt AS (
@@ -92,17 +87,19 @@ settled AS (
 ),
 -- open interest: one series, or one per venue summed ----------------------------------------------
 oi_series AS (
-    SELECT s.*, iv.secs, row_number() OVER (ORDER BY s.venue, s.source, s.symbol, s.interval) AS sid
+    SELECT s.*, row_number() OVER (ORDER BY s.venue, s.source, s.symbol, s.interval) AS sid
     FROM (SELECT unnest(CAST($oi_sources AS VARCHAR[])) AS source, unnest(CAST($oi_venues AS VARCHAR[])) AS venue,
-                 unnest(CAST($oi_symbols AS VARCHAR[])) AS symbol, unnest(CAST($oi_intervals AS VARCHAR[])) AS interval) s
-    JOIN iv USING (interval)
+                 unnest(CAST($oi_symbols AS VARCHAR[])) AS symbol, unnest(CAST($oi_intervals AS VARCHAR[])) AS interval,
+                 unnest(CAST($oi_secs AS INTEGER[])) AS secs) s
 ),
 oi AS (
     SELECT o.sid, o.ts, o.oi_base, o.oi_usd
     -- the chosen series have one venue each, in venue order, so a row's venue gives its series' sid;
-    -- filters on bound values, not a join, let the scan skip what the chosen files' statistics settle
+    -- filters on bound values, not a join, let the scan skip what the chosen files' statistics settle;
+    -- a value older than `stale_after` of its series' intervals at the first row's close is never used
     FROM (SELECT *, list_position(CAST($oi_venues AS VARCHAR[]), venue) AS sid FROM open_interest
-          WHERE ts >= $asof_lo AND ts < CAST($end AS TIMESTAMPTZ) + to_seconds($fsecs)) o
+          WHERE ts >= $b0 - to_seconds(CAST($stale_after AS DOUBLE) * list_max(CAST($oi_secs AS INTEGER[])))
+            AND ts < CAST($end AS TIMESTAMPTZ) + to_seconds($fsecs)) o
     WHERE o.source = CAST($oi_sources AS VARCHAR[])[o.sid] AND o.symbol = CAST($oi_symbols AS VARCHAR[])[o.sid]
       AND o.interval = CAST($oi_intervals AS VARCHAR[])[o.sid]
 ),
@@ -113,19 +110,24 @@ oi_at AS (
     ASOF LEFT JOIN oi o ON o.sid = g.sid AND g.known_at >= o.ts
 ),
 oi_row AS (
+    -- one series (the usual case): its value when fresh; else the sum over the venues, all fresh
+    SELECT ts, CASE WHEN fresh AND oi_base IS NOT NULL THEN oi_base END AS oi_base,
+           CASE WHEN fresh AND oi_usd IS NOT NULL THEN oi_usd END AS oi_usd,
+           CASE WHEN fresh THEN oi_ts END AS oi_ts, secs AS oi_secs
+    FROM oi_at WHERE len(CAST($oi_venues AS VARCHAR[])) = 1
+    UNION ALL
     SELECT ts,
            CASE WHEN count(*) FILTER (WHERE fresh AND oi_base IS NOT NULL) = count(*) THEN sum(oi_base) END AS oi_base,
            CASE WHEN count(*) FILTER (WHERE fresh AND oi_usd IS NOT NULL) = count(*) THEN sum(oi_usd) END AS oi_usd,
            CASE WHEN count(*) FILTER (WHERE fresh) = count(*) THEN min(oi_ts) END AS oi_ts,
            max(secs) AS oi_secs
-    FROM oi_at GROUP BY ts
+    FROM oi_at WHERE len(CAST($oi_venues AS VARCHAR[])) <> 1 GROUP BY ts
 ),
 -- liquidations: buckets land in the row that contains their end -----------------------------------
 liq_series AS (
-    SELECT s.*, iv.secs
-    FROM (SELECT unnest(CAST($liq_sources AS VARCHAR[])) AS source, unnest(CAST($liq_venues AS VARCHAR[])) AS venue,
-                 unnest(CAST($liq_symbols AS VARCHAR[])) AS symbol, unnest(CAST($liq_intervals AS VARCHAR[])) AS interval) s
-    JOIN iv USING (interval)
+    SELECT unnest(CAST($liq_sources AS VARCHAR[])) AS source, unnest(CAST($liq_venues AS VARCHAR[])) AS venue,
+           unnest(CAST($liq_symbols AS VARCHAR[])) AS symbol, unnest(CAST($liq_intervals AS VARCHAR[])) AS interval,
+           unnest(CAST($liq_secs AS INTEGER[])) AS secs
 ),
 liq_rows AS (
     SELECT l.*, s.secs FROM liquidations l JOIN liq_series s USING (source, venue, symbol, interval)
@@ -144,16 +146,11 @@ liq_cover AS MATERIALIZED (
           FROM liq_rows GROUP BY source, venue, symbol, interval)
 ),
 -- positioning: one series ----------------------------------------------------------------------
-pos_series AS (
-    SELECT s.*, iv.secs
-    FROM (SELECT CAST($pos_source AS VARCHAR) AS source, CAST($pos_venue AS VARCHAR) AS venue,
-                 CAST($pos_symbol AS VARCHAR) AS symbol, CAST($pos_interval AS VARCHAR) AS interval) s
-    JOIN iv USING (interval)
-),
 pos AS (
-    SELECT x.*, (SELECT secs FROM pos_series) AS iv_secs FROM positioning x
+    SELECT x.*, CAST($pos_secs AS INTEGER) AS iv_secs FROM positioning x
     WHERE x.source = $pos_source AND x.venue = $pos_venue AND x.symbol = $pos_symbol AND x.interval = $pos_interval
-      AND x.ts >= $asof_lo AND x.ts < CAST($end AS TIMESTAMPTZ) + to_seconds($fsecs)
+      AND x.ts >= $b0 - to_seconds(CAST($stale_after AS DOUBLE) * CAST($pos_secs AS INTEGER))
+      AND x.ts < CAST($end AS TIMESTAMPTZ) + to_seconds($fsecs)
 ),
 joined AS (
     SELECT g.ts, g.known_at,

@@ -24,9 +24,10 @@ on another; the included query's parameters become this query's parameters. Two 
 
 Connections are cheap: every one is a new connection to one in-memory DuckDB database per process
 (opening a database costs more CPU than planning a panel), with its own settings and temporary
-views, used by one thread. Nothing is cached but parsed table logs, each re-read when its
-``_log.json`` changes (so a query always sees the lake's last commit), and DuckDB's parse of each
-query's SQL text, per thread.
+views, used by one thread. Nothing is cached but parsed table logs and the entries a panel's
+partitions matched in them, both dropped when its ``_log.json`` changes (so a query always sees the
+lake's last commit), DuckDB's cast of each ``end`` text (UTC session: a pure function), and
+DuckDB's parse of each query's SQL text, per thread.
 """
 from __future__ import annotations
 
@@ -237,9 +238,19 @@ def referenced_tables(sql: str) -> frozenset[str]:
     return frozenset(t for t in TABLES if re.search(rf"\b{t}\b", text))
 
 
+_ENDS: dict = {}  # `end` text -> DuckDB's TIMESTAMPTZ of it (session TimeZone is always UTC: a pure function)
+
+
 def _window(con: duckdb.DuckDBPyConnection, values: dict) -> panel_series.Window:
     # DuckDB parses `end` as the panel's SQL does (and rejects a bad one the same way)
-    end = con.execute("SELECT CAST($end AS TIMESTAMPTZ)", {"end": values.get("end")}).fetchall()[0][0]
+    text = values.get("end")
+    end = _ENDS.get(text) if isinstance(text, str) else None
+    if end is None:
+        end = con.execute("SELECT CAST($end AS TIMESTAMPTZ)", {"end": text}).fetchall()[0][0]
+        if isinstance(text, str):
+            if len(_ENDS) > 1024:
+                _ENDS.clear()
+            _ENDS[text] = end
     return panel_series.Window(values["b0"], values["asof_lo"], end)
 
 
@@ -263,7 +274,9 @@ def _prepare(q: NamedQuery, full: dict, data_dir, con) -> tuple[duckdb.DuckDBPyC
     sql = q.sql
     if own:
         entries = panel_series.panel_entries(full, ddir, referenced_tables(q.sql))
-        con = connect(ddir, files={}, tables=())
+        # the query's own connection, closed when it returns: settings only (no view, no data-dir variable)
+        con = _cursor()
+        _configure(con)
     try:
         window = _window(con, full)
         if own:

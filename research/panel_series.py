@@ -46,7 +46,7 @@ _SPACE = re.compile(r"[\t\n\f\r ]")  # RE2's \s, as in the SQL's regexp_replace
 DERIVED = ("price_market", "bar_markets", "bar_sources", "bar_intervals", "fund_source", "fund_venue",
            "fund_symbol", "oi_sources", "oi_venues", "oi_symbols", "oi_intervals", "liq_sources", "liq_venues",
            "liq_symbols", "liq_intervals", "pos_source", "pos_venue", "pos_symbol", "pos_interval",
-           "inputs", "synthetic")
+           "bar_secs", "oi_secs", "liq_secs", "pos_secs", "inputs", "synthetic")
 
 
 @dataclass(frozen=True)
@@ -261,6 +261,9 @@ def choose(values: dict, counts: Counts) -> dict:
         **{f"{p}_{c}s": [k[i] for k in ks] for p, ks in (("oi", oi), ("liq", liq))
            for i, c in enumerate(("source", "venue", "symbol", "interval"))},
         **{f"pos_{c}": (pos[i] if pos else None) for i, c in enumerate(("source", "venue", "symbol", "interval"))},
+        # each series' interval in seconds (every chosen interval is in IV)
+        "bar_secs": [IV[k[2]] for k in bk], "oi_secs": [IV[k[3]] for k in oi], "liq_secs": [IV[k[3]] for k in liq],
+        "pos_secs": IV[pos[3]] if pos else None,
         "inputs": "; ".join(parts) if parts else None,
         "synthetic": any(syn),
     }
@@ -285,23 +288,39 @@ def files_of(choice: dict, entries: dict[str, list[tuple[FileEntry, Path]]]) -> 
     return out
 
 
-_LOGS: dict[Path, tuple[tuple, TableLog]] = {}
+_LOGS: dict[Path, tuple[tuple, TableLog, dict]] = {}
 
 
-def _log(tdir: Path, table: str) -> TableLog:
+def _log(tdir: Path, table: str) -> tuple[TableLog, dict | None]:
     """The table's committed log, parsed once while ``_log.json`` keeps its inode, size and mtime
-    (a commit renames a new file over it, so a new version is always read)."""
+    (a commit renames a new file over it, so a new version is always read), and a dict that lives
+    exactly as long as that version (None when there is no log file), for what is derived from it."""
     p = tdir / LOG_FILE
     try:
         st = p.stat()
     except FileNotFoundError:
-        return lake.table.committed_log(get_table(table), tdir.parent.parent)  # empty, or a legacy layout
+        return lake.table.committed_log(get_table(table), tdir.parent.parent), None  # empty, or a legacy layout
     key = (st.st_ino, st.st_size, st.st_mtime_ns)
     hit = _LOGS.get(p)
     if hit is None or hit[0] != key:
-        hit = (key, lake.load_log(tdir, table))
+        hit = (key, lake.load_log(tdir, table), {})
         _LOGS[p] = hit
-    return hit[1]
+    return hit[1], hit[2]
+
+
+def _matching(t, tdir: Path, eq: dict) -> list[FileEntry]:
+    """The log entries of ``tdir`` whose partitions match ``eq``, kept with the log version they come from
+    (a lake of many symbols and years has thousands of entries; a panel matches a dozen)."""
+    log, memo = _log(tdir, t.name)
+    if memo is None:
+        return lake.table._match(t, log.files, eq)
+    key = tuple(sorted((k, tuple(v) if isinstance(v, (list, range)) else v) for k, v in eq.items()))
+    hit = memo.get(key)
+    if hit is None:
+        if len(memo) > 256:  # many spans and symbols in one process: start over rather than grow
+            memo.clear()
+        hit = memo[key] = lake.table._match(t, log.files, eq)
+    return hit
 
 
 def panel_entries(values: dict, data_dir=None, tables=None) -> dict[str, list[tuple[FileEntry, Path]]]:
@@ -327,6 +346,6 @@ def panel_entries(values: dict, data_dir=None, tables=None) -> dict[str, list[tu
         elif "symbol" in t.partition:
             eq["symbol"] = sorted({symbol, scan.coin_of(symbol)})
         tdir = root / name
-        es = lake.table._match(t, _log(tdir, name).files, eq)
+        es = _matching(t, tdir, eq)
         out[name] = sorted(((e, lake.check_entry(tdir, e)) for e in es), key=lambda ep: ep[1])
     return out

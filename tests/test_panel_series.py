@@ -142,3 +142,12 @@ def test_panel_entries_select_what_scan_panel_files_selects(tricky, kw):
     got = panel_series.panel_entries(values, tricky)
     assert {t: [p for _, p in es] for t, es in got.items()} == scan.panel_files(values, tricky)
     assert all(p == tricky / "lake" / t / e.path for t, es in got.items() for e, p in es)
+
+
+def test_a_commit_after_a_panel_is_seen_by_the_next_panel(tmp_path):
+    # the matched log entries are kept per log version: a new commit must never be served from them
+    lake.write("bars", bars(ts(0, 24)), tmp_path)
+    kw = dict(symbol="BTCUSDT", start="2024-12-20", end="2024-12-23")
+    assert db.query("hourly_panel", tmp_path, **kw).height == 24
+    lake.write("bars", bars(ts(24, 24)), tmp_path)
+    assert db.query("hourly_panel", tmp_path, **kw).height == 48
