@@ -5,7 +5,7 @@ series are known (the binance/synthetic perp and spot 1h bars, funding, 5-minute
 and 1h liquidations of the asked symbol; for the daily one also the synthetic ETF flows and the
 Fear & Greed index), so there is no choice among venues or coin-level series, no table log is read
 and no file list is built from one: the files are globbed from the lake's layout, for the years
-``[start - 1 day - bar, end)`` (the years the panel reads for these spans). Each series is read from
+``[start - 1 day - bar, end + bar)`` (the years the panel reads for these spans). Each series is read from
 its files with one ``read_parquet`` and a time filter (the as-of ones from a day before the first
 bar), joined with one plain or ASOF join per series, and the bucketed panels aggregate with one
 ``GROUP BY``; there is no generic machinery (no series tables, no ``unnest`` of bound lists, no
@@ -285,7 +285,8 @@ def lower(arm: str, d: Path, symbol: str, t0: dt.datetime, t1: dt.datetime) -> p
     sql, w = ARMS[arm]
     b0 = t0 - dt.timedelta(seconds=w)  # the bar before the first row, so the first return is defined
     a0 = b0 - dt.timedelta(days=1)  # as-of series: a day before that bar's close is plenty at 2 intervals
-    years = range(a0.year, (t1 - dt.timedelta(microseconds=1)).year + 1)
+    # as-of series are read up to a bar past t1 (the last row is known at t1): that bar's year too
+    years = range(a0.year, (t1 + dt.timedelta(seconds=w) - dt.timedelta(microseconds=1)).year + 1)
     p = dict(series_files(d, symbol, years), t0=t0, t1=t1, b0=b0, a0=a0, symbol=symbol, inputs=inputs_text(symbol))
     if arm == "lower_1d":
         p |= {"etf": files(d, "etf_flows", "source=synthetic", years),

@@ -100,14 +100,21 @@ def lookback_for(stale: float, fsecs: int) -> dt.timedelta:
 
 def panel_years(values: dict) -> range:
     """The years a panel's files must cover: its span, plus the as-of lookback (:func:`lookback_for`)
-    at its ``stale_after`` and ``interval``."""
+    at its ``stale_after`` and ``interval``, plus one bar after ``end``.
+
+    The last row is known at ``end``, and the as-of series are read up to a bar past it (the SQL's
+    ``ts < end + interval``): an observation at exactly ``end`` = 1 January 00:00 lives in the next
+    year's file, and without that year the last row of December would take an older value than the
+    same row of a longer span."""
     try:
         stale = float(values.get("stale_after") or 2)
     except ValueError:
         stale = 2.0
     fsecs = INTERVALS.get(str(values.get("interval") or "1h"), 86400)
     lookback = (lookback_for(stale, fsecs) + dt.timedelta(seconds=fsecs)).total_seconds() / 86400
-    return years_for(values.get("start"), values.get("end"), lookback)
+    end = _instant(values.get("end"), dt.datetime(2100, 1, 1, tzinfo=dt.timezone.utc))
+    return years_for(values.get("start"), min(end, dt.datetime(2100, 1, 1, tzinfo=dt.timezone.utc))
+                     + dt.timedelta(seconds=fsecs), lookback)
 
 
 def panel_files(values: dict, data_dir=None) -> dict[str, list[Path]]:

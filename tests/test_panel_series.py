@@ -151,3 +151,20 @@ def test_a_commit_after_a_panel_is_seen_by_the_next_panel(tmp_path):
     assert db.query("hourly_panel", tmp_path, **kw).height == 24
     lake.write("bars", bars(ts(24, 24)), tmp_path)
     assert db.query("hourly_panel", tmp_path, **kw).height == 48
+
+
+def test_a_span_ending_at_new_year_reads_the_observation_at_its_end(tmp_path):
+    # the last row (Dec 31 23:00) is known at 00:00 on Jan 1; the OI observed at that instant lives in
+    # the next year's file and must count, as it does for the same row of a longer span
+    ny = dt.datetime(2025, 1, 1, tzinfo=UTC)
+    lake.write("bars", bars([ny - dt.timedelta(hours=48 - i) for i in range(96)]), tmp_path)
+    obs = [ny - dt.timedelta(minutes=5 * (12 * 48 - i)) for i in range(12 * 96)]
+    lake.write("open_interest", series("open_interest", obs, "binance", "BTCUSDT", "5m", "t", oi_usd=1e9), tmp_path)
+    assert {p.parent.name for p in scan.table_files("open_interest", tmp_path)} == {"year=2024", "year=2025"}
+    kw = dict(symbol="BTCUSDT", start="2024-12-31")
+    short = db.query("hourly_panel", tmp_path, end="2025-01-01", **kw)
+    longer = db.query("hourly_panel", tmp_path, end="2025-01-02", **kw).filter(pl.col("ts") < ny)
+    assert short.height == longer.height == 24
+    assert_frame_equal(short.select("ts", "oi_usd"), longer.select("ts", "oi_usd"))
+    at_new_year = 1e9 * (1 + 0.01 * (12 * 48))
+    assert short["oi_usd"][-1] == pytest.approx(at_new_year, rel=1e-12)
