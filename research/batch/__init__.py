@@ -54,9 +54,12 @@ the first entry above: ``start`` may not be both in ``parameters`` and ``zip``, 
 A grid expanding to more than :data:`~research.batch.grid.MAX_RUNS` runs, a YAML alias, or a
 notebook path outside the grid's folder is refused before anything runs (``--max-runs`` raises the
 cap). Local workers are long-lived ``python -m research.batch`` processes fed one run at a time; each
-run's kernel output goes to ``run.log`` in its run directory. On a dask cluster every run is a task
-that executes the notebook in a fresh process on a dask worker, so the workers must see the same
-file system paths (notebooks, data, output root) and have this package installed.
+keeps one kernel for its runs (:mod:`research.batch.kernels`: reset before every run, replaced after a
+failed run), so the kernel start and the imports are paid once per worker, not once per run; each
+run's kernel output goes to ``run.log`` in its run directory. A single run (``research run``) gets a
+fresh kernel. On a dask cluster every run is a task fed to a long-lived worker process of the dask
+worker thread (with its kept kernel), so the workers must see the same file system paths
+(notebooks, data, output root) and have this package installed.
 """
 from __future__ import annotations
 
