@@ -210,6 +210,11 @@ def bench_grid(tmp: Path, runs: int, rounds: int, dask: bool) -> dict[str, list[
         print("  " + _summary(label, rs, "x"))
     for label, xs in arms.startup.items():
         print("  " + _summary(f"{label} until every worker's first result", xs))
+    s1, s2 = arms.startup.get("grid process w=1"), arms.startup.get("grid process w=2")
+    if s1 and s2:  # the part a second worker can share: the grid after every worker's first result
+        rs = [(a - x) / (b - y) for a, x, b, y in zip(times["grid w=1"], s1, times["grid w=2"], s2) if b > y]
+        if rs:
+            print("  " + _summary("w=1 / w=2 after every worker's first result", rs, "x"))
     return times
 
 
