@@ -26,9 +26,10 @@ machine load hits every arm alike; min and median are printed per arm and per ra
     per run, figures rendered by the worker).
 ``dask``
     ``run_grid(executor="dask")`` on a ``LocalCluster`` of 2 single-threaded worker processes,
-    started once outside the timings (as a user's cluster would be). Its worker processes, and
-    their kept kernels, live as long as the cluster: the first round pays their start like the
-    local workers do, later rounds find them warm (as a user's second grid on a cluster would).
+    started once outside the timings (as a user's cluster would be). Its worker processes are
+    restarted before every dask arm (outside the timing), so every round starts its worker
+    processes and kernels as the local arms do; on a long-lived cluster a second grid would find
+    them warm and run faster than this.
 
 Each grid arm also prints the time until every worker has its first result: the workers' and
 kernels' start and the first run, which a second worker cannot share. On a 16-run grid of a
@@ -165,6 +166,13 @@ class GridArms:
         specs = [batch.make_spec(NOTEBOOK, {k: v for k, v in p.items() if k != "data_dir"}, data_dir=self.data,
                                  out_root=out) for p in self.params]
         sched = self.cluster.scheduler_address if executor == "dask" else None
+        if executor == "dask":
+            # fresh worker processes (and so no kept kernel) every round, outside the timing: each
+            # round then starts its workers like the local arms do, instead of finding them warm
+            from distributed import Client
+
+            with Client(self.cluster, set_as_default=False) as c:
+                c.restart()
         firsts: list[float] = []
         t0 = time.perf_counter()
         res = batch.run_grid(specs, workers=workers, executor=executor, scheduler=sched, progress=False,
