@@ -2,7 +2,8 @@
 
 1. 10,000 events x 241-bar event windows (250-bar estimation windows), market model, every test,
    then 1,000 event-resampling bootstrap draws: prints the CPU times.
-2. The same 500 events, market model, in this process, over ``--rounds`` interleaved rounds
+2. The same 500 events, market model, in this process, single-threaded (BLAS and polars pools of
+   one thread: CPU time would otherwise count their spin-waits), over ``--rounds`` interleaved rounds
    (min and median seconds per call of each arm, and min/median of the per-round ratios):
 
    * ``ours_grid_like``: this engine on a prebuilt grid, AR/CAR + the two t tests;
@@ -33,9 +34,16 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import sys
 import time
 import warnings
+
+# CPU time is the measure, and idle BLAS and polars threads spin-wait on CPU time: every arm runs
+# single-threaded (set before numpy and polars load), so a round counts each arm's work, not how
+# long its helper threads waited (medians moved by 20-30 % between runs with the default pools)
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "POLARS_MAX_THREADS"):
+    os.environ.setdefault(_var, "1")
 
 import numpy as np
 import polars as pl
@@ -99,7 +107,7 @@ def numpy_market_model(R: np.ndarray, m: np.ndarray, rows: np.ndarray, bars: np.
     return ar, car, t
 
 
-def _per_call(fn, min_s: float = 0.05):
+def _per_call(fn, min_s: float = 0.2):
     """Mean CPU seconds (user + sys of this process) per call of ``fn`` over enough calls to last
     ``min_s``, and its result. CPU time, not wall time: on the shared 2-core machine wall time
     mostly measures the other processes, and every arm here runs in this one process."""
@@ -282,7 +290,7 @@ def part3(sizes=(10_000, 100_000), rounds: int = 3) -> dict:
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="small sizes: check that the benchmark runs")
-    ap.add_argument("--rounds", type=int, default=7, help="interleaved rounds of part 2")
+    ap.add_argument("--rounds", type=int, default=15, help="interleaved rounds of part 2")
     ap.add_argument("--parts", default="123", help="which parts to run, e.g. 23")
     ap.add_argument("--scale-rounds", type=int, default=3, help="fresh-process rounds of part 3")
     ap.add_argument("--scale-child", type=int, default=None, help=argparse.SUPPRESS)
