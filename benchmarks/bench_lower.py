@@ -33,6 +33,33 @@ from research import db, paths
 
 S = "source=synthetic/venue=binance"
 
+# the columns the hourly and the 4h panel select from their last CTE (the bar length, bar hours and
+# settlement count are what differ)
+_PANEL_SELECT = """SELECT ts, $symbol AS symbol, open AS perp_open, high AS perp_high, low AS perp_low, perp_close, perp_ret,
+       spot_close, ln(spot_close / lag(spot_close) OVER (ORDER BY ts)) AS spot_ret,
+       perp_volume, spot_volume, perp_qv AS perp_quote_volume, spot_qv AS spot_quote_volume,
+       perp_tbv AS perp_taker_buy_volume, spot_volume / nullif(spot_volume + perp_volume, 0) AS spot_share,
+       (2 * perp_tbv - perp_volume) / nullif(perp_volume, 0) AS taker_imbalance,
+       (2 * spot_tbv - spot_volume) / nullif(spot_volume, 0) AS spot_taker_imbalance,
+       fr AS funding_rate, fr * 8.0 / fih AS funding_rate_8h, fih AS funding_interval_hours, settled AS funding_settled,
+       ob AS oi_base, ou AS oi_usd,
+       100 * (coalesce(ob, ou) / lag(coalesce(ob, ou)) OVER (ORDER BY ts) - 1) AS oi_change_pct,
+       date_diff('second', ot, known_at) / 3600.0 AS oi_age_hours,
+       CASE WHEN l_ok THEN long_usd END AS liq_long_usd, CASE WHEN l_ok THEN short_usd END AS liq_short_usd,
+       CASE WHEN l_ok THEN liq_n END AS liq_count,
+       CASE WHEN x_ok THEN top_trader_ls_ratio END AS top_trader_ls_ratio,
+       CASE WHEN x_ok THEN account_ls_ratio END AS account_ls_ratio,
+       CASE WHEN x_ok THEN taker_buy_sell_ratio END AS taker_buy_sell_ratio,
+       perp_close IS NOT NULL AS has_perp, spot_close IS NOT NULL AS has_spot, fr IS NOT NULL AS has_funding,
+       ot IS NOT NULL AS has_oi, coalesce(l_ok, FALSE) AS has_liq, coalesce(x_ok, FALSE) AS has_positioning,
+       {interval} AS interval, 'perp' AS price_market, perp_close AS close, perp_ret AS ret,
+       {bar_hours} AS bar_hours, {settlements} AS funding_settlements,
+       $oi_hours AS oi_interval_hours, $liq_hours AS liq_interval_hours, TRUE AS synthetic, $inputs AS inputs
+FROM v
+QUALIFY ts >= (SELECT lo FROM span)
+ORDER BY ts
+"""
+
 # --- the hourly panel: the 1h bars are the rows -------------------------------------------------
 HOURLY_SQL = """
 WITH
@@ -81,30 +108,8 @@ v AS (
            ln(perp_close / lag(perp_close) OVER (ORDER BY ts)) AS perp_ret
     FROM k
 )
-SELECT ts, $symbol AS symbol, open AS perp_open, high AS perp_high, low AS perp_low, perp_close, perp_ret,
-       spot_close, ln(spot_close / lag(spot_close) OVER (ORDER BY ts)) AS spot_ret,
-       perp_volume, spot_volume, perp_qv AS perp_quote_volume, spot_qv AS spot_quote_volume,
-       perp_tbv AS perp_taker_buy_volume, spot_volume / nullif(spot_volume + perp_volume, 0) AS spot_share,
-       (2 * perp_tbv - perp_volume) / nullif(perp_volume, 0) AS taker_imbalance,
-       (2 * spot_tbv - spot_volume) / nullif(spot_volume, 0) AS spot_taker_imbalance,
-       fr AS funding_rate, fr * 8.0 / fih AS funding_rate_8h, fih AS funding_interval_hours, settled AS funding_settled,
-       ob AS oi_base, ou AS oi_usd,
-       100 * (coalesce(ob, ou) / lag(coalesce(ob, ou)) OVER (ORDER BY ts) - 1) AS oi_change_pct,
-       date_diff('second', ot, known_at) / 3600.0 AS oi_age_hours,
-       CASE WHEN l_ok THEN long_usd END AS liq_long_usd, CASE WHEN l_ok THEN short_usd END AS liq_short_usd,
-       CASE WHEN l_ok THEN liq_n END AS liq_count,
-       CASE WHEN x_ok THEN top_trader_ls_ratio END AS top_trader_ls_ratio,
-       CASE WHEN x_ok THEN account_ls_ratio END AS account_ls_ratio,
-       CASE WHEN x_ok THEN taker_buy_sell_ratio END AS taker_buy_sell_ratio,
-       perp_close IS NOT NULL AS has_perp, spot_close IS NOT NULL AS has_spot, fr IS NOT NULL AS has_funding,
-       ot IS NOT NULL AS has_oi, coalesce(l_ok, FALSE) AS has_liq, coalesce(x_ok, FALSE) AS has_positioning,
-       '1h' AS interval, 'perp' AS price_market, perp_close AS close, perp_ret AS ret,
-       CASE WHEN has_bar THEN 1.0::DOUBLE END AS bar_hours, CAST(settled IS NOT NULL AS BIGINT) AS funding_settlements,
-       $oi_hours AS oi_interval_hours, $liq_hours AS liq_interval_hours, TRUE AS synthetic, $inputs AS inputs
-FROM v
-QUALIFY ts >= (SELECT lo FROM span)
-ORDER BY ts
-"""
+""" + _PANEL_SELECT.format(interval="'1h'", bar_hours="CASE WHEN has_bar THEN 1.0::DOUBLE END",
+                                   settlements="CAST(settled IS NOT NULL AS BIGINT)")
 
 # --- bars of $w seconds (4h, 1d) aggregated from the 1h bars: one GROUP BY per market --------------
 BUCKETED_CTES = """
@@ -164,30 +169,8 @@ v AS (
 """
 
 PANEL_4H_SQL = "WITH" + BUCKETED_CTES + """
-SELECT ts, $symbol AS symbol, open AS perp_open, high AS perp_high, low AS perp_low, perp_close, perp_ret,
-       spot_close, ln(spot_close / lag(spot_close) OVER (ORDER BY ts)) AS spot_ret,
-       perp_volume, spot_volume, perp_qv AS perp_quote_volume, spot_qv AS spot_quote_volume,
-       perp_tbv AS perp_taker_buy_volume, spot_volume / nullif(spot_volume + perp_volume, 0) AS spot_share,
-       (2 * perp_tbv - perp_volume) / nullif(perp_volume, 0) AS taker_imbalance,
-       (2 * spot_tbv - spot_volume) / nullif(spot_volume, 0) AS spot_taker_imbalance,
-       fr AS funding_rate, fr * 8.0 / fih AS funding_rate_8h, fih AS funding_interval_hours, settled AS funding_settled,
-       ob AS oi_base, ou AS oi_usd,
-       100 * (coalesce(ob, ou) / lag(coalesce(ob, ou)) OVER (ORDER BY ts) - 1) AS oi_change_pct,
-       date_diff('second', ot, known_at) / 3600.0 AS oi_age_hours,
-       CASE WHEN l_ok THEN long_usd END AS liq_long_usd, CASE WHEN l_ok THEN short_usd END AS liq_short_usd,
-       CASE WHEN l_ok THEN liq_n END AS liq_count,
-       CASE WHEN x_ok THEN top_trader_ls_ratio END AS top_trader_ls_ratio,
-       CASE WHEN x_ok THEN account_ls_ratio END AS account_ls_ratio,
-       CASE WHEN x_ok THEN taker_buy_sell_ratio END AS taker_buy_sell_ratio,
-       perp_close IS NOT NULL AS has_perp, spot_close IS NOT NULL AS has_spot, fr IS NOT NULL AS has_funding,
-       ot IS NOT NULL AS has_oi, coalesce(l_ok, FALSE) AS has_liq, coalesce(x_ok, FALSE) AS has_positioning,
-       $interval AS interval, 'perp' AS price_market, perp_close AS close, perp_ret AS ret,
-       CASE WHEN has_bar THEN $w / 3600.0 END AS bar_hours, settlements AS funding_settlements,
-       $oi_hours AS oi_interval_hours, $liq_hours AS liq_interval_hours, TRUE AS synthetic, $inputs AS inputs
-FROM v
-QUALIFY ts >= (SELECT lo FROM span)
-ORDER BY ts
-"""
+""" + _PANEL_SELECT.format(interval="$interval", bar_hours="CASE WHEN has_bar THEN $w / 3600.0 END",
+                                   settlements="settlements")
 
 # the daily panel: 1d bars, plus the ETF flow dated strictly before the day and the day's sentiment
 DAILY_SQL = "WITH" + BUCKETED_CTES + """,

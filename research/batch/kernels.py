@@ -66,8 +66,9 @@ class _KeptClient(PapermillNotebookClient):
             reply = self.wait_for_reply(self.kc.execute(self.preamble, silent=True, store_history=False))
             content = (reply or {}).get("content", {})
             if content.get("status") != "ok":
-                raise KernelResetError(f"the kept kernel refused the reset: {content.get('ename')}: "
-                                       f"{content.get('evalue')}")
+                raise KernelResetError(f"the kept kernel refused the reset before the first cell "
+                                       f"({content.get('ename')}: {content.get('evalue')}); it is discarded, "
+                                       "so rerunning this run (e.g. --resume) starts a fresh kernel")
         super().papermill_execute_cells()
 
 
