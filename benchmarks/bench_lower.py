@@ -33,6 +33,25 @@ from research import db, paths
 
 S = "source=synthetic/venue=binance"
 
+# the staleness flags of every as-of series and the values they mask, from the joined rows `j`
+# (the same rules in the hourly and the bucketed panels)
+_MASKED_CTES = """k AS (
+    SELECT j.*,
+           date_diff('second', f_ts, known_at) <= 2 * (SELECT secs FROM fund_secs) AS f_ok,
+           known_at - o_ts <= INTERVAL 10 MINUTE AS o_ok,
+           known_at - x_ts <= INTERVAL 10 MINUTE AS x_ok,
+           j.ts >= (SELECT lo FROM cover) AND known_at <= (SELECT hi FROM cover) AS l_ok
+    FROM j
+),
+v AS (
+    SELECT k.*,
+           CASE WHEN f_ok THEN rate END AS fr, CASE WHEN f_ok THEN interval_hours END AS fih,
+           CASE WHEN o_ok THEN oi_base END AS ob, CASE WHEN o_ok THEN oi_usd END AS ou, CASE WHEN o_ok THEN o_ts END AS ot,
+           ln(perp_close / lag(perp_close) OVER (ORDER BY ts)) AS perp_ret
+    FROM k
+)
+"""
+
 # the columns the hourly and the 4h panel select from their last CTE (the bar length, bar hours and
 # settlement count are what differ)
 _PANEL_SELECT = """SELECT ts, $symbol AS symbol, open AS perp_open, high AS perp_high, low AS perp_low, perp_close, perp_ret,
@@ -93,22 +112,7 @@ j AS (
     LEFT JOIN liq l ON l.ts = g.ts
     ASOF LEFT JOIN pos x ON g.ts + INTERVAL 1 HOUR >= x.ts
 ),
-k AS (
-    SELECT j.*,
-           date_diff('second', f_ts, known_at) <= 2 * (SELECT secs FROM fund_secs) AS f_ok,
-           known_at - o_ts <= INTERVAL 10 MINUTE AS o_ok,
-           known_at - x_ts <= INTERVAL 10 MINUTE AS x_ok,
-           j.ts >= (SELECT lo FROM cover) AND known_at <= (SELECT hi FROM cover) AS l_ok
-    FROM j
-),
-v AS (
-    SELECT k.*,
-           CASE WHEN f_ok THEN rate END AS fr, CASE WHEN f_ok THEN interval_hours END AS fih,
-           CASE WHEN o_ok THEN oi_base END AS ob, CASE WHEN o_ok THEN oi_usd END AS ou, CASE WHEN o_ok THEN o_ts END AS ot,
-           ln(perp_close / lag(perp_close) OVER (ORDER BY ts)) AS perp_ret
-    FROM k
-)
-""" + _PANEL_SELECT.format(interval="'1h'", bar_hours="CASE WHEN has_bar THEN 1.0::DOUBLE END",
+""" + _MASKED_CTES + _PANEL_SELECT.format(interval="'1h'", bar_hours="CASE WHEN has_bar THEN 1.0::DOUBLE END",
                                    settlements="CAST(settled IS NOT NULL AS BIGINT)")
 
 # --- bars of $w seconds (4h, 1d) aggregated from the 1h bars: one GROUP BY per market --------------
@@ -151,22 +155,7 @@ j AS (
     LEFT JOIN liq l ON l.ts = g.ts
     ASOF LEFT JOIN pos x ON g.ts + to_seconds($w) >= x.ts
 ),
-k AS (
-    SELECT j.*,
-           date_diff('second', f_ts, known_at) <= 2 * (SELECT secs FROM fund_secs) AS f_ok,
-           known_at - o_ts <= INTERVAL 10 MINUTE AS o_ok,
-           known_at - x_ts <= INTERVAL 10 MINUTE AS x_ok,
-           j.ts >= (SELECT lo FROM cover) AND known_at <= (SELECT hi FROM cover) AS l_ok
-    FROM j
-),
-v AS (
-    SELECT k.*,
-           CASE WHEN f_ok THEN rate END AS fr, CASE WHEN f_ok THEN interval_hours END AS fih,
-           CASE WHEN o_ok THEN oi_base END AS ob, CASE WHEN o_ok THEN oi_usd END AS ou, CASE WHEN o_ok THEN o_ts END AS ot,
-           ln(perp_close / lag(perp_close) OVER (ORDER BY ts)) AS perp_ret
-    FROM k
-)
-"""
+""" + _MASKED_CTES
 
 PANEL_4H_SQL = "WITH" + BUCKETED_CTES + """
 """ + _PANEL_SELECT.format(interval="$interval", bar_hours="CASE WHEN has_bar THEN $w / 3600.0 END",

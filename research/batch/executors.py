@@ -11,7 +11,7 @@ import uuid
 
 from research.errors import NotebookError
 
-from .execute import KERNEL_NAME, RunResult, RunSpec, execute
+from .execute import KERNEL_NAME, RunResult, RunSpec, ensure_kernel, execute
 
 DASK_CONNECT_TIMEOUT = "20s"
 #: thread-pool sizes capped in worker processes when several run at once
@@ -62,9 +62,14 @@ def _worker_main() -> None:
     os.dup2(2, 1)
     kernels: dict = {}  # one kept kernel per kernel name: the runs of this worker share its start and imports
     try:
-        # boot the usual kernel while this process imports papermill and waits for its first run
-        kernels[KERNEL_NAME] = kept_kernel(KERNEL_NAME)
-        kernels[KERNEL_NAME].start()
+        # boot the usual kernel while this process imports papermill and waits for its first run; only
+        # a head start: if it cannot start (no kernel spec, ...), the first run starts it and reports why
+        try:
+            ensure_kernel(KERNEL_NAME)
+            kernels[KERNEL_NAME] = kept_kernel(KERNEL_NAME)
+            kernels[KERNEL_NAME].start()
+        except Exception:
+            kernels.pop(KERNEL_NAME, None)
         import papermill  # noqa: F401
         for line in sys.stdin:
             if not line.strip():
