@@ -153,10 +153,6 @@ def read(table: str, data_dir=None, **equals) -> pl.DataFrame:
     return lf.sort(list(t.key)).collect()
 
 
-def _part_values(t: Table, row: dict) -> dict[str, str]:
-    return {**{c: str(row[c]) for c in t.partition}, "year": str(row["__year"])}
-
-
 def _encode(df: pl.DataFrame) -> bytes:
     buf = io.BytesIO()
     df.write_parquet(buf, compression="zstd", statistics=True)
@@ -260,8 +256,7 @@ def write(table: str, df: pl.DataFrame, data_dir=None, *, origin: str | None = N
     if clean.is_empty():
         return WriteResult(t.name, 0, 0, 0, 0)
     key = list(t.key)
-    clean = clean.unique(subset=key, keep="last", maintain_order=True)
-    keyed = clean.with_columns(pl.col(t.time_col).dt.year().alias("__year"))
+    parts = _split(t, clean)
     tdir = table_dir(t, data_dir)
     with table_lock(tdir, f"write {origin or t.name}"):
         log = committed_log(t, data_dir)
@@ -269,10 +264,8 @@ def write(table: str, df: pl.DataFrame, data_dir=None, *, origin: str | None = N
         replaced: set[str] = set()
         added, touched = 0, []
         try:
-            for _, part in keyed.group_by([*t.partition, "__year"], maintain_order=True):
-                values = _part_values(t, part.row(0, named=True))
+            for values, part in parts:
                 touched.append(values)
-                part = part.drop("__year").sort(key)
                 lo, hi = _time_range(t, part)
                 overlap = [e for e in log.files if e.partition == values and e.overlaps(lo, hi)]
                 if not overlap:
@@ -302,6 +295,28 @@ def write(table: str, df: pl.DataFrame, data_dir=None, *, origin: str | None = N
         log = _compact_partitions(t, tdir, log, touched, COMPACT_AT, tiered=True)
     total = sum(e.rows for e in log.files if e.partition in touched)
     return WriteResult(t.name, clean.height, added, total, len(touched), log.version, new_files)
+
+
+def _split(t: Table, clean: pl.DataFrame) -> list[tuple[dict[str, str], pl.DataFrame]]:
+    """``clean`` as (partition values, rows sorted by key) per partition and year, one row per key.
+
+    Of rows sharing a key the last given wins. One stable sort by partition, year and key puts
+    every partition in one contiguous, key-ordered run, so the parts are zero-copy slices.
+    """
+    key = list(t.key)
+    by = [*t.partition, "__year"]
+    order = [*by, *(k for k in key if k not in t.partition)]  # the year is a function of time_col, in the key
+    s = clean.with_columns(pl.col(t.time_col).dt.year().alias("__year")).sort(order, maintain_order=True)
+    n = s.height
+    last = pl.any_horizontal([pl.col(k).ne_missing(pl.col(k).shift(-1)) for k in key]) | (pl.int_range(pl.len()) == n - 1)
+    s = s.filter(last)
+    first = pl.any_horizontal([pl.col(c).ne_missing(pl.col(c).shift(1)) for c in by]) | (pl.int_range(pl.len()) == 0)
+    starts = s.select(pl.arg_where(first)).to_series().to_list()
+    heads = s.select(by).gather(starts).rows()
+    s = s.drop("__year")
+    ends = [*starts[1:], s.height]
+    return [({**{c: str(v) for c, v in zip(t.partition, h)}, "year": str(h[-1])}, s.slice(a, b - a))
+            for h, a, b in zip(heads, starts, ends)]
 
 
 def _unlink(tdir: Path, rel_paths: Iterable[str]) -> None:

@@ -42,7 +42,7 @@ from research.fileio import atomic_write
 from research.parsing import parse_date as _parse_date
 from research.sources.binance_archive import read_member  # noqa: F401  (re-export)
 from research.sources.binance_checks import epoch_to_utc  # noqa: F401  (re-export)
-from research.sources.binance_ingest import _read_members, ingest_batch, parse_group  # noqa: F401  (re-export)
+from research.sources.binance_ingest import BatchIngester, _read_members, ingest_batch, parse_group  # noqa: F401  (re-export)
 from research.sources.binance_layout import (AGG_SOURCE, BASE_URL_ENV, DATASETS, DEFAULT_BASE_URL,  # noqa: F401
                                              KLINE_MARKET, LIQ_SNAPSHOT_LAST_DAY, METRICS_LABEL_CHANGE,
                                              METRICS_ROWS_PER_DAY, SOURCE, VENUE, Dataset, FileTask,
@@ -166,7 +166,8 @@ def fetch(symbols: Sequence[str], datasets: Sequence[str], *, start: date, end: 
                     limits=limits, deadline=deadline)
     pending: list[tuple[FileTask, Path]] = []
     seen: set[FileTask] = set()
-    with rich_progress(progress, "binance") as prog, ThreadPoolExecutor(max_workers=max(1, workers)) as ex:
+    with rich_progress(progress, "binance") as prog, ThreadPoolExecutor(max_workers=max(1, workers)) as ex, \
+            BatchIngester(ddir, summary, manifest, dl.limits) as ingester:
         dl.progress = prog
         if hasattr(prog, "set_files"):
             prog.set_files(len(tasks))
@@ -224,10 +225,10 @@ def fetch(symbols: Sequence[str], datasets: Sequence[str], *, start: date, end: 
                         prog.file_done()
                     getattr(summary, res.status).append(res)
             if len(pending) >= batch_files:
-                ingest_batch(pending, ddir, summary, manifest, dl.limits)
+                ingester.submit(pending)
                 pending.clear()
         if pending:
-            ingest_batch(pending, ddir, summary, manifest, dl.limits)
+            ingester.submit(pending)
     return summary
 
 

@@ -54,6 +54,21 @@ def test_duplicates_inside_one_frame_collapse(tmp_path):
     assert r.rows_added == 8
 
 
+def test_of_duplicate_keys_the_last_given_wins_in_any_order_across_partitions(tmp_path):
+    # unsorted input over two symbols and a year boundary; each key given twice, the later value wins
+    a = bars(close=1.0)
+    b = bars(close=2.0).with_columns(symbol=pl.lit("ETHUSDT"))
+    frame = pl.concat([a.reverse(), b, a.with_columns(close=pl.lit(3.0)), b.with_columns(close=pl.lit(4.0)).reverse()])
+    r = lake.write("bars", frame, tmp_path)
+    assert (r.rows_in, r.rows_added, r.files_written) == (32, 16, 4)  # 2 symbols x {2024, 2025}
+    got = lake.read("bars", tmp_path)
+    assert got.group_by("symbol").agg(pl.col("close").unique()).sort("symbol").rows() == [("BTCUSDT", [3.0]),
+                                                                                          ("ETHUSDT", [4.0])]
+    for f in lake.table_files("bars", tmp_path):  # every file in key order, one year, one symbol
+        df = pl.read_parquet(f)
+        assert df["ts"].is_sorted() and df["ts"].dt.year().n_unique() == 1 and df["symbol"].n_unique() == 1
+
+
 def test_bad_frame_writes_nothing(tmp_path):
     lake.write("bars", bars(), tmp_path)
     before = snapshot(tmp_path)
