@@ -31,10 +31,10 @@ from __future__ import annotations
 from research.lake.log import RETAIN_SECONDS, FileEntry, TableLog, load_log
 from research.lake.maintain import adopt_legacy, compact, dedupe_partition, drop_files
 from research.lake.table import (
-    COMPACT_AT, WriteResult, check_entry, delete, is_empty, partition_dir, read, table_dir, table_files,
-    versions, write,
+    COMPACT_AT, Prepared, WriteResult, check_entry, delete, is_empty, partition_dir, prepare, read, table_dir,
+    table_files, versions, write, write_prepared,
 )
 
-__all__ = ["write", "read", "table_files", "delete", "is_empty", "versions", "compact", "WriteResult",
+__all__ = ["write", "prepare", "write_prepared", "Prepared", "read", "table_files", "delete", "is_empty", "versions", "compact", "WriteResult",
            "FileEntry", "TableLog", "load_log", "check_entry", "partition_dir", "table_dir", "COMPACT_AT",
            "RETAIN_SECONDS"]

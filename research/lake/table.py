@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import io
 import os
 import uuid
 from dataclasses import dataclass
@@ -16,7 +15,8 @@ from research import paths
 from research.errors import LakeCorruptError, LakeError
 from research.fileio import fsync_dir
 from research.lake.log import FileEntry, TableLog, commit_log, load_log, table_lock
-from research.schema import TABLES, Table, get_table, validate
+from research.lake.prepare import Prepared, _encode, prepare
+from research.schema import TABLES, Table, get_table
 
 LEGACY_FILE = "part.parquet"
 COMPACT_AT = 16  # a partition with more files than this is compacted after the write that made them
@@ -153,12 +153,6 @@ def read(table: str, data_dir=None, **equals) -> pl.DataFrame:
     return lf.sort(list(t.key)).collect()
 
 
-def _encode(df: pl.DataFrame) -> bytes:
-    buf = io.BytesIO()
-    df.write_parquet(buf, compression="zstd", statistics=True)
-    return buf.getvalue()
-
-
 def _time_range(t: Table, df: pl.DataFrame) -> tuple[str, str]:
     s = df[t.time_col]
     lo, hi = s.min(), s.max()
@@ -175,16 +169,24 @@ class _Staging:
         self.entries: list[FileEntry] = []
         self._fds: list[int] = []
 
-    def add(self, values: dict[str, str], df: pl.DataFrame) -> FileEntry:
-        data = _encode(df)
+    def add(self, values: dict[str, str], df: pl.DataFrame, data: bytes | None = None,
+            sha256: str | None = None) -> FileEntry:
+        if data is None:
+            data, sha256 = _encode(df), None
         d = partition_dir(self.tdir.parent, self.t, values)
         d.mkdir(parents=True, exist_ok=True)
         p = d / f"part-{self.version:06d}-{uuid.uuid4().hex[:12]}.parquet"
         fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         self._fds.append(fd)
-        os.write(fd, data)
+        try:
+            view, done = memoryview(data), 0
+            while done < len(data):  # os.write may write less than it is given
+                done += os.write(fd, view[done:])
+        except BaseException:
+            p.unlink(missing_ok=True)  # not in self.entries yet: discard() would not find it
+            raise
         lo, hi = _time_range(self.t, df)
-        e = FileEntry(p.relative_to(self.tdir).as_posix(), df.height, len(data), hashlib.sha256(data).hexdigest(),
+        e = FileEntry(p.relative_to(self.tdir).as_posix(), df.height, len(data), sha256 or hashlib.sha256(data).hexdigest(),
                       values, lo, hi, self.version, 0, self.origin)
         self.entries.append(e)
         _phase(f"staged:{len(self.entries)}")
@@ -237,8 +239,9 @@ def write(table: str, df: pl.DataFrame, data_dir=None, *, origin: str | None = N
 
     Rows whose key is new go to new files; rows identical to stored ones are dropped; when some
     stored row gets new values (new values win), only the files whose time range overlaps the
-    new rows in that partition are rewritten. A write that fails or is killed leaves the previous
-    version in force.
+    new rows in that partition are rewritten. Of rows sharing a key within ``df``, the last
+    wins. A write that fails or is killed leaves the previous version in force. Equal to
+    ``write_prepared(prepare(table, df, origin=origin), data_dir)``.
 
     Parameters
     ----------
@@ -251,12 +254,15 @@ def write(table: str, df: pl.DataFrame, data_dir=None, *, origin: str | None = N
     origin : str, optional
         Name of the input file, used in error messages and recorded in the log.
     """
-    t = get_table(table)
-    clean = validate(t, df, origin=origin)
-    if clean.is_empty():
+    return write_prepared(prepare(table, df, origin=origin), data_dir)
+
+
+def write_prepared(prep: Prepared, data_dir=None) -> WriteResult:
+    """Store rows :func:`prepare` made ready, as :func:`write` does; only this part holds the table lock."""
+    t, origin = get_table(prep.table), prep.origin
+    if not prep.parts:
         return WriteResult(t.name, 0, 0, 0, 0)
     key = list(t.key)
-    parts = _split(t, clean)
     tdir = table_dir(t, data_dir)
     with table_lock(tdir, f"write {origin or t.name}"):
         log = committed_log(t, data_dir)
@@ -264,12 +270,13 @@ def write(table: str, df: pl.DataFrame, data_dir=None, *, origin: str | None = N
         replaced: set[str] = set()
         added, touched = 0, []
         try:
-            for values, part in parts:
+            for p in prep.parts:
+                values, part = p.values, p.frame
                 touched.append(values)
                 lo, hi = _time_range(t, part)
                 overlap = [e for e in log.files if e.partition == values and e.overlaps(lo, hi)]
                 if not overlap:
-                    stage.add(values, part)
+                    stage.add(values, part, p.data, p.sha256)
                     added += part.height
                     continue
                 old = _read_entries(t, tdir, overlap)
@@ -294,29 +301,8 @@ def write(table: str, df: pl.DataFrame, data_dir=None, *, origin: str | None = N
         _phase("after_commit")
         log = _compact_partitions(t, tdir, log, touched, COMPACT_AT, tiered=True)
     total = sum(e.rows for e in log.files if e.partition in touched)
-    return WriteResult(t.name, clean.height, added, total, len(touched), log.version, new_files)
+    return WriteResult(t.name, prep.rows_in, added, total, len(touched), log.version, new_files)
 
-
-def _split(t: Table, clean: pl.DataFrame) -> list[tuple[dict[str, str], pl.DataFrame]]:
-    """``clean`` as (partition values, rows sorted by key) per partition and year, one row per key.
-
-    Of rows sharing a key the last given wins. One stable sort by partition, year and key puts
-    every partition in one contiguous, key-ordered run, so the parts are zero-copy slices.
-    """
-    key = list(t.key)
-    by = [*t.partition, "__year"]
-    order = [*by, *(k for k in key if k not in t.partition)]  # the year is a function of time_col, in the key
-    s = clean.with_columns(pl.col(t.time_col).dt.year().alias("__year")).sort(order, maintain_order=True)
-    n = s.height
-    last = pl.any_horizontal([pl.col(k).ne_missing(pl.col(k).shift(-1)) for k in key]) | (pl.int_range(pl.len()) == n - 1)
-    s = s.filter(last)
-    first = pl.any_horizontal([pl.col(c).ne_missing(pl.col(c).shift(1)) for c in by]) | (pl.int_range(pl.len()) == 0)
-    starts = s.select(pl.arg_where(first)).to_series().to_list()
-    heads = s.select(by).gather(starts).rows()
-    s = s.drop("__year")
-    ends = [*starts[1:], s.height]
-    return [({**{c: str(v) for c, v in zip(t.partition, h)}, "year": str(h[-1])}, s.slice(a, b - a))
-            for h, a, b in zip(heads, starts, ends)]
 
 
 def _unlink(tdir: Path, rel_paths: Iterable[str]) -> None:

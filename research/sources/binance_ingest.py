@@ -191,18 +191,23 @@ def _refuse(task: FileTask, path: Path, err: Exception | str, data_dir, summary:
 
 @dataclass
 class _Parsed:
-    """A batch parsed and checked, nothing stored yet: frames per table, files kept, files refused."""
+    """A batch parsed and checked, nothing stored yet: files kept and refused, lake writes prepared."""
 
     batch: list[tuple[FileTask, Path]]
-    frames: dict[str, list[pl.DataFrame]] = field(default_factory=dict)
     good: list[tuple[FileTask, Path, dict[str, int]]] = field(default_factory=list)
     refused: list[tuple[int, Exception | str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    prepared: list[lake.Prepared] = field(default_factory=list)
+    error: ResearchError | None = None  # the kept files' rows failed validation (found file by file later)
 
 
 def _parse_batch(batch: list[tuple[FileTask, Path]], limits: Limits | None = None) -> _Parsed:
-    """Read and parse a batch; touches nothing outside the result, so it may run on another thread."""
+    """Read, parse and check a batch and prepare its lake writes (validated, split, encoded).
+
+    Touches nothing outside the result, so it may run on another thread.
+    """
     out = _Parsed(batch)
+    tables: dict[str, list[pl.DataFrame]] = {}
     datas = _read_members(batch, limits)
     groups: dict[tuple, list[int]] = {}
     slow: list[int] = []
@@ -220,7 +225,7 @@ def _parse_batch(batch: list[tuple[FileTask, Path]], limits: Limits | None = Non
             continue
         frames, errors = parsed
         for t, df in frames.items():
-            out.frames.setdefault(t, []).append(df)
+            tables.setdefault(t, []).append(df)
         for j, i in enumerate(idxs):
             if j in errors:
                 out.refused.append((i, errors[j]))
@@ -234,8 +239,16 @@ def _parse_batch(batch: list[tuple[FileTask, Path]], limits: Limits | None = Non
             out.refused.append((i, e))
             continue
         for t, df in frames.items():
-            out.frames.setdefault(t, []).append(df)
+            tables.setdefault(t, []).append(df)
         out.good.append((task, path, {t: df.height for t, df in frames.items()}))
+    if out.good:
+        good = out.good
+        origin = good[0][0].name if len(good) == 1 else f"{good[0][0].name} and {len(good) - 1} more file(s)"
+        try:
+            out.prepared = [lake.prepare(t, pl.concat(dfs, how="vertical_relaxed"), origin=origin)
+                            for t, dfs in tables.items()]
+        except ResearchError as e:
+            out.error = e
     return out
 
 
@@ -246,7 +259,7 @@ def ingest_batch(batch: list[tuple[FileTask, Path]], data_dir, summary: FetchSum
 
 
 def _store(parsed: _Parsed, data_dir, summary: FetchSummary, manifest: Manifest, limits: Limits | None) -> None:
-    """Quarantine the refused files, write the kept ones (one write per table), record both."""
+    """Quarantine the refused files, store the kept ones (one write per table), record both."""
     summary.warnings.extend(parsed.warnings)
     records: list[dict] = []
     for i, err in parsed.refused:
@@ -256,9 +269,11 @@ def _store(parsed: _Parsed, data_dir, summary: FetchSummary, manifest: Manifest,
         manifest.append_many(records)
         return
     try:
-        for t, dfs in parsed.frames.items():
-            origin = good[0][0].name if len(good) == 1 else f"{good[0][0].name} and {len(good) - 1} more file(s)"
-            res = lake.write(t, pl.concat(dfs, how="vertical_relaxed"), data_dir, origin=origin)
+        if parsed.error is not None:
+            raise parsed.error
+        for prep in parsed.prepared:
+            res = lake.write_prepared(prep, data_dir)
+            t = prep.table
             summary.rows_in[t] = summary.rows_in.get(t, 0) + res.rows_in
             summary.rows_added[t] = summary.rows_added.get(t, 0) + res.rows_added
     except ResearchError as e:

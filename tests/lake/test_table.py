@@ -78,12 +78,22 @@ def test_bad_frame_writes_nothing(tmp_path):
     assert snapshot(tmp_path) == before
 
 
-@pytest.mark.parametrize("fail_at", ["write", "commit"])
+@pytest.mark.parametrize("fail_at", ["encode", "disk", "commit"])
 def test_a_write_that_fails_half_way_leaves_the_lake_as_it_was(tmp_path, monkeypatch, fail_at):
     lake.write("bars", bars(), tmp_path)
     before = snapshot(tmp_path)
     calls = {"n": 0}
-    if fail_at == "write":
+    if fail_at == "disk":  # the second data file of the commit cannot be written
+        real_write = os.write
+
+        def short(fd, data):
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise OSError("disk full")
+            return real_write(fd, data)
+
+        monkeypatch.setattr(os, "write", short)
+    elif fail_at == "encode":
         real = pl.DataFrame.write_parquet
 
         def flaky(self, *a, **k):

@@ -87,6 +87,7 @@ def test_an_older_layout_is_refused_then_adopted_by_repair(tmp_path):
 
 
 def test_keys_stored_twice_are_named_and_collapsed_newest_first(tmp_path):
+    from research.schema import validate
     from tests.lake.test_table import bars
 
     lake.write("bars", bars(hours=3), tmp_path)
@@ -94,7 +95,7 @@ def test_keys_stored_twice_are_named_and_collapsed_newest_first(tmp_path):
     log = lake.load_log(tdir, "bars")
     # a second file with the same keys and other values, listed behind the API's back
     e = log.files[0]
-    dup = tbl.validate(tbl.get_table("bars"), bars(hours=3, close=111.0))
+    dup = validate(tbl.get_table("bars"), bars(hours=3, close=111.0))
     stage = tbl._Staging(tbl.get_table("bars"), tdir, log.version + 1, "test")
     stage.add(e.partition, dup)
     stage.commit(log, log.files)
