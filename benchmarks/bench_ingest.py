@@ -8,9 +8,11 @@ Arms, interleaved over ``--rounds`` rounds (the order alternates every round so 
 hits both alike), each into a fresh output directory:
 
 * **ours**: :class:`research.sources.binance.BatchIngester` (what ``fetch`` uses) in batches of
-  ``--batch-files``: unzip (within the caps; one batch is read and parsed while the one before is stored), header check, one CSV parse per batch with the known schema, row
-  checks (period, invariants, duplicates), mapping to the canonical tables, lake validation and
-  the partitioned lake write (one Parquet file per table partition and year).
+  ``--batch-files``, two batches read and prepared on threads while one is stored: unzip
+  (within the caps), header check, one CSV parse per batch with the known schema, row checks
+  (period, invariants, duplicates), mapping to the canonical tables, lake validation, and the
+  partitioned lake write (one Parquet file per table partition and year, fsynced, committed
+  to the table log).
 * **duckdb**: the strongest fair baseline we know. It is given everything we know and it does
   not have to find out: the zips are unzipped to CSV files (timed, since our arm unzips too;
   on one thread, which is fastest for these small zips, into ``--scratch``, memory by default, so DuckDB does not pay for

@@ -30,6 +30,7 @@ from research.sources.results import FetchSummary
 
 __all__ = ["BatchIngester", "ingest_batch", "parse_group"]
 
+AHEAD = 2  # batches read and prepared at once while one is stored (polars and zlib release the GIL)
 _THREADED_BYTES = 1 << 20  # mean zip size from which threads beat one thread at reading members
 
 _FAST = {"fundingRate": (FUNDING_SCHEMA, "funding"), **{d: (KLINE_SCHEMA, "bars") for d in ("klines", *KLINE_MARKET)}}
@@ -101,11 +102,14 @@ def _read_members(batch: list[tuple[FileTask, Path]], limits: Limits | None = No
                   workers: int = 4) -> list[bytes | Exception]:
     """The CSV of every zip of ``batch`` (or the error that refused it), in order.
 
-    Small zips are read in this thread: per file the work is mostly Python (zip directory, bounded
-    reads), so threads only add GIL hand-offs (2808 monthly zips: 0.5 s serial, 0.9 s on 4 threads).
-    Large members (daily trades) are inflated by zlib, which releases the GIL: those get threads,
-    one contiguous slice per thread.
+    Small zips are read in this thread: a monthly kline zip takes ~0.1 ms, so threads only add
+    hand-offs (2808 monthly zips: 0.35 s on one thread or two; with :mod:`zipfile`, 0.5 s on one
+    and 0.9 s on four). Large members (daily trades) spend their time in zlib, which releases the
+    GIL: those get threads, one contiguous slice per thread. The ingester already reads batches
+    on its own threads.
     """
+    limits = limits or Limits()  # once: a default Limits reads six environment variables
+
     def one(p):
         try:
             return read_member(p, limits)
@@ -128,36 +132,37 @@ def _size(p: Path) -> int:
 
 
 class BatchIngester:
-    """Ingests batches one behind: one batch is read and parsed while the one before it is stored.
+    """Ingests batches behind their reading: ``ahead`` batches are read and prepared while one is stored.
 
-    ``submit(batch)`` starts reading and parsing ``batch`` on a background thread (nothing is
-    stored or moved there), then stores the batch submitted before it: quarantine of refused
-    files, the lake writes and the manifest records, as :func:`ingest_batch` does, on the
-    calling thread. ``close()`` (or leaving the ``with`` block) stores the last batch. Leaving
-    the block on an error stores nothing more: those files stay pending in the manifest and
-    the next run ingests them.
+    ``submit(batch)`` starts reading, parsing and preparing ``batch``'s lake writes on a
+    background thread (nothing is stored or moved there: see :func:`research.lake.prepare`);
+    once more than ``ahead`` batches are in flight it stores the oldest, on the calling thread:
+    quarantine of refused files, the lake writes and the manifest records, as
+    :func:`ingest_batch` does, in submission order. ``close()`` (or leaving the ``with`` block)
+    stores the rest. Leaving the block on an error stores nothing more: those files stay
+    pending in the manifest and the next run ingests them.
     """
 
-    def __init__(self, data_dir, summary: FetchSummary, manifest: Manifest, limits: Limits | None = None):
+    def __init__(self, data_dir, summary: FetchSummary, manifest: Manifest, limits: Limits | None = None,
+                 ahead: int = AHEAD):
         self.data_dir, self.summary, self.manifest, self.limits = data_dir, summary, manifest, limits
-        self._ex = ThreadPoolExecutor(max_workers=1, thread_name_prefix="treadmill-ingest")
-        self._next = None
+        self.ahead = max(1, ahead)
+        self._ex = ThreadPoolExecutor(max_workers=self.ahead, thread_name_prefix="treadmill-ingest")
+        self._queue: list = []
 
     def submit(self, batch: list[tuple[FileTask, Path]]) -> None:
-        batch = list(batch)
-        fut = self._ex.submit(_parse_batch, batch, self.limits)
-        self._flush()
-        self._next = fut
+        self._queue.append(self._ex.submit(_parse_batch, list(batch), self.limits))
+        while len(self._queue) > self.ahead:
+            self._store_oldest()
 
-    def _flush(self) -> None:
-        if self._next is not None:
-            fut = self._next
-            self._next = None
-            _store(fut.result(), self.data_dir, self.summary, self.manifest, self.limits)
+    def _store_oldest(self) -> None:
+        fut = self._queue.pop(0)
+        _store(fut.result(), self.data_dir, self.summary, self.manifest, self.limits)
 
     def close(self) -> None:
         try:
-            self._flush()
+            while self._queue:
+                self._store_oldest()
         finally:
             self._ex.shutdown(wait=True)
 
@@ -168,7 +173,7 @@ class BatchIngester:
         if exc_type is None:
             self.close()
         else:
-            self._next = None
+            self._queue.clear()
             self._ex.shutdown(wait=True, cancel_futures=True)
 
 

@@ -57,16 +57,17 @@ def test_the_read_ahead_ingester_stores_what_batch_by_batch_stores(tmp_path):
     assert got[True][0].equals(got[False][0]) and got[True][0].height == 5 * 24
     assert got[True][1:] == got[False][1:] and got[True][1:3] == (5, 1)
 
-def test_an_error_in_the_block_stores_nothing_more_and_leaves_the_rest_pending(tmp_path):
+@pytest.mark.parametrize("ahead", [1, 2])
+def test_an_error_in_the_block_stores_nothing_more_and_leaves_the_rest_pending(tmp_path, ahead):
     d = tmp_path / "data"
     tasks = _tasks(d)
     summary, manifest = FetchSummary(), Manifest(d)
     with pytest.raises(RuntimeError):
-        with binance.BatchIngester(d, summary, manifest) as ing:
-            ing.submit(tasks[:3])
-            ing.submit(tasks[3:])  # stores the first batch; the second is only read
+        with binance.BatchIngester(d, summary, manifest, ahead=ahead) as ing:
+            for k in range(ahead + 1):  # the last submit stores the first batch; the others are only read
+                ing.submit(tasks[2 * k:2 * k + 2])
             raise RuntimeError("interrupted")
-    assert summary.ingested_files == 3
-    assert lake.read("bars", d).height == 3 * 24  # the first batch, whole; nothing of the second
-    _, recs = _ingest(d, tasks[3:], 3, True)  # a rerun ingests the rest
+    assert summary.ingested_files == 2
+    assert lake.read("bars", d).height == 2 * 24  # the first batch, whole; nothing of the others
+    _ingest(d, tasks[2:], 3, True)  # a rerun ingests the rest
     assert lake.read("bars", d).height == 6 * 24
