@@ -56,6 +56,9 @@ def normalise_notebook(path) -> bool:
 
     Run after editing a notebook outside JupyterLab (or resolving a merge) so opening it changes nothing.
     """
+    from research._imports import jsonschema_without_iri
+
+    jsonschema_without_iri()
     import nbformat
 
     path = Path(path)

@@ -170,6 +170,9 @@ def read_status(run_dir) -> dict:
 def _source_cell(executed_nb: Path, cell_index: int) -> int:
     """1-based cell number in the source notebook for ``cell_index`` of the executed one."""
     try:
+        from research._imports import jsonschema_without_iri
+
+        jsonschema_without_iri()
         import nbformat
 
         nb = nbformat.read(executed_nb, as_version=4)
@@ -197,6 +200,9 @@ def execute(spec: RunSpec, *, log_output: bool = False, progress_bar: bool = Fal
     ``kernel``, a :class:`research.batch.kernels.KeptKernel`, runs the notebook on that kept kernel
     after a reset instead of starting a fresh one (a failed run discards it).
     """
+    from research._imports import jsonschema_without_iri
+
+    jsonschema_without_iri()
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 

@@ -70,6 +70,9 @@ def _worker_main() -> None:
             kernels[KERNEL_NAME].start()
         except Exception:
             kernels.pop(KERNEL_NAME, None)
+        from research._imports import jsonschema_without_iri
+
+        jsonschema_without_iri()
         import papermill  # noqa: F401
         for line in sys.stdin:
             if not line.strip():

@@ -24,7 +24,10 @@ import os
 import threading
 from typing import IO
 
-from papermill.clientwrap import PapermillNotebookClient
+from research._imports import jsonschema_without_iri
+
+jsonschema_without_iri()  # papermill imports nbformat, which imports jsonschema
+from papermill.clientwrap import PapermillNotebookClient  # noqa: E402
 from papermill.engines import NBClientEngine, papermill_engines
 from papermill.utils import merge_kwargs, remove_args
 from traitlets import Unicode

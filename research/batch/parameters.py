@@ -62,6 +62,9 @@ def yaml_load(text: str) -> Any:
 
 
 def _read_nb(notebook: Path):
+    from research._imports import jsonschema_without_iri
+
+    jsonschema_without_iri()
     import nbformat
 
     if not notebook.exists():

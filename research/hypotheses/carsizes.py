@@ -25,6 +25,9 @@ EVENT_TYPES = ("funding_reset", "oi_collapse", "liquidation_print", "selloff")
 
 def notebook_parameters(key: str) -> dict:
     """The detector parameters of event type ``key``'s notebook parameters cell ({} without a notebook)."""
+    from research._imports import jsonschema_without_iri
+
+    jsonschema_without_iri()
     import nbformat
 
     from research import paths

@@ -5,29 +5,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 import uuid
 from pathlib import Path
 
 import polars as pl
 
 
-def _import_altair():
-    # altair imports jsonschema, whose format checker compiles an Earley grammar for the optional
-    # "iri" formats when rfc3987_syntax is installed: ~3 s in every notebook kernel, for checks
-    # Vega-Lite specs never use. Hide that optional module while jsonschema loads for the first time.
-    if "jsonschema" in sys.modules or "rfc3987_syntax" in sys.modules:
-        import altair
-        return altair
-    sys.modules["rfc3987_syntax"] = None  # makes `import rfc3987_syntax` raise ImportError
-    try:
-        import altair
-    finally:
-        del sys.modules["rfc3987_syntax"]
-    return altair
+from research._imports import jsonschema_without_iri
 
-
-alt = _import_altair()
+jsonschema_without_iri()  # altair imports jsonschema: without its IRI grammar, ~1 s sooner
+import altair as alt  # noqa: E402
 
 THEME = "treadmill"
 SYNTHETIC_NOTE = "SYNTHETIC DATA (simulated market)"
