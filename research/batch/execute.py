@@ -231,7 +231,7 @@ def execute(spec: RunSpec, *, log_output: bool = False, progress_bar: bool = Fal
                 log = stack.enter_context(open(rd / RUN_LOG, "a", encoding="utf-8"))
                 streams = {"stdout_file": log, "stderr_file": log}
             if kernel is not None:
-                from .kernels import ENGINE
+                from .kept_engine import ENGINE
 
                 kernel_log = stack.enter_context(open(rd / RUN_LOG, "a", encoding="utf-8"))
                 engine = {"engine_name": ENGINE, "km": kernel.manager(kernel_log), "preamble": kernel.preamble(rd)}

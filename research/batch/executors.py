@@ -62,7 +62,7 @@ def _worker_main() -> None:
     os.dup2(2, 1)
     kernels: dict = {}  # one kept kernel per kernel name: the runs of this worker share its start and imports
     try:
-        # boot the usual kernel while this process imports papermill and waits for its first run; only
+        # boot the usual kernel before this process imports papermill and waits for its first run; only
         # a head start: if it cannot start (no kernel spec, ...), the first run starts it and reports why
         try:
             ensure_kernel(KERNEL_NAME)
@@ -70,10 +70,7 @@ def _worker_main() -> None:
             kernels[KERNEL_NAME].start()
         except Exception:
             kernels.pop(KERNEL_NAME, None)
-        from research._imports import jsonschema_without_iri
-
-        jsonschema_without_iri()
-        import papermill  # noqa: F401
+        from . import kept_engine  # noqa: F401  (papermill: about a second, while the kernel boots)
         for line in sys.stdin:
             if not line.strip():
                 continue

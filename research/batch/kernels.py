@@ -24,17 +24,9 @@ import os
 import threading
 from typing import IO
 
-from research._imports import jsonschema_without_iri
-
-jsonschema_without_iri()  # papermill imports nbformat, which imports jsonschema
-from papermill.clientwrap import PapermillNotebookClient  # noqa: E402
-from papermill.engines import NBClientEngine, papermill_engines
-from papermill.utils import merge_kwargs, remove_args
-from traitlets import Unicode
 
 #: runs one kernel serves before it is replaced by a fresh one
 MAX_RUNS = 24
-ENGINE = "treadmill-kept-kernel"
 #: what a new kept kernel imports while it waits for its first run: the thin notebooks' first line and
 #: vl-convert's JavaScript engine (started by a first render, about a second); failures are ignored
 WARM_UP = """\
@@ -53,56 +45,6 @@ import os as _treadmill_os
 _treadmill_os.chdir({cwd!r})
 del _treadmill_os
 """
-
-
-class KernelResetError(RuntimeError):
-    """The kept kernel did not accept the reset that starts a run."""
-
-
-class _KeptClient(PapermillNotebookClient):
-    """papermill's client, run on a kernel it does not own, after a silent reset."""
-
-    preamble = Unicode("", help="code run silently before the first cell").tag(config=True)
-
-    def papermill_execute_cells(self):
-        if self.preamble:
-            reply = self.wait_for_reply(self.kc.execute(self.preamble, silent=True, store_history=False))
-            content = (reply or {}).get("content", {})
-            if content.get("status") != "ok":
-                raise KernelResetError(f"the kept kernel refused the reset before the first cell "
-                                       f"({content.get('ename')}: {content.get('evalue')}); it is discarded, "
-                                       "so rerunning this run (e.g. --resume) starts a fresh kernel")
-        super().papermill_execute_cells()
-
-
-class KeptKernelEngine(NBClientEngine):
-    """papermill engine for :class:`KeptKernel`: ``execute_notebook(..., engine_name=ENGINE, km=..., preamble=...)``."""
-
-    @classmethod
-    def execute_managed_notebook(cls, nb_man, kernel_name, log_output=False, stdout_file=None, stderr_file=None,
-                                 start_timeout=60, execution_timeout=None, **kwargs):
-        # the same argument handling as papermill's NBClientEngine, with the kept-kernel client
-        kwargs = remove_args(["input_path"], **kwargs)
-        safe_kwargs = remove_args(["timeout", "startup_timeout"], **kwargs)
-        final_kwargs = merge_kwargs(
-            safe_kwargs, timeout=execution_timeout if execution_timeout else kwargs.get("timeout"),
-            startup_timeout=start_timeout, kernel_name=kernel_name, log=kwargs.get("log") or _papermill_logger(),
-            log_output=log_output, stdout_file=stdout_file, stderr_file=stderr_file)
-        client = _KeptClient(nb_man, **final_kwargs)
-        try:
-            return client.execute()
-        finally:
-            if client.kc is not None:  # the kernel stays; this run's channels do not
-                client.kc.stop_channels()
-
-
-def _papermill_logger():
-    from papermill.log import logger
-
-    return logger
-
-
-papermill_engines.register(ENGINE, KeptKernelEngine)
 
 
 class KeptKernel:
