@@ -25,7 +25,7 @@ Then the ingest-shaped write: ``--symbols`` symbols x 3 years of 1-hour bars in 
 the lake and as plain per-partition ``write_parquet`` (and Delta), so the lake write's own cost
 is measured apart from the archive parsing of ``bench_ingest.py``.
 
-Usage: ``python benchmarks/bench_append.py [--symbols 5] [--rounds 9] [--quick]``
+Usage: ``python benchmarks/bench_append.py [--symbols 5] [--rounds 15] [--quick]``
 """
 from __future__ import annotations
 
@@ -215,7 +215,7 @@ def ingest_section(tmp: Path, symbols: int, rounds: int) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--symbols", type=int, default=5)
-    ap.add_argument("--rounds", type=int, default=9)
+    ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--quick", action="store_true", help="1 symbol, 3 rounds (the test runs this)")
     a = ap.parse_args()
     symbols, rounds = (1, 3) if a.quick else (a.symbols, a.rounds)
