@@ -22,8 +22,8 @@ machine load hits every arm alike; min and median are printed per arm and per ra
     call and shutdown, with the same thread caps as our workers (1 thread per pool on 2 cores) and
     reused pool processes: the strongest two-process alternative a user can write in ten lines.
 ``grid w=1`` / ``grid w=2``
-    ``research.batch.run_grid`` with one and two workers (long-lived worker processes, one kernel
-    per run, figures rendered by the worker).
+    ``research.batch.run_grid`` with one and two workers (one worker: this process; two: long-lived
+    worker processes; each keeps one kernel for its runs, reset before every run).
 ``dask``
     ``run_grid(executor="dask")`` on a ``LocalCluster`` of 2 single-threaded worker processes,
     started once outside the timings (as a user's cluster would be). Its worker processes are
