@@ -16,14 +16,14 @@ every run from a clean slate:
 A run that fails (an error in a cell, a timeout, a dead kernel) discards the kernel, so the next run
 never inherits a half-finished state, and a kernel is recycled after :data:`MAX_RUNS` runs to bound
 what a long grid can accumulate. The kernel's own output (C-level warnings, crashes) goes to the
-log of the run that is executing, as a fresh kernel's did.
+log of the run that is executing, as a fresh kernel's did. The papermill engine that runs a
+notebook on a kept kernel is in :mod:`research.batch.kept_engine`.
 """
 from __future__ import annotations
 
 import os
 import threading
 from typing import IO
-
 
 #: runs one kernel serves before it is replaced by a fresh one
 MAX_RUNS = 24

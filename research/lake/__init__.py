@@ -12,7 +12,9 @@ Every file holds all of the table's columns; the hive directory names (the table
 columns, then ``year``) are for pruning and people, so DuckDB reads the files with
 ``hive_partitioning=False``. A write
 
-1. validates the frame (:func:`research.schema.validate`), so a bad frame writes nothing;
+1. validates the frame (:func:`research.schema.validate`), so a bad frame writes nothing, splits it
+   by partition and year and encodes the files (:func:`prepare`: no lock, no file; a caller may
+   prepare on a thread and store with :func:`write_prepared`);
 2. per partition, writes rows with new keys to a new file, drops rows identical to stored ones, and
    rewrites only the stored files whose time range overlaps rows that change values (new values
    win), so a daily append costs about the day, not the year;
@@ -35,6 +37,6 @@ from research.lake.table import (
     table_files, versions, write, write_prepared,
 )
 
-__all__ = ["write", "prepare", "write_prepared", "Prepared", "read", "table_files", "delete", "is_empty", "versions", "compact", "WriteResult",
-           "FileEntry", "TableLog", "load_log", "check_entry", "partition_dir", "table_dir", "COMPACT_AT",
+__all__ = ["write", "prepare", "write_prepared", "Prepared", "read", "table_files", "delete", "is_empty",
+           "versions", "compact", "WriteResult", "FileEntry", "TableLog", "load_log", "check_entry", "partition_dir", "table_dir", "COMPACT_AT",
            "RETAIN_SECONDS"]

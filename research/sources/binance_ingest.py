@@ -31,6 +31,7 @@ from research.sources.results import FetchSummary
 __all__ = ["BatchIngester", "ingest_batch", "parse_group"]
 
 AHEAD = 2  # batches read and prepared at once while one is stored (polars and zlib release the GIL)
+BIG_BATCH_BYTES = 256 << 20  # zip bytes from which a batch is read and stored alone (memory)
 _THREADED_BYTES = 1 << 20  # mean zip size from which threads beat one thread at reading members
 
 _FAST = {"fundingRate": (FUNDING_SCHEMA, "funding"), **{d: (KLINE_SCHEMA, "bars") for d in ("klines", *KLINE_MARKET)}}
@@ -139,8 +140,10 @@ class BatchIngester:
     once more than ``ahead`` batches are in flight it stores the oldest, on the calling thread:
     quarantine of refused files, the lake writes and the manifest records, as
     :func:`ingest_batch` does, in submission order. ``close()`` (or leaving the ``with`` block)
-    stores the rest. Leaving the block on an error stores nothing more: those files stay
-    pending in the manifest and the next run ingests them.
+    stores the rest. A batch whose zips exceed :data:`BIG_BATCH_BYTES` is read and stored
+    alone, so large members are never held for several batches at once. Leaving the block on
+    an error stores nothing more: those files stay pending in the manifest and the next run
+    ingests them.
     """
 
     def __init__(self, data_dir, summary: FetchSummary, manifest: Manifest, limits: Limits | None = None,
@@ -151,8 +154,13 @@ class BatchIngester:
         self._queue: list = []
 
     def submit(self, batch: list[tuple[FileTask, Path]]) -> None:
-        self._queue.append(self._ex.submit(_parse_batch, list(batch), self.limits))
-        while len(self._queue) > self.ahead:
+        batch = list(batch)
+        # a batch of large zips (daily trades) holds its members in memory: alone, as without read-ahead
+        ahead = 0 if sum(_size(p) for _, p in batch) > BIG_BATCH_BYTES else self.ahead
+        while ahead == 0 and self._queue:
+            self._store_oldest()
+        self._queue.append(self._ex.submit(_parse_batch, batch, self.limits))
+        while len(self._queue) > ahead:
             self._store_oldest()
 
     def _store_oldest(self) -> None:

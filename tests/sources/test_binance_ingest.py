@@ -71,3 +71,15 @@ def test_an_error_in_the_block_stores_nothing_more_and_leaves_the_rest_pending(t
     assert lake.read("bars", d).height == 2 * 24  # the first batch, whole; nothing of the others
     _ingest(d, tasks[2:], 3, True)  # a rerun ingests the rest
     assert lake.read("bars", d).height == 6 * 24
+
+
+def test_a_batch_of_large_zips_is_stored_before_the_next_is_read(tmp_path, monkeypatch):
+    from research.sources import binance_ingest
+
+    monkeypatch.setattr(binance_ingest, "BIG_BATCH_BYTES", 0)  # every batch counts as large
+    d = tmp_path / "data"
+    tasks = _tasks(d)
+    with binance.BatchIngester(d, FetchSummary(), Manifest(d)) as ing:
+        for k in range(3):
+            ing.submit(tasks[2 * k:2 * k + 2])
+            assert lake.read("bars", d).height == 2 * 24 * (k + 1)  # stored in submit, nothing held
