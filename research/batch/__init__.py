@@ -57,7 +57,8 @@ cap). Local workers are long-lived ``python -m research.batch`` processes fed on
 keeps one kernel for its runs (:mod:`research.batch.kernels`: reset before every run, replaced after a
 failed run), so the kernel start and the imports are paid once per worker, not once per run; each
 run's kernel output goes to ``run.log`` in its run directory. A single run (``research run``) gets a
-fresh kernel. On a dask cluster every run is a task fed to a long-lived worker process of the dask
+fresh kernel. :class:`LocalWorkers` keeps such workers, and their warm kernels, across several
+grids of one session (``run_grid(specs, workers=pool)``). On a dask cluster every run is a task fed to a long-lived worker process of the dask
 worker thread (with its kept kernel), so the workers must see the same file system paths
 (notebooks, data, output root) and have this package installed.
 """
@@ -67,6 +68,7 @@ from .execute import (EXECUTED, EXECUTED_FAILED, EXECUTING, FAILED_MARKER, KERNE
                       STATUS_FILE, RunResult, RunSpec, describe_failure, ensure_kernel, execute, is_result, make_spec,
                       params_hash, read_status, run_dir_for, run_notebook, runs_root)
 from .executors import DASK_CONNECT_TIMEOUT
+from .pool import LocalWorkers
 from .grid import MAX_RUNS, Grid, GridResult, entry_size, expand_entry, find_notebook, load_grid, numbered_notebooks, run_grid
 from .ranges import RANGES, Range
 from .parameters import (DATE_PARAMS, RUNNER_PARAMS, Param, check_parameters, check_span, parameter_spec, parse_assignments,
@@ -79,4 +81,5 @@ __all__ = [
     "params_hash", "runs_root", "run_dir_for", "RunSpec", "RunResult", "ensure_kernel", "is_result", "read_status",
     "make_spec", "execute", "describe_failure", "run_notebook",
     "Grid", "GridResult", "find_notebook", "numbered_notebooks", "entry_size", "expand_entry", "load_grid", "run_grid",
+    "LocalWorkers",
 ]

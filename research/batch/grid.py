@@ -16,6 +16,7 @@ from research.errors import GridError, NotebookError
 
 from .execute import KERNEL_NAME, RunResult, RunSpec, is_result, read_status, runs_root
 from .executors import _run_dask, _run_processes, _run_spec, close_kernels
+from .pool import LocalWorkers
 from .parameters import check_parameters, parameter_spec, yaml_load
 
 _NUMBERED = re.compile(r"^(\d+)-.+\.ipynb$")
@@ -221,15 +222,17 @@ class GridResult:
         return t
 
 
-def run_grid(specs: Sequence[RunSpec], *, workers: int = 2, executor: str = "process", scheduler: str | None = None,
+def run_grid(specs: Sequence[RunSpec], *, workers: int | LocalWorkers = 2, executor: str = "process", scheduler: str | None = None,
              resume: bool = False, progress: bool = True, console=None,
              on_result: Callable[[RunResult], None] | None = None) -> GridResult:
     """Run ``specs`` in parallel; a failure does not stop the others.
 
     Parameters
     ----------
-    workers : int
-        Worker processes for ``executor="process"`` (1 runs in this process).
+    workers : int or LocalWorkers
+        Worker processes for ``executor="process"`` (1 runs in this process), started for this
+        grid and stopped after it; or a :class:`~research.batch.pool.LocalWorkers` pool whose
+        running workers and warm kernels this grid uses and leaves running.
     executor : {"process", "dask"}
         ``process``: ``workers`` local worker processes. ``dask``: every run is a task on the
         dask.distributed cluster whose scheduler is at ``scheduler`` (the cluster sets parallelism).
@@ -243,8 +246,13 @@ def run_grid(specs: Sequence[RunSpec], *, workers: int = 2, executor: str = "pro
         raise NotebookError(f"unknown executor {executor!r}; use 'process' or 'dask'")
     if executor == "dask" and not scheduler:
         raise NotebookError("--executor dask needs --scheduler ADDRESS (e.g. tcp://10.0.0.5:8786) of a running cluster")
-    if workers < 1:
-        raise NotebookError(f"workers must be >= 1, got {workers}")
+    pool = workers if isinstance(workers, LocalWorkers) else None
+    if pool is not None and pool.closed:
+        raise NotebookError("these LocalWorkers are closed; make a new batch.LocalWorkers(n)")
+    if pool is not None and executor != "process":
+        raise NotebookError(f"workers=LocalWorkers(...) runs locally; it cannot be combined with executor={executor!r}")
+    if pool is None and (not isinstance(workers, int) or workers < 1):
+        raise NotebookError(f"workers must be an integer >= 1 or a batch.LocalWorkers, got {workers!r}")
     t0 = time.perf_counter()
     results: list[RunResult | None] = [None] * len(specs)
     todo: list[int] = []
@@ -268,6 +276,12 @@ def run_grid(specs: Sequence[RunSpec], *, workers: int = 2, executor: str = "pro
 
         if not todo:
             pass
+        elif pool is not None:
+            pool.acquire()
+            try:
+                _run_processes(specs, todo, pool.n, done, kept=pool.workers)
+            finally:
+                pool.release()
         elif executor == "dask":
             _run_dask(specs, todo, scheduler, done)
         elif workers == 1 or len(todo) == 1:

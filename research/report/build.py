@@ -1,6 +1,7 @@
 """Building the report: select and run the notebooks, collect their records, write the page."""
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
 import shutil
@@ -111,7 +112,7 @@ def plan_runs(notebooks: Sequence[Path], overrides: dict[str, str] | None, *, da
 
 
 def build_report(*, name: str | None = None, out=None, data_dir=None, notebooks: Sequence[str] | None = None,
-                 notebooks_dir=None, parameters: dict[str, str] | None = None, workers: int = 2,
+                 notebooks_dir=None, parameters: dict[str, str] | None = None, workers: int | batch.LocalWorkers = 2,
                  executor: str = "process", scheduler: str | None = None, resume: bool = False,
                  progress: bool = True, console=None, title: str = "Treadmill report",
                  figure_formats: Sequence[str] = FIGURE_FORMATS) -> Report:
@@ -157,6 +158,18 @@ def build_report(*, name: str | None = None, out=None, data_dir=None, notebooks:
     if bad:
         raise NotebookError(f"unknown figure format(s) {bad}; use svg, png or pdf")
     nbs = select_notebooks(notebooks, notebooks_dir)
+    with contextlib.ExitStack() as stack:
+        pool = workers
+        if isinstance(workers, int) and workers > 1 and executor == "process" and len(nbs) > 1:
+            # the workers boot their kernels and import the stack while the market is simulated and
+            # the runs are planned, instead of after
+            pool = stack.enter_context(batch.LocalWorkers(min(workers, len(nbs))))
+        return _build(out_dir, nbs, data_dir, parameters, pool, executor, scheduler, resume, progress, console,
+                      title, figure_formats, t0, started)
+
+
+def _build(out_dir: Path, nbs: list[Path], data_dir, parameters, workers, executor, scheduler, resume, progress,
+           console, title, figure_formats, t0: float, started: dt.datetime) -> Report:
     user_data = paths.data_dir(data_dir)
     simulated = lake.is_empty(user_data)
     sim_info: dict[str, Any] = {}
@@ -183,7 +196,8 @@ def build_report(*, name: str | None = None, out=None, data_dir=None, notebooks:
     cov, cov_error = _lake_coverage(run_data)
     synthetic = simulated or any(e.record and e.record.synthetic for e in entries) or _all_synthetic(cov)
     manifest_rows = read_manifest(user_data)
-    meta = metadata(started, time.perf_counter() - t0, workers, executor, scheduler, user_data, run_data)
+    n_workers = workers.n if isinstance(workers, batch.LocalWorkers) else workers
+    meta = metadata(started, time.perf_counter() - t0, n_workers, executor, scheduler, user_data, run_data)
     page = render(title=title, out_dir=out_dir, entries=entries, synthetic=synthetic, simulated=simulated,
                    sim_info=sim_info, user_data=user_data, run_data=run_data, coverage=cov, coverage_error=cov_error,
                    manifest=manifest_rows, meta=meta)
