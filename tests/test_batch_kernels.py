@@ -101,3 +101,59 @@ def test_a_kept_kernel_gives_the_fresh_kernels_record(tmp_path):
     assert batch.execute(fresh).status == "ok"
     got, want = load_record(specs[1].run_dir).verdicts, load_record(fresh.run_dir).verdicts
     assert [(v.hypothesis, v.effect, v.pvalue, v.n_events) for v in got] == [(v.hypothesis, v.effect, v.pvalue, v.n_events) for v in want]
+
+
+class _FakeClient:
+    """A kernel client whose IOPub misses the first status messages, as a slow-joining SUB socket does."""
+
+    def __init__(self, lost: int, alive: bool = True):
+        from queue import Queue
+
+        self.lost, self.alive, self.sent, self.handled = lost, alive, [], None
+        self.shell, self.iopub = Queue(), Queue()
+
+    def kernel_info(self):
+        msg_id = f"info-{len(self.sent)}"
+        self.sent.append(msg_id)
+        if self.alive:
+            self.shell.put({"parent_header": {"msg_id": msg_id}, "msg_type": "kernel_info_reply", "content": {}})
+            if len(self.sent) > self.lost:  # connected by now: busy, then idle, for this request
+                for state in ("busy", "idle"):
+                    self.iopub.put({"parent_header": {"msg_id": msg_id}, "msg_type": "status",
+                                    "content": {"execution_state": state}})
+        return msg_id
+
+    def get_shell_msg(self, timeout):
+        return self.shell.get(timeout=timeout)
+
+    def get_iopub_msg(self, timeout):
+        return self.iopub.get(timeout=timeout)
+
+    def is_alive(self):
+        return self.alive
+
+    def _handle_kernel_info_reply(self, msg):
+        self.handled = msg
+
+
+def test_connecting_to_a_kept_kernel_waits_for_iopub_but_not_for_silence():
+    import time
+
+    from research.batch.kept_engine import _wait_ready
+
+    kc = _FakeClient(lost=0)
+    t0 = time.perf_counter()
+    _wait_ready(kc, timeout=5, iopub_wait=0.2)
+    assert time.perf_counter() - t0 < 0.1, "a connected kernel should not cost the 0.2 s idle wait"
+    assert kc.sent == ["info-0"] and kc.handled["parent_header"]["msg_id"] == "info-0"
+
+    kc = _FakeClient(lost=2)  # IOPub not connected for two requests: asked again until it is
+    _wait_ready(kc, timeout=5, iopub_wait=0.05)
+    assert kc.sent == ["info-0", "info-1", "info-2"] and kc.handled["parent_header"]["msg_id"] == "info-2"
+
+
+def test_connecting_to_a_dead_kept_kernel_says_so():
+    from research.batch.kept_engine import _wait_ready
+
+    with pytest.raises(RuntimeError, match="died"):
+        _wait_ready(_FakeClient(lost=0, alive=False), timeout=5, iopub_wait=0.01)

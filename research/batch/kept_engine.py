@@ -5,9 +5,14 @@ worker starts its kernel first and imports this while the kernel boots.
 """
 from __future__ import annotations
 
+import time
+from queue import Empty
+
 from research._imports import jsonschema_without_iri
 
 jsonschema_without_iri()  # papermill imports nbformat, which imports jsonschema
+from jupyter_client.blocking import BlockingKernelClient  # noqa: E402
+from nbclient.util import run_hook, run_sync  # noqa: E402
 from papermill.clientwrap import PapermillNotebookClient  # noqa: E402
 from papermill.engines import NBClientEngine, papermill_engines  # noqa: E402
 from papermill.utils import merge_kwargs, remove_args  # noqa: E402
@@ -24,6 +29,30 @@ class _KeptClient(PapermillNotebookClient):
     """papermill's client, run on a kernel it does not own, after a silent reset."""
 
     preamble = Unicode("", help="code run silently before the first cell").tag(config=True)
+
+    def start_new_kernel_client(self):
+        """Connect to the kept kernel, checking both channels without jupyter_client's idle wait.
+
+        ``wait_for_ready`` ends by waiting until IOPub has been silent for 0.2 s, a third of a
+        sub-second run on a kernel that is known to be up and idle. Here one ``kernel_info``
+        round trip, and its ``idle`` status seen on IOPub, show that shell and IOPub are both
+        connected (a status published before IOPub connected is lost, and the request is sent
+        again, as ``wait_for_ready`` does).
+        """
+        kc = self.km.client()
+        if not isinstance(kc, BlockingKernelClient):  # an async manager: nbclient's own path
+            return super().start_new_kernel_client()
+        self.kc = kc
+        kc.start_channels()
+        try:
+            _wait_ready(kc, self.startup_timeout)
+        except Exception:
+            kc.stop_channels()
+            self.kc = None
+            raise
+        kc.allow_stdin = False
+        run_sync(run_hook)(self.on_notebook_start, notebook=self.nb)
+        return kc
 
     def papermill_execute_cells(self):
         if self.preamble:
@@ -55,6 +84,37 @@ class KeptKernelEngine(NBClientEngine):
         finally:
             if client.kc is not None:  # the kernel stays; this run's channels do not
                 client.kc.stop_channels()
+
+
+def _wait_ready(kc, timeout: float, iopub_wait: float = 0.2) -> None:
+    """Block until ``kc``'s kernel answered a ``kernel_info`` on shell and reported idle on IOPub."""
+    deadline = time.monotonic() + timeout
+    while True:
+        msg_id = kc.kernel_info()
+        try:
+            reply = kc.get_shell_msg(timeout=1.0)
+        except Empty:
+            reply = None
+        if reply is not None and reply["parent_header"].get("msg_id") == msg_id and _idle_seen(kc, msg_id, iopub_wait):
+            kc._handle_kernel_info_reply(reply)
+            return
+        if not kc.is_alive():
+            raise RuntimeError("Kernel died before replying to kernel_info")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"Kernel didn't respond in {timeout:.0f} seconds")
+
+
+def _idle_seen(kc, msg_id: str, wait: float) -> bool:
+    end = time.monotonic() + wait
+    while (left := end - time.monotonic()) > 0:
+        try:
+            msg = kc.get_iopub_msg(timeout=left)
+        except Empty:
+            return False
+        if (msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "status"
+                and msg["content"].get("execution_state") == "idle"):
+            return True
+    return False
 
 
 def _papermill_logger():

@@ -11,7 +11,10 @@ every run from a clean slate:
   the next and the executed notebook numbers its cells from 1;
 * the working directory is the run's directory, as with a fresh kernel;
 * imported modules stay imported: that is the saving. ``research`` keeps no result between runs
-  that is keyed on anything but its inputs (its caches are SVGs by spec and parsed SQL by text).
+  that is keyed on anything but its inputs (its caches are SVGs by spec and parsed SQL by text);
+* what survives the reset (modules, their caches) is moved out of the cyclic collector's sight
+  (``gc.freeze``) after the reset's own collection has freed the last run's garbage: a reset
+  then scans the last run's objects, not the whole imported stack (80 ms of a 0.4 s run before).
 
 A run that fails (an error in a cell, a timeout, a dead kernel) discards the kernel, so the next run
 never inherits a half-finished state, and a kernel is recycled after :data:`MAX_RUNS` runs to bound
@@ -36,14 +39,18 @@ try:
     vl_convert.vegalite_to_svg({"mark": "point", "data": {"values": [{"x": 1}]}, "encoding": {"x": {"field": "x", "type": "quantitative"}}})
 except Exception:
     pass
+import gc
+gc.collect()
+gc.freeze()
 """
 WARM_UP_TIMEOUT = 120.0
 
 _RESET = """\
 get_ipython().reset(new_session=True)
-import os as _treadmill_os
+import gc as _treadmill_gc, os as _treadmill_os
+_treadmill_gc.freeze()
 _treadmill_os.chdir({cwd!r})
-del _treadmill_os
+del _treadmill_gc, _treadmill_os
 """
 
 
