@@ -17,6 +17,9 @@ appends the next December day (288 rows per symbol) through every arm, interleav
 * ``delta``   - ``deltalake.write_deltalake(mode="append")`` of the day (no dedupe at all) and
   ``delta-merge``, a key merge inserting only new rows (when the ``deltalake`` package is installed).
 
+Every timed call starts after ``os.sync()`` (outside the timing), so no arm pays for the dirty pages of
+the arm before it.
+
 Once a partition holds more than :data:`research.lake.COMPACT_AT` files, the write that crossed the
 threshold merges all but its largest file; that merge is timed after the rounds and reported
 amortised per append.
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import statistics
 import sys
 import tempfile
@@ -68,6 +72,10 @@ def bars(symbols: int, start: dt.datetime, end: dt.datetime, every: str, seed: i
 
 
 def timed(fn) -> float:
+    # every arm starts with nothing dirty in the page cache: an fsync (a journal commit on ext4) would
+    # otherwise also write out what the arm before it left unsynced (``plain``, ``rewrite``), and an
+    # arm's time would depend on its neighbour in the round
+    os.sync()
     t0 = time.perf_counter()
     fn()
     return time.perf_counter() - t0

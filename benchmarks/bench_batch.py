@@ -20,8 +20,9 @@ machine load hits every arm alike; min and median are printed per arm and per ra
     the comparison measures the runner, not a slower kernel exit.
 ``pool2``
     ``concurrent.futures.ProcessPoolExecutor(2)`` over the same ``papermill.execute_notebook``
-    call and shutdown, with the same thread caps as our workers (1 thread per pool on 2 cores) and
-    reused pool processes: the strongest two-process alternative a user can write in ten lines.
+    call and shutdown, with the same thread caps as our workers (1 thread per pool on 2 cores),
+    its processes spawned and papermill imported before the timing: the strongest two-process
+    alternative a user can write in ten lines.
 ``grid w=1`` / ``grid w=2``
     ``research.batch.run_grid`` with one and two workers (one worker: this process; two: long-lived
     worker processes; each keeps one kernel for its runs, reset before every run).
@@ -33,10 +34,11 @@ machine load hits every arm alike; min and median are printed per arm and per ra
     ``MAX_RUNS`` (24) inside a timing and gets replaced there in one arm and not in the other.
 ``dask``
     ``run_grid(executor="dask")`` on a ``LocalCluster`` of 2 single-threaded worker processes,
-    started once outside the timings (as a user's cluster would be). Its worker processes are
-    restarted before every dask arm (outside the timing), so every round starts its worker
-    processes and kernels as the local arms do; on a long-lived cluster a second grid would find
-    them warm and run faster than this.
+    made before the arm's timing and closed after it, so its worker processes and kernels start
+    cold as the local arms' do; on a long-lived cluster a second grid would find them warm.
+
+Every arm's processes (pool, cluster, kept workers) exist only during that arm: an idle cluster's
+heartbeats beside a timed arm would slow the arm that uses both cores most.
 
 Each grid arm also prints the time until every worker has its first result: the workers' and
 kernels' start and the first run, which a second worker cannot share. On a 16-run grid of a
@@ -62,9 +64,11 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
+import contextlib
 import datetime as dt
 import itertools
 import json
+import multiprocessing as mp
 import os
 import statistics
 import subprocess
@@ -104,6 +108,9 @@ def _pm_run(nb: str, out: str, params: dict) -> None:
 
 def _pool_init(env: dict[str, str]) -> None:
     os.environ.update(env)
+    import papermill  # noqa: F401  (imported before the timing, as by a warm pool)
+
+    from research.batch import execute  # noqa: F401
 
 
 def _verdicts(dirs) -> list[tuple]:
@@ -115,7 +122,7 @@ def _verdicts(dirs) -> list[tuple]:
 class GridArms:
     """The grid arms on one simulated lake; every call returns wall seconds and checks results."""
 
-    def __init__(self, tmp: Path, runs: int, dask: bool):
+    def __init__(self, tmp: Path, runs: int):
         from research import batch, simulate
 
         self.tmp, self.data = tmp, tmp / "data"
@@ -126,20 +133,8 @@ class GridArms:
         self.expected = None
         self.n = 0
         self.startup: dict[str, list[float]] = {}
-        self.pool = cf.ProcessPoolExecutor(2, initializer=_pool_init, initargs=(_caps(2),))
-        list(self.pool.map(int, range(4)))  # start the pool processes outside the timings
-        self.cluster = self.client = None
-        if dask:
-            from distributed import LocalCluster
-
-            self.cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
         # warm the file system cache and the kernelspec lookup once, outside every timing
         _pm_run(str(NOTEBOOK), str(tmp / "warm"), self.params[0])
-
-    def close(self) -> None:
-        self.pool.shutdown()
-        if self.cluster is not None:
-            self.cluster.close()
 
     def _out(self, arm: str) -> Path:
         self.n += 1
@@ -162,10 +157,14 @@ class GridArms:
 
     def pool2(self) -> float:
         out = self._out("pool2")
-        t0 = time.perf_counter()
-        list(self.pool.map(_pm_run, itertools.repeat(str(NOTEBOOK)), [str(out / str(i)) for i in range(len(self.params))],
-                           self.params))
-        t = time.perf_counter() - t0
+        # spawned: forking this process after it has driven kernels (threads, event loops) can hang
+        with cf.ProcessPoolExecutor(2, mp_context=mp.get_context("spawn"), initializer=_pool_init,
+                                    initargs=(_caps(2),)) as pool:
+            list(pool.map(int, range(4)))  # start the pool processes outside the timing
+            t0 = time.perf_counter()
+            list(pool.map(_pm_run, itertools.repeat(str(NOTEBOOK)), [str(out / str(i)) for i in range(len(self.params))],
+                          self.params))
+            t = time.perf_counter() - t0
         self._check("pool2", [out / str(i) for i in range(len(self.params))])
         return t
 
@@ -192,19 +191,21 @@ class GridArms:
         out = self._out(f"grid{workers}{executor}")
         specs = [batch.make_spec(NOTEBOOK, {k: v for k, v in p.items() if k != "data_dir"}, data_dir=self.data,
                                  out_root=out) for p in self.params]
-        sched = self.cluster.scheduler_address if executor == "dask" else None
-        if executor == "dask":
-            # fresh worker processes (and so no kept kernel) every round, outside the timing: each
-            # round then starts its workers like the local arms do, instead of finding them warm
-            from distributed import Client
-
-            with Client(self.cluster, set_as_default=False) as c:
-                c.restart()
         firsts: list[float] = []
-        t0 = time.perf_counter()
-        res = batch.run_grid(specs, workers=workers, executor=executor, scheduler=sched, progress=False,
-                             on_result=lambda r: firsts.append(time.perf_counter() - t0))
-        t = time.perf_counter() - t0
+        with contextlib.ExitStack() as stack:
+            sched = None
+            if executor == "dask":
+                # a fresh cluster per round, made outside the timing: its worker processes (and so
+                # their kept kernels) start cold like the local arms', and no arm runs beside it
+                from distributed import LocalCluster
+
+                cluster = stack.enter_context(LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                                           dashboard_address=None))
+                sched = cluster.scheduler_address
+            t0 = time.perf_counter()
+            res = batch.run_grid(specs, workers=workers, executor=executor, scheduler=sched, progress=False,
+                                 on_result=lambda r: firsts.append(time.perf_counter() - t0))
+            t = time.perf_counter() - t0
         # until every worker has a result: worker and kernel start plus the first run, which a
         # second worker cannot share (the grid's serial part)
         self.startup.setdefault(f"grid {executor} w={workers}", []).append(firsts[min(workers, len(firsts)) - 1])
@@ -218,21 +219,18 @@ def _summary(name: str, xs: list[float], unit: str = "s") -> str:
 
 
 def bench_grid(tmp: Path, runs: int, rounds: int, dask: bool) -> dict[str, list[float]]:
-    arms = GridArms(tmp, runs, dask)
+    arms = GridArms(tmp, runs)
     calls = {"seq": arms.seq, "pool2": arms.pool2, "grid w=1": lambda: arms.grid(1),
              "grid w=2": lambda: arms.grid(2), "kept w=1": lambda: arms.kept(1), "kept w=2": lambda: arms.kept(2)}
     if dask:
         calls["dask"] = lambda: arms.grid(2, "dask")
     times: dict[str, list[float]] = {k: [] for k in calls}
     names = list(calls)
-    try:
-        for r in range(rounds):
-            order = names[r % len(names):] + names[:r % len(names)]
-            for name in order:
-                times[name].append(calls[name]())
-            print(f"  round {r + 1}: " + ", ".join(f"{k} {times[k][-1]:.1f} s" for k in names), flush=True)
-    finally:
-        arms.close()
+    for r in range(rounds):
+        order = names[r % len(names):] + names[:r % len(names)]
+        for name in order:
+            times[name].append(calls[name]())
+        print(f"  round {r + 1}: " + ", ".join(f"{k} {times[k][-1]:.1f} s" for k in names), flush=True)
     print(f"grid: {len(arms.params)} runs of {NOTEBOOK.name}, {rounds} interleaved round(s)")
     for k in names:
         print("  " + _summary(k, times[k]))
