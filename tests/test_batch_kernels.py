@@ -157,3 +157,26 @@ def test_connecting_to_a_dead_kept_kernel_says_so():
 
     with pytest.raises(RuntimeError, match="died"):
         _wait_ready(_FakeClient(lost=0, alive=False), timeout=5, iopub_wait=0.01)
+
+
+def test_partial_notebook_saves_are_throttled_but_the_last_always_happens(monkeypatch):
+    from research.batch import kept_engine
+
+    clock = iter([0.0, 0.2, 0.5, 1.1, 1.3])
+    monkeypatch.setattr(kept_engine.time, "monotonic", lambda: next(clock))
+    saved = []
+    save = kept_engine._throttled(lambda **kw: saved.append(kw), every=1.0)
+    for i in range(5):
+        save(i=i)
+    assert saved == [{"i": 0}, {"i": 3}], "saves within a second of the last one are skipped"
+
+
+def test_a_failed_run_on_a_kept_kernel_keeps_its_traceback(grid_runs):
+    # the end state is written after the throttled saves: the failed cell, its error and timing
+    specs, res = grid_runs
+    failed = res.results[2]
+    nb = nbformat.read(failed.executed, as_version=4)
+    body = [c for c in nb.cells if c.cell_type == "code"][2]  # parameters, injected parameters, body
+    assert body.metadata.papermill["exception"] is True and body.metadata.papermill["status"] == "failed"
+    assert any(o.get("ename") == "RuntimeError" for o in body.outputs)
+    assert nb.metadata.papermill["end_time"] and nb.metadata.papermill["duration"] > 0

@@ -19,6 +19,10 @@ from papermill.utils import merge_kwargs, remove_args  # noqa: E402
 from traitlets import Unicode  # noqa: E402
 
 ENGINE = "treadmill-kept-kernel"
+#: seconds between saves of the partial notebook at cell boundaries (papermill saves at every cell
+#: start and end: 20 saves, a third of the runner's CPU, on a sub-second notebook). The final state
+#: is always written, by papermill's ``notebook_complete``, also after a failed cell or a dead kernel.
+SAVE_EVERY = 1.0
 
 
 class KernelResetError(RuntimeError):
@@ -79,11 +83,27 @@ class KeptKernelEngine(NBClientEngine):
             startup_timeout=start_timeout, kernel_name=kernel_name, log=kwargs.get("log") or _papermill_logger(),
             log_output=log_output, stdout_file=stdout_file, stderr_file=stderr_file)
         client = _KeptClient(nb_man, **final_kwargs)
+        nb_man.save = _throttled(nb_man.save, SAVE_EVERY)
         try:
             return client.execute()
         finally:
+            del nb_man.save  # back to the method: papermill's notebook_complete, after this, saves the end state
             if client.kc is not None:  # the kernel stays; this run's channels do not
                 client.kc.stop_channels()
+
+
+def _throttled(save, every: float):
+    """``save``, skipped when the last call that saved was less than ``every`` seconds ago."""
+    last = float("-inf")
+
+    def throttled(**kwargs):
+        nonlocal last
+        now = time.monotonic()
+        if now - last >= every:
+            last = now
+            save(**kwargs)
+
+    return throttled
 
 
 def _wait_ready(kc, timeout: float, iopub_wait: float = 0.2) -> None:
