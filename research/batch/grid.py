@@ -247,8 +247,8 @@ def run_grid(specs: Sequence[RunSpec], *, workers: int | LocalWorkers = 2, execu
     if executor == "dask" and not scheduler:
         raise NotebookError("--executor dask needs --scheduler ADDRESS (e.g. tcp://10.0.0.5:8786) of a running cluster")
     pool = workers if isinstance(workers, LocalWorkers) else None
-    if pool is not None and pool.closed:
-        raise NotebookError("these LocalWorkers are closed; make a new batch.LocalWorkers(n)")
+    if pool is not None:
+        pool.check_open()
     if pool is not None and executor != "process":
         raise NotebookError(f"workers=LocalWorkers(...) runs locally; it cannot be combined with executor={executor!r}")
     if pool is None and (not isinstance(workers, int) or workers < 1):

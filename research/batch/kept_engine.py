@@ -119,9 +119,11 @@ def _wait_ready(kc, timeout: float, iopub_wait: float = 0.2) -> None:
             kc._handle_kernel_info_reply(reply)
             return
         if not kc.is_alive():
-            raise RuntimeError("Kernel died before replying to kernel_info")
+            raise RuntimeError("the kept kernel died before replying to kernel_info; it is discarded, so rerunning "
+                               "this run (e.g. --resume) starts a fresh kernel")
         if time.monotonic() > deadline:
-            raise RuntimeError(f"Kernel didn't respond in {timeout:.0f} seconds")
+            raise RuntimeError(f"the kept kernel did not respond in {timeout:.0f} s; it is discarded, so rerunning "
+                               "this run (e.g. --resume) starts a fresh kernel")
 
 
 def _idle_seen(kc, msg_id: str, wait: float) -> bool:

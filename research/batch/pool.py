@@ -61,13 +61,13 @@ class LocalWorkers:
 
     def start(self) -> None:
         """Start every worker process that is not running (each boots its kernel as it starts)."""
-        self._check_open()
+        self.check_open()
         for w in self.workers:
             w.start()
 
     def acquire(self) -> None:
         """Take the pool for one grid (:func:`run_grid` does this); raises if another grid holds it."""
-        self._check_open()
+        self.check_open()
         if not self._busy.acquire(blocking=False):
             raise NotebookError("these LocalWorkers are running another grid; wait for it, or make a second pool")
 
@@ -81,7 +81,8 @@ class LocalWorkers:
         for w in self.workers:
             w.close()
 
-    def _check_open(self) -> None:
+    def check_open(self) -> None:
+        """Raise :class:`~research.errors.NotebookError` if the pool is closed."""
         if self.closed:
             raise NotebookError("these LocalWorkers are closed; make a new batch.LocalWorkers(n)")
 
