@@ -87,6 +87,26 @@ def test_a_kept_kernel_is_recycled_after_max_runs(tmp_path):
     assert pids[0] == pids[1] != pids[2]
 
 
+def test_runs_on_a_kept_kernel_share_one_connected_client(tmp_path):
+    nb = _notebook(tmp_path)
+    kept = kernels.KeptKernel(batch.KERNEL_NAME)
+    try:
+        specs = [batch.make_spec(nb, {"x": x, "fail": x == 3}, data_dir=tmp_path / "data", out_root=tmp_path / "runs")
+                 for x in (1, 2, 3)]
+        assert batch.execute(specs[0], kernel=kept).status == "ok"
+        kc = kept.kc
+        assert kc is not None and kc.channels_running and not kc.hb_channel.is_alive()
+        kc.execute("print('left unread by nobody')")  # a reply and outputs no run asked for
+        assert batch.execute(specs[1], kernel=kept).status == "ok"
+        assert kept.kc is kc, "the second run should reuse the kept client"
+        out = nbformat.read(specs[1].run_dir / batch.EXECUTED, as_version=4)
+        assert "left unread" not in json.dumps(out.cells[-1].outputs)
+        assert batch.execute(specs[2], kernel=kept).status == "failed"
+        assert kept.kc is None and not kc.channels_running, "a discarded kernel's client is stopped"
+    finally:
+        kept.close()
+
+
 def test_a_kept_kernel_gives_the_fresh_kernels_record(tmp_path):
     # the fixture effect notebook on a kept kernel after another run equals a fresh kernel's run
     from research import simulate
@@ -139,7 +159,7 @@ class _FakeClient:
 def test_connecting_to_a_kept_kernel_waits_for_iopub_but_not_for_silence():
     import time
 
-    from research.batch.kept_engine import _wait_ready
+    from research.batch.kernels import _wait_ready
 
     kc = _FakeClient(lost=0)
     t0 = time.perf_counter()
@@ -153,7 +173,7 @@ def test_connecting_to_a_kept_kernel_waits_for_iopub_but_not_for_silence():
 
 
 def test_connecting_to_a_dead_kept_kernel_says_so():
-    from research.batch.kept_engine import _wait_ready
+    from research.batch.kernels import _wait_ready
 
     with pytest.raises(RuntimeError, match="died"):
         _wait_ready(_FakeClient(lost=0, alive=False), timeout=5, iopub_wait=0.01)

@@ -234,7 +234,8 @@ def execute(spec: RunSpec, *, log_output: bool = False, progress_bar: bool = Fal
                 from .kept_engine import ENGINE
 
                 kernel_log = stack.enter_context(open(rd / RUN_LOG, "a", encoding="utf-8"))
-                engine = {"engine_name": ENGINE, "km": kernel.manager(kernel_log), "preamble": kernel.preamble(rd)}
+                engine = {"engine_name": ENGINE, "km": kernel.manager(kernel_log), "kept_kc": kernel.client(),
+                          "preamble": kernel.preamble(rd)}
             else:
                 km = _kernel_manager_class()
                 engine = {"kernel_manager_class": km} if km else {}

@@ -6,7 +6,6 @@ worker starts its kernel first and imports this while the kernel boots.
 from __future__ import annotations
 
 import time
-from queue import Empty
 
 from research._imports import jsonschema_without_iri
 
@@ -16,7 +15,9 @@ from nbclient.util import run_hook, run_sync  # noqa: E402
 from papermill.clientwrap import PapermillNotebookClient  # noqa: E402
 from papermill.engines import NBClientEngine, papermill_engines  # noqa: E402
 from papermill.utils import merge_kwargs, remove_args  # noqa: E402
-from traitlets import Unicode  # noqa: E402
+from traitlets import Any, Unicode  # noqa: E402
+
+from .kernels import _wait_ready  # noqa: E402
 
 ENGINE = "treadmill-kept-kernel"
 #: seconds between saves of the partial notebook at cell boundaries (papermill saves at every cell
@@ -33,27 +34,29 @@ class _KeptClient(PapermillNotebookClient):
     """papermill's client, run on a kernel it does not own, after a silent reset."""
 
     preamble = Unicode("", help="code run silently before the first cell").tag(config=True)
+    kept_kc = Any(None, allow_none=True, help="the kept kernel's connected client (not stopped after the run)")
 
     def start_new_kernel_client(self):
-        """Connect to the kept kernel, checking both channels without jupyter_client's idle wait.
+        """Use the kept kernel's client, or connect one without jupyter_client's idle wait.
 
         ``wait_for_ready`` ends by waiting until IOPub has been silent for 0.2 s, a third of a
-        sub-second run on a kernel that is known to be up and idle. Here one ``kernel_info``
-        round trip, and its ``idle`` status seen on IOPub, show that shell and IOPub are both
-        connected (a status published before IOPub connected is lost, and the request is sent
-        again, as ``wait_for_ready`` does).
+        sub-second run on a kernel that is known to be up and idle; :func:`_wait_ready` checks both
+        channels with one ``kernel_info`` round trip instead.
         """
-        kc = self.km.client()
-        if not isinstance(kc, BlockingKernelClient):  # an async manager: nbclient's own path
-            return super().start_new_kernel_client()
-        self.kc = kc
-        kc.start_channels()
-        try:
-            _wait_ready(kc, self.startup_timeout)
-        except Exception:
-            kc.stop_channels()
-            self.kc = None
-            raise
+        if self.kept_kc is not None:
+            kc = self.kc = self.kept_kc
+        else:
+            kc = self.km.client()
+            if not isinstance(kc, BlockingKernelClient):  # an async manager: nbclient's own path
+                return super().start_new_kernel_client()
+            self.kc = kc
+            kc.start_channels()
+            try:
+                _wait_ready(kc, self.startup_timeout)
+            except Exception:
+                kc.stop_channels()
+                self.kc = None
+                raise
         kc.allow_stdin = False
         run_sync(run_hook)(self.on_notebook_start, notebook=self.nb)
         return kc
@@ -70,7 +73,7 @@ class _KeptClient(PapermillNotebookClient):
 
 
 class KeptKernelEngine(NBClientEngine):
-    """papermill engine for :class:`~research.batch.kernels.KeptKernel`: ``execute_notebook(..., engine_name=ENGINE, km=..., preamble=...)``."""
+    """papermill engine for :class:`~research.batch.kernels.KeptKernel`: ``execute_notebook(..., engine_name=ENGINE, km=..., kept_kc=..., preamble=...)``."""
 
     @classmethod
     def execute_managed_notebook(cls, nb_man, kernel_name, log_output=False, stdout_file=None, stderr_file=None,
@@ -88,7 +91,7 @@ class KeptKernelEngine(NBClientEngine):
             return client.execute()
         finally:
             del nb_man.save  # back to the method: papermill's notebook_complete, after this, saves the end state
-            if client.kc is not None:  # the kernel stays; this run's channels do not
+            if client.kc is not None and client.kc is not client.kept_kc:  # the kernel stays; this run's channels do not
                 client.kc.stop_channels()
 
 
@@ -104,39 +107,6 @@ def _throttled(save, every: float):
             save(**kwargs)
 
     return throttled
-
-
-def _wait_ready(kc, timeout: float, iopub_wait: float = 0.2) -> None:
-    """Block until ``kc``'s kernel answered a ``kernel_info`` on shell and reported idle on IOPub."""
-    deadline = time.monotonic() + timeout
-    while True:
-        msg_id = kc.kernel_info()
-        try:
-            reply = kc.get_shell_msg(timeout=1.0)
-        except Empty:
-            reply = None
-        if reply is not None and reply["parent_header"].get("msg_id") == msg_id and _idle_seen(kc, msg_id, iopub_wait):
-            kc._handle_kernel_info_reply(reply)
-            return
-        if not kc.is_alive():
-            raise RuntimeError("the kept kernel died before replying to kernel_info; it is discarded, so rerunning "
-                               "this run (e.g. --resume) starts a fresh kernel")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the kept kernel did not respond in {timeout:.0f} s; it is discarded, so rerunning "
-                               "this run (e.g. --resume) starts a fresh kernel")
-
-
-def _idle_seen(kc, msg_id: str, wait: float) -> bool:
-    end = time.monotonic() + wait
-    while (left := end - time.monotonic()) > 0:
-        try:
-            msg = kc.get_iopub_msg(timeout=left)
-        except Empty:
-            return False
-        if (msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "status"
-                and msg["content"].get("execution_state") == "idle"):
-            return True
-    return False
 
 
 def _papermill_logger():

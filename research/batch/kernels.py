@@ -10,6 +10,9 @@ every run from a clean slate:
   (``InteractiveShell.reset(new_session=True)``), so no name defined by one notebook is visible in
   the next and the executed notebook numbers its cells from 1;
 * the working directory is the run's directory, as with a fresh kernel;
+* one client stays connected to the kernel for its life: a run does not open five sockets, a ZeroMQ
+  context and a heartbeat thread and wait for them to connect, only drains what the last run left
+  unread (replies are matched to their requests, so a late message could not be mistaken anyway);
 * imported modules stay imported: that is the saving. ``research`` keeps no result between runs
   that is keyed on anything but its inputs (its caches are SVGs by spec and parsed SQL by text);
 * what survives the reset (modules, their caches) is moved out of the cyclic collector's sight
@@ -26,6 +29,8 @@ from __future__ import annotations
 
 import os
 import threading
+import time
+from queue import Empty
 from typing import IO
 
 #: runs one kernel serves before it is replaced by a fresh one
@@ -76,6 +81,7 @@ class KeptKernel:
         self._log: IO[str] | None = None
         self._lock = threading.Lock()
         self._warming: threading.Thread | None = None
+        self.kc = None
 
     def start(self) -> None:
         """Start the kernel now and let it import the stack in the background (:data:`WARM_UP`).
@@ -100,6 +106,31 @@ class KeptKernel:
             self._warming = threading.Thread(target=self._warm, args=(km,), daemon=True)
             self._warming.start()
 
+    def client(self, timeout: float = 60.0):
+        """The connected client of the kernel :meth:`manager` returned, with nothing left unread.
+
+        Made once per kernel (by the warm-up, else here, checking that shell and IOPub both answer)
+        and stopped by :meth:`discard`; the heartbeat channel is not started, since the manager
+        knows from the process whether the kernel lives.
+        """
+        kc = self.kc
+        if kc is None:
+            kc = self.km.client()
+            kc.start_channels(hb=False)
+            try:
+                _wait_ready(kc, timeout)
+            except Exception:
+                kc.stop_channels()
+                raise
+            self.kc = kc
+        for get in (kc.get_iopub_msg, kc.get_shell_msg):
+            try:
+                while True:
+                    get(timeout=0)
+            except Empty:
+                pass
+        return kc
+
     def manager(self, log: IO[str] | None = None):
         """The kernel manager of a live, warmed-up kernel (started now if there is none); ``log`` takes its output."""
         with self._lock:
@@ -111,19 +142,18 @@ class KeptKernel:
             self._warming = None
         return self.km
 
-    @staticmethod
-    def _warm(km) -> None:
+    def _warm(self, km) -> None:
         kc = km.client()
         try:
-            kc.start_channels()
+            kc.start_channels(hb=False)
             kc.wait_for_ready(timeout=WARM_UP_TIMEOUT)
             msg_id = kc.execute(WARM_UP, silent=True, store_history=False)
             while kc.get_shell_msg(timeout=WARM_UP_TIMEOUT)["parent_header"].get("msg_id") != msg_id:
                 pass
         except Exception:  # a slow or failed warm-up only costs the first run its imports
-            pass
-        finally:
             kc.stop_channels()
+            return
+        self.kc = kc  # connected and proven: the runs use it (discard joins this thread first)
 
     @staticmethod
     def preamble(cwd) -> str:
@@ -144,6 +174,9 @@ class KeptKernel:
             self._warming.join()
             self._warming = None
         km, self.km = self.km, None
+        kc, self.kc = self.kc, None
+        if kc is not None:
+            kc.stop_channels()
         if km is None:
             return
         try:
@@ -168,6 +201,45 @@ class KeptKernel:
                         (out or _stderr()).flush()
                     except (OSError, ValueError):  # the run's log was closed under us
                         pass
+
+
+def _wait_ready(kc, timeout: float, iopub_wait: float = 0.2) -> None:
+    """Block until ``kc``'s kernel answered a ``kernel_info`` on shell and reported idle on IOPub.
+
+    jupyter_client's ``wait_for_ready`` ends by waiting until IOPub has been silent for 0.2 s. Here
+    one ``kernel_info`` round trip, and its ``idle`` status seen on IOPub, show that shell and IOPub
+    are both connected (a status published before IOPub connected is lost, and the request is sent
+    again, as ``wait_for_ready`` does).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        msg_id = kc.kernel_info()
+        try:
+            reply = kc.get_shell_msg(timeout=1.0)
+        except Empty:
+            reply = None
+        if reply is not None and reply["parent_header"].get("msg_id") == msg_id and _idle_seen(kc, msg_id, iopub_wait):
+            kc._handle_kernel_info_reply(reply)
+            return
+        if not kc.is_alive():
+            raise RuntimeError("the kept kernel died before replying to kernel_info; it is discarded, so rerunning "
+                               "this run (e.g. --resume) starts a fresh kernel")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the kept kernel did not respond in {timeout:.0f} s; it is discarded, so rerunning "
+                               "this run (e.g. --resume) starts a fresh kernel")
+
+
+def _idle_seen(kc, msg_id: str, wait: float) -> bool:
+    end = time.monotonic() + wait
+    while (left := end - time.monotonic()) > 0:
+        try:
+            msg = kc.get_iopub_msg(timeout=left)
+        except Empty:
+            return False
+        if (msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "status"
+                and msg["content"].get("execution_state") == "idle"):
+            return True
+    return False
 
 
 def _stderr():
