@@ -20,7 +20,8 @@ BODY = """\
 import os, json
 assert "leaked" not in globals(), "a name from an earlier run survived the reset"
 leaked = x
-json.dump({"pid": os.getpid(), "cwd": os.getcwd()}, open(os.path.join(output_dir, "kernel.json"), "w"))
+cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+json.dump({"pid": os.getpid(), "cwd": os.getcwd(), "cpus": cpus}, open(os.path.join(output_dir, "kernel.json"), "w"))
 if fail:
     raise RuntimeError("asked to fail")
 """

@@ -53,6 +53,37 @@ def test_runs_on_a_pool_still_start_clean(two_grids):
         assert nb.cells[-1].outputs[0]["data"]["text/plain"] == str(2 * s.parameters["x"])
 
 
+def test_each_worker_and_its_kernel_run_on_their_own_cpus(two_grids):
+    from research.batch.executors import cpu_shares
+
+    first, second, *_, pool = two_grids
+    shares = cpu_shares(2)
+    if shares is None:
+        pytest.skip("fewer than 2 CPUs, or no CPU affinity on this OS: the OS places the workers")
+    assert [w.cpus for w in pool.workers] == shares
+    by_kernel = {_kernel(s)["pid"]: tuple(_kernel(s)["cpus"]) for s in first + second}
+    assert sorted(by_kernel.values()) == sorted(tuple(c) for c in shares), by_kernel
+
+
+@pytest.mark.parametrize(("cpus", "workers", "want"), [
+    (range(8), 3, [[0, 1], [2, 3, 4], [5, 6, 7]]),
+    (range(2), 2, [[0], [1]]),
+    ((1, 3, 5, 7), 2, [[1, 3], [5, 7]]),  # the CPUs this process may use, not 0..n-1
+    (range(2), 1, None),  # one worker: all CPUs, placed by the OS
+    (range(2), 3, None),  # more workers than CPUs: no disjoint shares
+])
+def test_cpu_shares_split_this_processs_cpus(monkeypatch, cpus, workers, want):
+    import os
+
+    from research.batch import executors
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(cpus), raising=False)
+    monkeypatch.delenv(executors.PIN_ENV, raising=False)
+    assert executors.cpu_shares(workers) == want
+    monkeypatch.setenv(executors.PIN_ENV, "0")
+    assert executors.cpu_shares(workers) is None
+
+
 def test_workers_stay_up_between_grids_and_exit_cleanly_on_close(two_grids):
     *_, between, after, pool = two_grids
     assert between == [None, None], "the pool's workers should outlive a grid"

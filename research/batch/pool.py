@@ -26,7 +26,7 @@ import threading
 
 from research.errors import NotebookError
 
-from .executors import _Worker, _worker_env
+from .executors import _Worker, _worker_env, cpu_shares
 
 
 class LocalWorkers:
@@ -35,7 +35,9 @@ class LocalWorkers:
     Parameters
     ----------
     n : int
-        Worker processes. On ``c`` cores each run's thread pools get ``c // n`` threads.
+        Worker processes. On ``c`` cores each run's thread pools get ``c // n`` threads, and each
+        worker and its kernel run on their own share of the CPUs
+        (:func:`~research.batch.executors.cpu_shares`; ``TREADMILL_PIN_WORKERS=0`` lets the OS place them).
     start : bool
         Start the processes (and so their kernels' boot and warm-up imports) now, in the
         background; otherwise on the first grid.
@@ -53,7 +55,7 @@ class LocalWorkers:
             raise NotebookError(f"LocalWorkers(n): n must be a positive integer, got {n!r}")
         self.n = n
         self._env = _worker_env(n)
-        self.workers = [_Worker(self._env) for _ in range(n)]
+        self.workers = [_Worker(self._env, cpus) for cpus in (cpu_shares(n) or [None] * n)]
         self._busy = threading.Lock()
         self.closed = False
         if start:
