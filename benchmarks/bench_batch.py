@@ -20,18 +20,23 @@ machine load hits every arm alike; min and median are printed per arm and per ra
     the comparison measures the runner, not a slower kernel exit.
 ``pool2``
     ``concurrent.futures.ProcessPoolExecutor(2)`` over the same ``papermill.execute_notebook``
-    call and shutdown, with the same thread caps as our workers (1 thread per pool on 2 cores),
-    its processes spawned and papermill imported before the timing: the strongest two-process
+    call and shutdown, with the same thread caps as our workers (1 thread per pool on 2 cores) and
+    the same CPU shares (each pool process, and the kernels it starts, on its own CPU), its
+    processes spawned and papermill imported before the timing: the strongest two-process
     alternative a user can write in ten lines.
 ``grid w=1`` / ``grid w=2``
     ``research.batch.run_grid`` with one and two workers (one worker: this process; two: long-lived
-    worker processes; each keeps one kernel for its runs, reset before every run).
+    worker processes, each with its kernel on its own CPU; each keeps one kernel for its runs, reset
+    before every run).
 ``kept w=1`` / ``kept w=2``
     ``run_grid(workers=pool)`` on a ``research.batch.LocalWorkers`` pool of 1 and 2 worker
     processes made for the arm and warmed by one run per worker, both outside the timing (as the
     pool2 processes and the dask cluster are): a grid on warm workers, what a session that runs
-    grid after grid gets from its second grid on. A fresh pool per round, so no kernel reaches
+    grid after grid gets from its second grid on. A fresh pool per timing, so no kernel reaches
     ``MAX_RUNS`` (24) inside a timing and gets replaced there in one arm and not in the other.
+    These arms take 2-4 s, short enough for machine noise to move one timing by 20 %, so each round
+    times them ``--kept-reps`` times (3), w=1 and w=2 alternating which goes first; the ratio's
+    min and median are over those pairs.
 ``dask``
     ``run_grid(executor="dask")`` on a ``LocalCluster`` of 2 single-threaded worker processes,
     made before the arm's timing and closed after it, so its worker processes and kernels start
@@ -106,8 +111,10 @@ def _pm_run(nb: str, out: str, params: dict) -> None:
                         **({"kernel_manager_class": km} if km else {}))
 
 
-def _pool_init(env: dict[str, str]) -> None:
+def _pool_init(env: dict[str, str], shares: list[list[int]] | None = None) -> None:
     os.environ.update(env)
+    if shares:  # our workers' CPU shares too (research.batch.executors.cpu_shares), by pool process number
+        os.sched_setaffinity(0, shares[(mp.current_process()._identity[0] - 1) % len(shares)])
     import papermill  # noqa: F401  (imported before the timing, as by a warm pool)
 
     from research.batch import execute  # noqa: F401
@@ -158,8 +165,10 @@ class GridArms:
     def pool2(self) -> float:
         out = self._out("pool2")
         # spawned: forking this process after it has driven kernels (threads, event loops) can hang
+        from research.batch.executors import cpu_shares
+
         with cf.ProcessPoolExecutor(2, mp_context=mp.get_context("spawn"), initializer=_pool_init,
-                                    initargs=(_caps(2),)) as pool:
+                                    initargs=(_caps(2), cpu_shares(2))) as pool:
             list(pool.map(int, range(4)))  # start the pool processes outside the timing
             t0 = time.perf_counter()
             list(pool.map(_pm_run, itertools.repeat(str(NOTEBOOK)), [str(out / str(i)) for i in range(len(self.params))],
@@ -218,20 +227,32 @@ def _summary(name: str, xs: list[float], unit: str = "s") -> str:
     return f"{name:<16} min {min(xs):7.2f} {unit}  median {statistics.median(xs):7.2f} {unit}  (n={len(xs)})"
 
 
-def bench_grid(tmp: Path, runs: int, rounds: int, dask: bool) -> dict[str, list[float]]:
+def bench_grid(tmp: Path, runs: int, rounds: int, dask: bool, kept_reps: int = 3) -> dict[str, list[float]]:
     arms = GridArms(tmp, runs)
-    calls = {"seq": arms.seq, "pool2": arms.pool2, "grid w=1": lambda: arms.grid(1),
-             "grid w=2": lambda: arms.grid(2), "kept w=1": lambda: arms.kept(1), "kept w=2": lambda: arms.kept(2)}
+    times: dict[str, list[float]] = {k: [] for k in ("seq", "pool2", "grid w=1", "grid w=2", "kept w=1", "kept w=2")}
+
+    def kept_pairs() -> None:
+        # the short warm arms (2-4 s) are timed kept_reps times a round, w=1 and w=2 alternating
+        # first, so their medians rest on as many pairs as the long arms' on rounds
+        for i in range(kept_reps):
+            for w in ((1, 2) if i % 2 == 0 else (2, 1)):
+                times[f"kept w={w}"].append(arms.kept(w))
+
+    calls = {"seq": lambda: times["seq"].append(arms.seq()), "pool2": lambda: times["pool2"].append(arms.pool2()),
+             "grid w=1": lambda: times["grid w=1"].append(arms.grid(1)),
+             "grid w=2": lambda: times["grid w=2"].append(arms.grid(2)), "kept": kept_pairs}
     if dask:
-        calls["dask"] = lambda: arms.grid(2, "dask")
-    times: dict[str, list[float]] = {k: [] for k in calls}
+        times["dask"] = []
+        calls["dask"] = lambda: times["dask"].append(arms.grid(2, "dask"))
     names = list(calls)
     for r in range(rounds):
         order = names[r % len(names):] + names[:r % len(names)]
         for name in order:
-            times[name].append(calls[name]())
-        print(f"  round {r + 1}: " + ", ".join(f"{k} {times[k][-1]:.1f} s" for k in names), flush=True)
-    print(f"grid: {len(arms.params)} runs of {NOTEBOOK.name}, {rounds} interleaved round(s)")
+            calls[name]()
+        print(f"  round {r + 1}: " + ", ".join(f"{k} {times[k][-1]:.1f} s" for k in times), flush=True)
+    names = list(times)
+    print(f"grid: {len(arms.params)} runs of {NOTEBOOK.name}, {rounds} interleaved round(s), "
+          f"the kept arms {kept_reps} times a round")
     for k in names:
         print("  " + _summary(k, times[k]))
     ratios = {"w=1 / w=2 (cold start)": ("grid w=1", "grid w=2"),
@@ -327,6 +348,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=16)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--kept-reps", type=int, default=3, help="timings of each kept arm per round")
     ap.add_argument("--workers", type=int, default=2, help="workers of the report arm")
     ap.add_argument("--skip-grid", action="store_true")
     ap.add_argument("--skip-report", action="store_true")
@@ -334,7 +356,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="2 runs, 1 round, no report: a smoke test")
     args = ap.parse_args(argv)
     if args.quick:
-        args.runs, args.rounds, args.skip_report = 2, 1, True
+        args.runs, args.rounds, args.kept_reps, args.skip_report = 2, 1, 1, True
     load = os.getloadavg()
     print(f"load average before start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} cores")
     out: dict = {}
@@ -347,7 +369,7 @@ def main(argv=None) -> int:
             except ImportError:
                 print("dask arm skipped: distributed is not installed")
                 dask = False
-            out["grid"] = bench_grid(tmp, args.runs, args.rounds, dask)
+            out["grid"] = bench_grid(tmp, args.runs, args.rounds, dask, args.kept_reps)
         if not args.skip_report:
             out["report"] = bench_report(tmp, args.workers, args.rounds)
     load = os.getloadavg()
