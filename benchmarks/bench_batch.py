@@ -93,7 +93,9 @@ THREAD_VARS = ("POLARS_MAX_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", 
 
 def _caps(workers: int) -> dict[str, str]:
     """The runner's thread caps (research.batch.executors._worker_env), for the baselines."""
-    n = str(max(1, (os.cpu_count() or 1) // workers))
+    from research.batch.executors import _usable_cpus
+
+    n = str(max(1, _usable_cpus() // workers))
     return {v: n for v in THREAD_VARS}
 
 

@@ -91,7 +91,9 @@ def test_a_figure_displayed_before_it_is_recorded_is_rendered_once(chart, tmp_pa
 def test_worker_env_caps_threads_only_with_several_workers(monkeypatch):
     for var in executors.THREAD_VARS:
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.setattr(executors.os, "cpu_count", lambda: 2)
+    # 2 usable CPUs on an 8-CPU machine (a container's cpuset): the caps follow the usable ones
+    monkeypatch.setattr(executors.os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(executors.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     one, two = executors._worker_env(1), executors._worker_env(2)
     assert not any(v in one for v in executors.THREAD_VARS)
     assert all(two[v] == "1" for v in executors.THREAD_VARS)

@@ -22,6 +22,13 @@ PIN_ENV = "TREADMILL_PIN_WORKERS"
 _CPUS_ENV = "RESEARCH_WORKER_CPUS"  # the CPUs a worker process binds itself (and so its kernel) to
 
 
+def _usable_cpus() -> int:
+    """The CPUs this process may run on (a container's or ``taskset``'s set, not the machine's)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
 def cpu_shares(workers: int) -> list[list[int]] | None:
     """The CPUs of each of ``workers`` local workers: this process's CPUs split into disjoint shares.
 
@@ -192,7 +199,7 @@ def _worker_env(workers: int) -> dict[str, str]:
     """
     env = dict(os.environ)
     if workers > 1:
-        threads = str(max(1, (os.cpu_count() or 1) // workers))
+        threads = str(max(1, _usable_cpus() // workers))
         for var in THREAD_VARS:
             env.setdefault(var, threads)
     env[DEFER_ENV] = "1"
