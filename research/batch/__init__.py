@@ -56,7 +56,10 @@ notebook path outside the grid's folder is refused before anything runs (``--max
 cap). Local workers are long-lived ``python -m research.batch`` processes fed one run at a time; each
 keeps one kernel for its runs (:mod:`research.batch.kernels`: reset before every run, replaced after a
 failed run), so the kernel start and the imports are paid once per worker, not once per run; each
-run's kernel output goes to ``run.log`` in its run directory. A single run (``research run``) gets a
+run's kernel output goes to ``run.log`` in its run directory. With several workers, each worker and
+its kernel get their share of the CPUs, as thread caps (``c // n`` threads) and, on Linux, as CPU
+affinity (:func:`~research.batch.executors.cpu_shares`; ``TREADMILL_PIN_WORKERS=0`` lets the OS
+place them). A single run (``research run``) gets a
 fresh kernel. :class:`LocalWorkers` keeps such workers, and their warm kernels, across several
 grids of one session (``run_grid(specs, workers=pool)``). On a dask cluster every run is a task fed to a long-lived worker process of the dask
 worker thread (with its kept kernel), so the workers must see the same file system paths
