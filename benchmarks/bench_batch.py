@@ -35,8 +35,11 @@ machine load hits every arm alike; min and median are printed per arm and per ra
     grid after grid gets from its second grid on. A fresh pool per timing, so no kernel reaches
     ``MAX_RUNS`` (24) inside a timing and gets replaced there in one arm and not in the other.
     These arms take 2-4 s, short enough for machine noise to move one timing by 20 %, so each round
-    times them ``--kept-reps`` times (3), w=1 and w=2 alternating which goes first; the ratio's
-    min and median are over those pairs.
+    times them ``--kept-reps`` times (3), the order rotated every time; the ratio's min and median
+    are over those pairs.
+``kept w=2 unpinned``
+    the same with ``TREADMILL_PIN_WORKERS=0``: the OS places the workers and kernels anywhere
+    instead of each pair on its own CPU, which shows what the CPU shares are worth.
 ``dask``
     ``run_grid(executor="dask")`` on a ``LocalCluster`` of 2 single-threaded worker processes,
     made before the arm's timing and closed after it, so its worker processes and kernels start
@@ -179,15 +182,26 @@ class GridArms:
         self._check("pool2", [out / str(i) for i in range(len(self.params))])
         return t
 
-    def kept(self, workers: int) -> float:
+    def kept(self, workers: int, pin: bool = True) -> float:
         from research import batch
+        from research.batch.executors import PIN_ENV
 
-        out = self._out(f"kept{workers}")
+        out = self._out(f"kept{workers}{'' if pin else 'u'}")
         warm = [batch.make_spec(NOTEBOOK, {k: v for k, v in p.items() if k != "data_dir"}, data_dir=self.data,
                                 out_root=self.tmp / f"warm-{self.n}") for p in self.params[:workers]]
         specs = [batch.make_spec(NOTEBOOK, {k: v for k, v in p.items() if k != "data_dir"}, data_dir=self.data,
                                  out_root=out) for p in self.params]
-        with batch.LocalWorkers(workers) as pool:
+        saved = os.environ.get(PIN_ENV)
+        if not pin:  # read when the pool is made: its workers are placed by the OS
+            os.environ[PIN_ENV] = "0"
+        try:
+            pool = batch.LocalWorkers(workers)
+        finally:
+            if saved is None:
+                os.environ.pop(PIN_ENV, None)
+            else:
+                os.environ[PIN_ENV] = saved
+        with pool:
             assert batch.run_grid(warm, workers=pool, progress=False).ok  # outside the timing
             t0 = time.perf_counter()
             res = batch.run_grid(specs, workers=pool, progress=False)
@@ -231,14 +245,18 @@ def _summary(name: str, xs: list[float], unit: str = "s") -> str:
 
 def bench_grid(tmp: Path, runs: int, rounds: int, dask: bool, kept_reps: int = 3) -> dict[str, list[float]]:
     arms = GridArms(tmp, runs)
-    times: dict[str, list[float]] = {k: [] for k in ("seq", "pool2", "grid w=1", "grid w=2", "kept w=1", "kept w=2")}
+    times: dict[str, list[float]] = {k: [] for k in ("seq", "pool2", "grid w=1", "grid w=2", "kept w=1", "kept w=2",
+                                                     "kept w=2 unpinned")}
+    kept_arms = {"kept w=1": lambda: arms.kept(1), "kept w=2": lambda: arms.kept(2),
+                 "kept w=2 unpinned": lambda: arms.kept(2, pin=False)}
 
     def kept_pairs() -> None:
-        # the short warm arms (2-4 s) are timed kept_reps times a round, w=1 and w=2 alternating
-        # first, so their medians rest on as many pairs as the long arms' on rounds
+        # the short warm arms (2-4 s) are timed kept_reps times a round, the order rotated every
+        # time, so their medians rest on as many pairs as the long arms' on rounds
+        names = list(kept_arms)
         for i in range(kept_reps):
-            for w in ((1, 2) if i % 2 == 0 else (2, 1)):
-                times[f"kept w={w}"].append(arms.kept(w))
+            for name in names[i % 3:] + names[:i % 3]:
+                times[name].append(kept_arms[name]())
 
     calls = {"seq": lambda: times["seq"].append(arms.seq()), "pool2": lambda: times["pool2"].append(arms.pool2()),
              "grid w=1": lambda: times["grid w=1"].append(arms.grid(1)),
@@ -258,7 +276,10 @@ def bench_grid(tmp: Path, runs: int, rounds: int, dask: bool, kept_reps: int = 3
     for k in names:
         print("  " + _summary(k, times[k]))
     ratios = {"w=1 / w=2 (cold start)": ("grid w=1", "grid w=2"),
-              "kept w=1 / kept w=2 (target >= 1.8)": ("kept w=1", "kept w=2"), "seq / w=2": ("seq", "grid w=2"),
+              "kept w=1 / kept w=2 (target >= 1.8)": ("kept w=1", "kept w=2"),
+              "kept w=1 / kept w=2 unpinned": ("kept w=1", "kept w=2 unpinned"),
+              "kept w=2 unpinned / kept w=2 (the CPU shares' gain)": ("kept w=2 unpinned", "kept w=2"),
+              "seq / w=2": ("seq", "grid w=2"),
               "pool2 / w=2 (>= 1)": ("pool2", "grid w=2")}
     if dask:
         ratios["dask / w=2 (target <= 1.2)"] = ("dask", "grid w=2")
