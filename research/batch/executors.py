@@ -35,8 +35,8 @@ def cpu_shares(workers: int) -> list[list[int]] | None:
     A worker and its kernel take turns (the runner waits while a cell runs, the kernel while the
     runner handles its outputs), so they lose little by sharing CPUs and gain a lot: every handoff
     then wakes a process on a CPU that is already awake and has its data in cache. On a 2-core
-    machine, one CPU per worker made a 16-run grid of a sub-second notebook 15 % faster on 2
-    workers (benchmarks/bench_batch.py). The shares match the thread caps (``c // n`` threads).
+    machine, one CPU per worker made a 16-run grid of a sub-second notebook 8-14 % faster on 2
+    workers (``kept w=2 unpinned`` in benchmarks/bench_batch.py). The shares match the thread caps (``c // n`` threads).
     None (the OS places the workers) for one worker, for more workers than CPUs, where the OS has no
     CPU affinity, or when :data:`PIN_ENV` is ``0``.
     """
