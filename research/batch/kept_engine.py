@@ -10,14 +10,11 @@ import time
 from research._imports import jsonschema_without_iri
 
 jsonschema_without_iri()  # papermill imports nbformat, which imports jsonschema
-from jupyter_client.blocking import BlockingKernelClient  # noqa: E402
 from nbclient.util import run_hook, run_sync  # noqa: E402
 from papermill.clientwrap import PapermillNotebookClient  # noqa: E402
 from papermill.engines import NBClientEngine, papermill_engines  # noqa: E402
 from papermill.utils import merge_kwargs, remove_args  # noqa: E402
 from traitlets import Any, Unicode  # noqa: E402
-
-from .kernels import _wait_ready  # noqa: E402
 
 ENGINE = "treadmill-kept-kernel"
 #: seconds between saves of the partial notebook at cell boundaries (papermill saves at every cell
@@ -37,26 +34,11 @@ class _KeptClient(PapermillNotebookClient):
     kept_kc = Any(None, allow_none=True, help="the kept kernel's connected client (not stopped after the run)")
 
     def start_new_kernel_client(self):
-        """Use the kept kernel's client, or connect one without jupyter_client's idle wait.
-
-        ``wait_for_ready`` ends by waiting until IOPub has been silent for 0.2 s, a third of a
-        sub-second run on a kernel that is known to be up and idle; :func:`_wait_ready` checks both
-        channels with one ``kernel_info`` round trip instead.
-        """
-        if self.kept_kc is not None:
-            kc = self.kc = self.kept_kc
-        else:
-            kc = self.km.client()
-            if not isinstance(kc, BlockingKernelClient):  # an async manager: nbclient's own path
-                return super().start_new_kernel_client()
-            self.kc = kc
-            kc.start_channels()
-            try:
-                _wait_ready(kc, self.startup_timeout)
-            except Exception:
-                kc.stop_channels()
-                self.kc = None
-                raise
+        """Use the kept kernel's connected client (:meth:`~research.batch.kernels.KeptKernel.client`);
+        without one, nbclient connects its own."""
+        if self.kept_kc is None:
+            return super().start_new_kernel_client()
+        kc = self.kc = self.kept_kc
         kc.allow_stdin = False
         run_sync(run_hook)(self.on_notebook_start, notebook=self.nb)
         return kc
