@@ -36,8 +36,8 @@ def cpu_shares(workers: int) -> list[list[int]] | None:
     runner handles its outputs), so they lose little by sharing CPUs and gain a lot: every handoff
     then wakes a process on a CPU that is already awake and has its data in cache. On a 2-core
     machine, one CPU per worker made a 16-run grid of a sub-second notebook 8-14 % faster on 2
-    workers (``kept w=2 unpinned`` in benchmarks/bench_batch.py). The shares match the thread caps (``c // n`` threads).
-    None (the OS places the workers) for one worker, for more workers than CPUs, where the OS has no
+    workers (``kept w=2 unpinned`` in benchmarks/bench_batch.py). The shares match the thread caps
+    (``c // n`` threads). None (the OS places the workers) for one worker, for more workers than CPUs, where the OS has no
     CPU affinity, or when :data:`PIN_ENV` is ``0``.
     """
     if workers < 2 or not hasattr(os, "sched_getaffinity") or os.environ.get(PIN_ENV, "1") == "0":
@@ -206,6 +206,12 @@ def _worker_env(workers: int) -> dict[str, str]:
     return env
 
 
+def make_workers(n: int) -> list[_Worker]:
+    """``n`` local workers (not started): one environment with the thread caps, a CPU share each."""
+    env = _worker_env(n)
+    return [_Worker(env, cpus) for cpus in (cpu_shares(n) or [None] * n)]
+
+
 def _run_processes(specs, todo, workers, done, kept: list[_Worker] | None = None) -> None:
     """Feed runs to ``workers`` long-lived ``python -m research.batch`` processes.
 
@@ -220,9 +226,7 @@ def _run_processes(specs, todo, workers, done, kept: list[_Worker] | None = None
     for i in todo:
         jobs.put(i)
     if kept is None:
-        n = min(workers, len(todo))
-        env = _worker_env(n)
-        procs = [_Worker(env, cpus) for cpus in (cpu_shares(n) or [None] * n)]
+        procs = make_workers(min(workers, len(todo)))
         for w in procs:  # every worker boots its kernel at once, not when its feeder gets to it
             w.start()
     else:

@@ -26,7 +26,7 @@ import threading
 
 from research.errors import NotebookError
 
-from .executors import _Worker, _worker_env, cpu_shares
+from .executors import make_workers
 
 
 class LocalWorkers:
@@ -54,8 +54,7 @@ class LocalWorkers:
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise NotebookError(f"LocalWorkers(n): n must be a positive integer, got {n!r}")
         self.n = n
-        self._env = _worker_env(n)
-        self.workers = [_Worker(self._env, cpus) for cpus in (cpu_shares(n) or [None] * n)]
+        self.workers = make_workers(n)
         self._busy = threading.Lock()
         self.closed = False
         if start:
