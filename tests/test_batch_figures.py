@@ -88,31 +88,6 @@ def test_a_figure_displayed_before_it_is_recorded_is_rendered_once(chart, tmp_pa
     assert base.spec_of(chart) is base.spec_of(chart)    # validated once per chart
 
 
-
-def test_a_chart_shown_by_ipython_then_recorded_is_validated_once(chart, tmp_path, monkeypatch):
-    from IPython.core.formatters import DisplayFormatter
-
-    from research.plots import base
-
-    validations = []
-    real = type(chart).to_dict
-
-    def counting(self, *args, **kwargs):
-        validations.append(kwargs.get("validate", True))
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(type(chart), "to_dict", counting)
-    fmt = DisplayFormatter()
-    base.register_display(fmt)                          # what importing research.plots does in a kernel
-    data, _ = fmt.format(chart)
-    assert data["application/vnd.vegalite.v5+json"]["mark"]["type"] == "line" and "image/png" in data
-    RecordWriter(tmp_path, notebook="nb", title="t").figure("fig", chart)
-    assert validations == [True]                         # shown and recorded: one validated to_dict
-    with base.alt.renderers.enable("mimetype"):          # another renderer: altair displays the chart
-        shown = fmt.format(chart)[0]
-        assert "application/vnd.vegalite.v5+json" not in shown and any(k.startswith("application/vnd.vegalite.v6")
-                                                                       for k in shown)
-
 def test_worker_env_caps_threads_only_with_several_workers(monkeypatch):
     for var in executors.THREAD_VARS:
         monkeypatch.delenv(var, raising=False)

@@ -111,35 +111,6 @@ alt.renderers.register(JUPYTERLAB_RENDERER, _jupyterlab_renderer)
 alt.renderers.enable(JUPYTERLAB_RENDERER)
 
 
-def _chart_bundle(chart):
-    bundle = display_bundle(chart)
-    return bundle if bundle is not None else chart._repr_mimebundle_()
-
-
-def register_display(formatter) -> None:
-    """Have IPython's ``formatter`` (a ``DisplayFormatter``) show altair charts from :func:`spec_of`.
-
-    altair's own ``_repr_mimebundle_`` validates the chart's spec every time it is shown, and
-    recording the figure afterwards (``records.write_result``) validated it again; through
-    :func:`spec_of` a chart shown and then recorded is validated once. Done on import in a
-    running IPython (a kernel); other renderers are left to altair.
-    """
-    formatter.mimebundle_formatter.for_type(alt.TopLevelMixin, _chart_bundle)
-
-
-def _register_in_ipython() -> None:
-    import sys
-
-    if "IPython" not in sys.modules:  # no shell can be running: importing IPython would only cost time
-        return
-    shell = sys.modules["IPython"].get_ipython()
-    if shell is not None:
-        register_display(shell.display_formatter)
-
-
-_register_in_ipython()
-
-
 @alt.theme.register(THEME, enable=True)
 def _theme() -> alt.theme.ThemeConfig:
     return {
