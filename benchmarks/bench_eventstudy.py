@@ -253,9 +253,9 @@ def part2(n_ev: int = 500, n_bars: int = 20_000, rounds: int = 5, procs: int = 3
     Something in a process's own state (not load: pinned to one CPU it spreads as much; not
     pinned down) makes our 2 ms call up to 15 % slower in one process than in the next, while the
     package's 140 ms call moves 1-4 %, so the medians of one process's rounds spread that much
-    between runs of the script. Pooling
-    the rounds of several fresh processes averages that state out; each process's own median
-    ratio is printed beside the pooled one, so the spread between processes stays visible.
+    between runs of the script. Pooling the rounds of several fresh processes averages that
+    state out; each process's own median ratio is printed beside the pooled one, so the spread
+    between processes stays visible.
     """
     import json
     import subprocess
