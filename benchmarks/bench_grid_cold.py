@@ -111,7 +111,7 @@ def main(argv=None) -> dict:
                 wall[f"w={w}"].append(secs)
                 cores[f"w={w}"].append(cpu / secs)
                 got = verdicts(out)
-                expected = expected or got
+                expected = got if expected is None else expected
                 assert got == expected, f"w={w}: results differ from the first arm's"
             print(f"  round {r + 1}: w=1 {wall['w=1'][-1]:.1f} s, w=2 {wall['w=2'][-1]:.1f} s", flush=True)
     print(f"cold grid: {args.runs} runs of {NOTEBOOK}.ipynb (defaults) on the simulated market, "
