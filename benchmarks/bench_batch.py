@@ -54,6 +54,7 @@ sub-second notebook that serial part bounds the cold ``w=1 / w=2`` well below 2 
 bench prints the bound from the w=1 arm's own start S and run time r, ``T1 / (S + 7 r)``: what
 two workers would take if each started as fast as the single worker and they then scaled
 perfectly. ``kept w=1 / kept w=2`` is the scaling once that start is paid.
+``bench_grid_cold.py`` times the cold grid on a study notebook, whose runs outlast the start.
 
 All arms run the same 16 parameter sets of ``tests/fixtures_nb/10-fixture-effect.ipynb`` (imports
 polars/altair/scipy/research, reads the simulated lake, vectorised event paths, a t-test, one chart,
