@@ -7,6 +7,7 @@ run is visible, that it starts in its run directory and that its cells are numbe
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -122,6 +123,60 @@ def test_a_kept_kernel_gives_the_fresh_kernels_record(tmp_path):
     assert batch.execute(fresh).status == "ok"
     got, want = load_record(specs[1].run_dir).verdicts, load_record(fresh.run_dir).verdicts
     assert [(v.hypothesis, v.effect, v.pvalue, v.n_events) for v in got] == [(v.hypothesis, v.effect, v.pvalue, v.n_events) for v in want]
+
+
+def test_a_kept_kernel_that_dies_or_overruns_fails_its_run_and_the_end_state_is_written_once(tmp_path, monkeypatch):
+    # nbclient watches the kernel and the timeout between its reads: on the kept (blocking) client
+    # a kernel dying mid-cell, or a cell past the timeout, used to hang the run for good.
+    # papermill writes the notebook when the engine returns, so the engine's own last save is
+    # skipped; when the engine raises (a dead kernel, a timeout) that save is the only one.
+    import threading
+    import time
+
+    import papermill.engines
+    import papermill.execute
+
+    writes = []
+    real = papermill.execute.write_ipynb
+
+    def counting(nb, path):
+        writes.append((Path(path).parent.name, bool(nb.metadata.papermill.get("end_time"))))
+        real(nb, path)
+
+    monkeypatch.setattr(papermill.execute, "write_ipynb", counting)
+    monkeypatch.setattr(papermill.engines, "write_ipynb", counting)
+    nb = _notebook(tmp_path)
+    edited = nbformat.read(nb, as_version=4)
+    edited.cells.insert(2, nbformat.v4.new_code_cell("import time\nif x == 3:\n    os._exit(1)\nif x == 4:\n    time.sleep(120)"))
+    nbformat.write(edited, nb)
+    kept, runner = kernels.KeptKernel(batch.KERNEL_NAME), None
+    try:
+        specs = [batch.make_spec(nb, {"x": x, "fail": x == 2}, data_dir=tmp_path / "data", out_root=tmp_path / "runs",
+                                 timeout=3 if x == 4 else None) for x in (1, 2, 3, 4)]
+        t0 = time.monotonic()
+        results = []
+        # in a daemon thread: a hang (blocked in a zmq poll, which no pytest timeout interrupts)
+        # fails this test instead of stalling the suite
+        runner = threading.Thread(target=lambda: results.extend(batch.execute(s, kernel=kept) for s in specs), daemon=True)
+        runner.start()
+        runner.join(timeout=120)
+        took = time.monotonic() - t0
+        assert not runner.is_alive(), f"still running after {took:.0f} s: a dead kernel or an overrun cell hangs the run"
+    finally:
+        if runner is None or not runner.is_alive():
+            kept.close()
+    assert [r.status for r in results] == ["ok", "failed", "failed", "failed"], [r.error for r in results]
+    assert results[2].error.startswith("DeadKernelError") and results[3].error.startswith("CellTimeoutError"), \
+        [r.error for r in results]
+    assert took < 60, f"the dead kernel and the 3-s timeout took {took:.0f} s to be noticed"
+    for s in specs:
+        ends = [w for w in writes if w[0] == s.run_dir.name and w[1]]
+        assert len(ends) == 1, f"run x={s.parameters['x']}: the end state was written {len(ends)} times"
+    for r in results[2:]:
+        partial = nbformat.read(r.executed, as_version=4)
+        assert r.executed.endswith("executed.FAILED.ipynb") and partial.metadata.papermill["end_time"]
+        body = [c for c in partial.cells if c.cell_type == "code"][2]  # parameters, injected parameters, body
+        assert body.metadata.papermill["status"] == "completed", "the cells before the stuck one keep their state"
 
 
 class _FakeClient:
