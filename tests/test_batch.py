@@ -288,6 +288,43 @@ runs:
     assert [r.run_dir for r in results.results] == [str(s.run_dir) for s in specs]  # input order
 
 
+def test_grid_timeout_fails_the_overrunning_run_and_the_cli_value_wins(tmp_path):
+    nb = _nb(tmp_path, "naps = 0.0\ndata_dir = None\noutput_dir = '.'", "import time\ntime.sleep(naps)")
+    doc = nbformat.read(nb, as_version=4)
+    doc.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(doc, nb)
+    grid = _grid(tmp_path, f"""
+out: runs
+data_dir: data
+timeout: 60
+runs:
+  - notebook: {nb}
+    zip:
+      naps: [0.0, 30.0]
+""")
+    assert [s.timeout for s in batch.load_grid(grid).specs] == [60, 60]
+    res = runner.invoke(app, ["grid", str(grid), "--workers", "1", "--timeout", "2", "-q"])
+    assert res.exit_code == 1, res.output
+    assert "2 runs, 1 failed" in res.output and "nb.ipynb failed in cell 2: CellTimeoutError" in res.output, res.output
+    status = {s.parameters["naps"]: batch.read_status(s.run_dir) for s in batch.load_grid(grid).specs}
+    assert status[0.0]["status"] == "ok" and status[30.0]["status"] == "failed"
+    assert status[30.0]["seconds"] < 25, "the 2-s timeout of the command line, not the file's 60 s"
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "soon", "true"])
+def test_grid_timeout_must_be_positive_seconds(tmp_path, value):
+    grid = _grid(tmp_path, f"timeout: {value}\nruns:\n  - notebook: {TINY}\n")
+    with pytest.raises(NotebookError, match="timeout must be a positive number of seconds"):
+        batch.load_grid(grid)
+
+
+def test_grid_cli_refuses_a_bad_timeout_before_running(tmp_path):
+    grid = _grid(tmp_path, f"out: runs\nruns:\n  - notebook: {TINY}\n")
+    res = runner.invoke(app, ["grid", str(grid), "--timeout", "0", "-q"])
+    assert res.exit_code == 2 and "--timeout" in res.output, res.output
+    assert not (tmp_path / "runs").exists()
+
+
 def test_grid_on_a_dask_cluster(tmp_path):
     distributed = require_module("distributed", "dask")
     grid = _grid(tmp_path, f"""

@@ -175,8 +175,9 @@ def test_a_kept_kernel_that_dies_or_overruns_fails_its_run_and_the_end_state_is_
     for r in results[2:]:
         partial = nbformat.read(r.executed, as_version=4)
         assert r.executed.endswith("executed.FAILED.ipynb") and partial.metadata.papermill["end_time"]
-        body = [c for c in partial.cells if c.cell_type == "code"][2]  # parameters, injected parameters, body
-        assert body.metadata.papermill["status"] == "completed", "the cells before the stuck one keep their state"
+        states = [c.metadata.papermill["status"] for c in partial.cells]  # parameters, injected, body, stuck, last
+        assert states == ["completed", "completed", "completed", "failed", "pending"], states
+        assert r.cell == 3, "the stuck cell, numbered in the source notebook"
 
 
 class _FakeClient:

@@ -35,6 +35,7 @@ only what failed or is missing. The format (every key except ``runs`` is optiona
     data_dir: data                 # data directory for every run (default: $RESEARCH_DATA_DIR or ./data)
     out: reports/runs              # output root: <out>/<notebook-stem>/<hash12>/
     workers: 2                     # worker processes (the CLI's --workers wins)
+    timeout: 1800                  # seconds one cell may run, else its run fails (--timeout wins; default: no limit)
     runs:
       - notebook: notebooks/10-funding-resets.ipynb   # path relative to this file, or a stem in notebooks/
         parameters:                # fixed values for every run of this entry

@@ -182,6 +182,20 @@ def _source_cell(executed_nb: Path, cell_index: int) -> int:
     return cell_index + (0 if cell_index > inj else 1)
 
 
+def _failed_cell(executed_nb: Path) -> int | None:
+    """1-based source cell number of the cell the executed notebook marks failed (None: none is)."""
+    try:
+        import nbformat
+
+        nb = nbformat.read(executed_nb, as_version=4)
+    except Exception:  # unreadable partial notebook: the error message still names the failure
+        return None
+    for i, c in enumerate(nb.cells):
+        if c.get("metadata", {}).get("papermill", {}).get("status") == "failed":
+            return _source_cell(executed_nb, i)
+    return None
+
+
 def make_spec(notebook, parameters: dict[str, Any] | None = None, *, data_dir=None, out_root=None,
               kernel_name: str = KERNEL_NAME, from_strings: bool = False, timeout: float | None = None) -> RunSpec:
     """Check parameters and resolve paths into a :class:`RunSpec` (raises NotebookError on bad input)."""
@@ -256,6 +270,7 @@ def execute(spec: RunSpec, *, log_output: bool = False, progress_bar: bool = Fal
         result.error = f"{exc.ename}: {exc.evalue}"
     except Exception as exc:  # kernel died, bad notebook, timeout...: still a failed run, not a crash
         result.error = f"{type(exc).__name__}: {exc}".strip()
+        result.cell = _failed_cell(partial) if partial.exists() else None
     finally:
         if kernel is not None:
             kernel.release(ok=result.status == "ok")
@@ -327,9 +342,9 @@ def _captured(path: Path):
 
 def describe_failure(r: RunResult) -> str:
     """One paragraph naming the notebook, the cell, the error and where to look."""
-    where = f"cell {r.cell}" if r.cell is not None else "before any cell ran"
+    where = f" in cell {r.cell}" if r.cell is not None else ""  # None: no cell raised (a dead kernel on a fresh one...)
     look = f"\n  partial notebook: {r.executed}" if r.executed else ""
-    return (f"{Path(r.notebook).name} failed in {where}: {r.error}\n"
+    return (f"{Path(r.notebook).name} failed{where}: {r.error}\n"
             f"  output: {r.run_dir}{look}\n"
             f"  open the notebook in JupyterLab to see the traceback, fix it and rerun")
 

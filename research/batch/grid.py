@@ -23,7 +23,7 @@ _NUMBERED = re.compile(r"^(\d+)-.+\.ipynb$")
 #: the most runs a grid may expand to unless the caller raises it (``research grid --max-runs``)
 MAX_RUNS = 1000
 
-_GRID_KEYS = {"data_dir", "out", "workers", "runs"}
+_GRID_KEYS = {"data_dir", "out", "workers", "timeout", "runs"}
 _ENTRY_KEYS = {"notebook", "notebooks", "parameters", "product", "zip"}
 
 
@@ -34,6 +34,7 @@ class Grid:
     specs: list[RunSpec]
     workers: int | None = None
     source: str = ""
+    timeout: float | None = None
 
 
 def find_notebook(name: str, base: Path | None = None, notebooks_dir=None) -> Path:
@@ -112,10 +113,11 @@ def expand_entry(entry: dict, where: str) -> list[dict[str, Any]]:
 
 
 def load_grid(path, *, data_dir=None, out_root=None, notebooks_dir=None, kernel_name: str = KERNEL_NAME,
-              max_runs: int | None = MAX_RUNS) -> Grid:
+              max_runs: int | None = MAX_RUNS, timeout: float | None = None) -> Grid:
     """Read and expand a grid YAML file, checking every run's parameters before anything runs.
 
-    ``data_dir``/``out_root`` override the file's ``data_dir``/``out``. Paths in the file are
+    ``data_dir``/``out_root``/``timeout`` override the file's ``data_dir``/``out``/``timeout`` (the
+    seconds one cell of a run may take; a cell past it fails its run, the others go on). Paths in the file are
     relative to the file. Duplicate runs (same notebook and parameters) are kept once.
 
     Safety: YAML aliases are refused, notebooks must be ``.ipynb`` files inside the grid's folder,
@@ -138,6 +140,12 @@ def load_grid(path, *, data_dir=None, out_root=None, notebooks_dir=None, kernel_
     if unknown:
         raise NotebookError(f"{path}: unknown key(s) {sorted(unknown)}; allowed: {sorted(_GRID_KEYS)}")
     _check_size(path, doc["runs"], max_runs)
+    if timeout is None:
+        timeout = doc.get("timeout")
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
+            raise NotebookError(f"{path}: timeout must be a positive number of seconds, got {timeout!r}")
+    elif timeout <= 0:
+        raise NotebookError(f"timeout (--timeout) must be a positive number of seconds, got {timeout!r}")
     base = path.parent
     dd = data_dir if data_dir is not None else (base / doc["data_dir"] if doc.get("data_dir") else None)
     out = out_root if out_root is not None else (base / doc["out"] if doc.get("out") else None)
@@ -145,15 +153,15 @@ def load_grid(path, *, data_dir=None, out_root=None, notebooks_dir=None, kernel_
     seen: set[Path] = set()
     for i, entry in enumerate(doc["runs"], 1):
         _entry_specs(entry, f"{path.name} runs[{i}]", base, str(paths.data_dir(dd)), str(runs_root(out)),
-                     notebooks_dir, kernel_name, specs, seen)
+                     notebooks_dir, kernel_name, specs, seen, timeout)
     workers = doc.get("workers")
     if workers is not None and (not isinstance(workers, int) or workers < 1):
         raise NotebookError(f"{path}: workers must be a positive integer, got {workers!r}")
-    return Grid(specs, workers, str(path))
+    return Grid(specs, workers, str(path), timeout)
 
 
 def _entry_specs(entry, where: str, base: Path, data_dir: str, out_root: str, notebooks_dir, kernel_name: str,
-                 specs: list, seen: set) -> None:
+                 specs: list, seen: set, timeout: float | None) -> None:
     """Append the checked, not yet seen runs of one grid entry to ``specs``."""
     if not isinstance(entry, dict):
         raise NotebookError(f"{where}: each run is a mapping with 'notebook' and parameters")
@@ -173,7 +181,7 @@ def _entry_specs(entry, where: str, base: Path, data_dir: str, out_root: str, no
                 checked = check_parameters(nb, params, spec=spec_cache)
             except NotebookError as exc:
                 raise NotebookError(f"{where}: {exc}") from None
-            s = RunSpec(str(nb), checked, data_dir, out_root, kernel_name)
+            s = RunSpec(str(nb), checked, data_dir, out_root, kernel_name, timeout)
             if s.run_dir not in seen:
                 seen.add(s.run_dir)
                 specs.append(s)

@@ -6,6 +6,7 @@ worker starts its kernel first and imports this while the kernel boots.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from queue import Empty
 
@@ -140,6 +141,8 @@ class KeptKernelEngine(NBClientEngine):
             log_output=log_output, stdout_file=stdout_file, stderr_file=stderr_file)
         client = _KeptClient(nb_man, **final_kwargs)
         nb_man.save = _throttled(nb_man.save, SAVE_EVERY)
+        running: list[int] = []
+        nb_man.cell_start = _noting(nb_man.cell_start, running)
         returned = False
         try:
             nb = client.execute()
@@ -153,6 +156,10 @@ class KeptKernelEngine(NBClientEngine):
                 nb_man.save = _skip
             else:  # the kernel died, a timeout...: papermill's notebook_complete is the only writer of the end state
                 del nb_man.save
+                if running:  # papermill marks only a cell that raised as failed; this one stopped the run too
+                    i = running[-1]
+                    nb_man.cell_exception(nb_man.nb.cells[i], cell_index=i, exception=sys.exc_info()[1])
+            del nb_man.cell_start
             kc = getattr(client.kc, "blocking", client.kc)
             if kc is not None and kc is not client.kept_kc:  # the kernel stays; this run's channels do not
                 kc.stop_channels()
@@ -170,6 +177,16 @@ def _throttled(save, every: float):
             save(**kwargs)
 
     return throttled
+
+
+def _noting(cell_start, running: list):
+    """``cell_start``, noting in ``running`` the index of each cell it starts."""
+
+    def noting(cell, cell_index=None, **kwargs):
+        running.append(cell_index)
+        return cell_start(cell, cell_index, **kwargs)
+
+    return noting
 
 
 def _skip(**kwargs) -> None:

@@ -54,6 +54,7 @@ def grid_cmd(
     data_dir: Optional[Path] = DataDir,
     out: Optional[Path] = typer.Option(None, "--out", help="Output root (default: the file's out, else reports/runs)."),
     max_runs: int = typer.Option(1000, "--max-runs", help="Refuse a grid that expands to more runs than this."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="Seconds a cell may run, else its run fails (default: the file's timeout, else no limit)."),
     quiet: bool = Quiet,
 ) -> None:
     """Run a grid of notebooks x parameters in parallel; a failed run does not stop the others.
@@ -66,7 +67,7 @@ def grid_cmd(
     from research.errors import LakeError, NotebookError
 
     try:
-        grid = batch.load_grid(grid_file, data_dir=data_dir, out_root=out, max_runs=max_runs)
+        grid = batch.load_grid(grid_file, data_dir=data_dir, out_root=out, max_runs=max_runs, timeout=timeout)
         for spec in grid.specs:
             batch.check_span(spec.notebook, spec.parameters, spec.data_dir)
         result = batch.run_grid(grid.specs, workers=workers or grid.workers or 2, executor=executor,
