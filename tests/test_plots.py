@@ -78,3 +78,24 @@ def test_market_panel_frame_downsamples():
     assert f["liq_long_musd"].sum() == pytest.approx(1000.0)   # liquidations are summed, not dropped
     assert f["price"].max() == pytest.approx(n - 1)
     assert f["oi_unit"][0] == "k coins"
+
+
+def test_a_chart_changed_in_place_is_exported_and_displayed_as_it_now_is(profiles, tmp_path):
+    import json
+
+    from research.plots import base
+
+    chart = plots.plot_event_profiles(profiles, synthetic=True)
+    first = base.spec_of(chart)
+    assert base.spec_of(chart) is first                       # unchanged: validated once
+    chart.title = "a title set in place"                      # a top-level change
+    assert base.spec_of(chart)["title"] == "a title set in place"
+    inner = chart.vconcat[0].hconcat[0]
+    inner.height = 123                                        # a nested change
+    plots.export(chart, tmp_path / "fig", formats=("json",))
+    saved = json.loads((tmp_path / "fig.vl.json").read_text())
+    assert saved["vconcat"][0]["hconcat"][0]["height"] == 123
+    assert base.display_bundle(chart)["application/vnd.vegalite.v5+json"] == saved
+    chart.title = 5                                           # still validated: a bad change is refused
+    with pytest.raises(Exception, match="title"):
+        base.spec_of(chart)
