@@ -96,6 +96,14 @@ def test_a_chart_changed_in_place_is_exported_and_displayed_as_it_now_is(profile
     saved = json.loads((tmp_path / "fig.vl.json").read_text())
     assert saved["vconcat"][0]["hconcat"][0]["height"] == 123
     assert base.display_bundle(chart)["application/vnd.vegalite.v5+json"] == saved
+    import altair as alt
+
+    alt.theme.enable("default")                               # the theme's config is part of the spec
+    try:
+        assert "config" not in base.spec_of(chart) or base.spec_of(chart)["config"] != saved.get("config")
+    finally:
+        alt.theme.enable(base.THEME)
+    assert base.spec_of(chart) == saved
     chart.title = 5                                           # still validated: a bad change is refused
     with pytest.raises(Exception, match="title"):
         base.spec_of(chart)

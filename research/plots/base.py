@@ -100,7 +100,7 @@ def spec_of(chart) -> dict:
     A chart is displayed and then recorded, and validation is most of the cost of a spec: the spec
     is reused for as long as the chart is not changed in place.
     """
-    state = _leaves(chart, [])
+    state = _leaves(chart, [alt.theme.active])  # the spec carries the theme's config too
     hit = _SPEC_CACHE.get(id(chart))
     if hit is not None and hit[0] is chart and _same_state(hit[1], state):
         return hit[2]
