@@ -306,6 +306,7 @@ runs:
     res = runner.invoke(app, ["grid", str(grid), "--workers", "1", "--timeout", "2", "-q"])
     assert res.exit_code == 1, res.output
     assert "2 runs, 1 failed" in res.output and "nb.ipynb failed in cell 2: CellTimeoutError" in res.output, res.output
+    assert "allow it longer (--timeout" in res.output
     status = {s.parameters["naps"]: batch.read_status(s.run_dir) for s in batch.load_grid(grid).specs}
     assert status[0.0]["status"] == "ok" and status[30.0]["status"] == "failed"
     assert status[30.0]["seconds"] < 25, "the 2-s timeout of the command line, not the file's 60 s"

@@ -169,6 +169,7 @@ def test_a_kept_kernel_that_dies_or_overruns_fails_its_run_and_the_end_state_is_
     assert results[2].error.startswith("DeadKernelError") and results[3].error.startswith("CellTimeoutError"), \
         [r.error for r in results]
     assert took < 60, f"the dead kernel and the 3-s timeout took {took:.0f} s to be noticed"
+    assert "failed in cell 3" in batch.describe_failure(results[2]) and "see run.log" in batch.describe_failure(results[2])
     for s in specs:
         ends = [w for w in writes if w[0] == s.run_dir.name and w[1]]
         assert len(ends) == 1, f"run x={s.parameters['x']}: the end state was written {len(ends)} times"

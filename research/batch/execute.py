@@ -344,9 +344,15 @@ def describe_failure(r: RunResult) -> str:
     """One paragraph naming the notebook, the cell, the error and where to look."""
     where = f" in cell {r.cell}" if r.cell is not None else ""  # None: no cell raised (a dead kernel on a fresh one...)
     look = f"\n  partial notebook: {r.executed}" if r.executed else ""
+    if r.error.startswith("CellTimeoutError"):
+        todo = "make the cell faster, or allow it longer (--timeout, or timeout: in a grid file), and rerun"
+    elif r.error.startswith("DeadKernelError"):
+        todo = "the kernel died (out of memory? a crash?): see run.log in the output folder, then rerun"
+    else:
+        todo = "open the notebook in JupyterLab to see the traceback, fix it and rerun"
     return (f"{Path(r.notebook).name} failed{where}: {r.error}\n"
             f"  output: {r.run_dir}{look}\n"
-            f"  open the notebook in JupyterLab to see the traceback, fix it and rerun")
+            f"  {todo}")
 
 
 def run_notebook(notebook, parameters: dict[str, Any] | None = None, *, data_dir=None, out_root=None,
