@@ -190,10 +190,12 @@ def _failed_cell(executed_nb: Path) -> int | None:
         nb = nbformat.read(executed_nb, as_version=4)
     except Exception:  # unreadable partial notebook: the error message still names the failure
         return None
-    for i, c in enumerate(nb.cells):
-        if c.get("metadata", {}).get("papermill", {}).get("status") == "failed":
-            return _source_cell(executed_nb, i)
-    return None
+    failed = [i for i, c in enumerate(nb.cells) if c.get("metadata", {}).get("papermill", {}).get("status") == "failed"]
+    if not failed:
+        return None
+    injected = [i for i, c in enumerate(nb.cells) if "injected-parameters" in c.get("metadata", {}).get("tags", [])]
+    # as _source_cell, from the notebook already read: papermill's injected cell is not in the source
+    return failed[0] + (0 if injected and failed[0] > injected[0] else 1)
 
 
 def make_spec(notebook, parameters: dict[str, Any] | None = None, *, data_dir=None, out_root=None,
